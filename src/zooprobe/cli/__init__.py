@@ -1,0 +1,51 @@
+"""The ``zooprobe`` command line. Each command group lives in its own module."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from .. import __version__
+from ..errors import ZooprobeError
+from ._common import UserError
+
+
+class _Root(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ZooprobeError as exc:
+            raise UserError(str(exc)) from None
+
+
+@click.group(cls=_Root)
+@click.version_option(__version__, prog_name="zooprobe")
+def cli() -> None:
+    """Find the pretrained backbone to start from for a small labelled dataset.
+
+    \b
+    Examples:
+      zooprobe search resnet --min-top1 80 --max-params 30M --sort=-top1
+      zooprobe show timm:resnet50.a1_in1k
+      zooprobe catalog stats
+      zooprobe plugins --json
+    """
+
+
+def _register_commands() -> None:
+    from .catalog import catalog
+    from .plugins import plugins_list
+    from .search import search, show
+
+    cli.add_command(catalog)
+    cli.add_command(search)
+    cli.add_command(show)
+    cli.add_command(plugins_list)
+
+
+_register_commands()
+
+
+def main() -> None:
+    cli()

@@ -1,0 +1,131 @@
+"""Shared CLI pieces: the user-error exception, the --home option, output helpers."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from ..errors import ZooprobeError
+from ..registry.schema import Entry
+from ..registry.store import Catalog, default_home
+from ..registry.units import format_count
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class UserError(click.ClickException):
+    """A one-line error for bad input; exit code 2 like click's usage errors."""
+
+    exit_code = 2
+
+
+def home_option(func: F) -> F:
+    return click.option(
+        "--home",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=None,
+        help="Catalog directory [default: $ZOOPROBE_HOME or ~/.cache/zooprobe].",
+    )(func)
+
+
+def open_catalog(home: Path | None) -> Catalog:
+    try:
+        return Catalog(home or default_home())
+    except ZooprobeError as exc:
+        raise UserError(str(exc)) from None
+
+
+def ensure_synced(catalog: Catalog) -> None:
+    """Sync the offline sources when the store is empty (the first search on a machine)."""
+    if catalog.count():
+        return
+    from ..plugins.manager import get_sources
+    from ..registry.sync import sync_sources
+
+    sources = list(get_sources().values())
+    click.echo("zooprobe: the catalog is empty; syncing the offline sources once...", err=True)
+    with click.progressbar(length=len(sources), label="syncing", file=click.get_text_stream("stderr")) as bar:
+
+        def step(name: str) -> None:
+            bar.label = f"syncing {name}"
+            bar.update(1)
+
+        results = sync_sources(catalog, sources, on_progress=step)
+    for r in results:
+        click.echo(f"  {r.source}: {r.status}, {r.entries} entries, {r.seconds:.1f}s", err=True)
+
+
+# Flat, documented output fields: name -> (header, getter)
+FIELDS: dict[str, Callable[[Entry], Any]] = {
+    "id": lambda e: e.id,
+    "source": lambda e: e.source,
+    "architecture": lambda e: e.architecture,
+    "family": lambda e: e.family,
+    "tasks": lambda e: " ".join(e.tasks),
+    "modality": lambda e: e.modality,
+    "framework": lambda e: e.framework,
+    "params": lambda e: e.params,
+    "params_no_head": lambda e: e.params_no_head,
+    "compute": lambda e: e.compute.value if e.compute else None,
+    "compute_unit": lambda e: e.compute.unit if e.compute else None,
+    "top1": lambda e: e.top1,
+    "top5": lambda e: e.metric("imagenet-1k", "top5"),
+    "resolution": lambda e: e.input.default_resolution[0] if e.input.default_resolution else None,
+    "feature_dim": lambda e: e.feature_dim,
+    "num_classes": lambda e: e.num_classes,
+    "pretraining": lambda e: ">".join(s.dataset for s in e.pretraining),
+    "pretrain_examples": lambda e: e.pretrain_examples,
+    "weights_license": lambda e: e.weights_license,
+    "file_size_bytes": lambda e: e.file_size_bytes,
+    "handle": lambda e: e.handle,
+}
+DEFAULT_FIELDS = ("id", "params", "compute", "compute_unit", "top1", "resolution", "pretraining")
+
+
+def _human(name: str, value: Any) -> str:
+    if value is None or value == "":
+        return "-"
+    if name in ("params", "params_no_head", "pretrain_examples", "file_size_bytes"):
+        return format_count(value)
+    if isinstance(value, float):
+        return f"{value:.2f}"
+    return str(value)
+
+
+def render(entries: Sequence[Entry], fields: Sequence[str], fmt: str) -> str:
+    """Entries as a terminal table, JSON (a list of objects) or CSV, with the given fields."""
+    rows = [{f: FIELDS[f](e) for f in fields} for e in entries]
+    if fmt == "json":
+        return json.dumps(rows, indent=2)
+    if fmt == "csv":
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=list(fields), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        return buf.getvalue().rstrip("\n")
+    cells = [[_human(f, r[f]) for f in fields] for r in rows]
+    widths = [max([len(f), *(len(c[i]) for c in cells)]) for i, f in enumerate(fields)]
+    lines = ["  ".join(f.upper().ljust(w) for f, w in zip(fields, widths, strict=True)).rstrip()]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(cell, widths, strict=True)).rstrip() for cell in cells]
+    return "\n".join(lines)
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename: never half-written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,91 @@
+"""``zooprobe catalog sync|stats|rebuild``."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import click
+
+from ..plugins.manager import get_source, get_sources
+from ..registry.store import DB_NAME, default_home
+from ..registry.sync import sync_sources
+from ._common import home_option, open_catalog
+
+
+@click.group()
+def catalog() -> None:
+    """Fill and inspect the local catalog of pretrained backbones."""
+
+
+@catalog.command(name="sync")
+@click.option("--source", "source_names", multiple=True, help="Only this source (repeatable) [default: all].")
+@click.option("--force", is_flag=True, help="Re-read sources whose package version has not changed.")
+@home_option
+def catalog_sync(source_names: tuple[str, ...], force: bool, home: Path | None) -> None:
+    """Read every source plugin into the local catalog.
+
+    A source is re-read only when its package version changed (use --force to re-read anyway);
+    a source whose package is not installed keeps what the catalog already holds.
+
+    \b
+    Example:
+      zooprobe catalog sync --source timm --source torchvision
+    """
+    sources = [get_source(n) for n in source_names] if source_names else list(get_sources().values())
+    with open_catalog(home) as cat:
+        with click.progressbar(length=len(sources), label="syncing", file=click.get_text_stream("stderr")) as bar:
+
+            def step(name: str) -> None:
+                bar.label = f"syncing {name}"
+                bar.update(1)
+
+            results = sync_sources(cat, sources, force=force, on_progress=step)
+    for r in results:
+        extra = f" (install with: pip install 'zooprobe[{_extra(r.source)}]')" if r.status == "unavailable" else ""
+        click.echo(f"{r.source}: {r.status}, {r.entries} entries, version {r.version or '-'}, {r.seconds:.1f}s{extra}")
+
+
+def _extra(source_name: str) -> str:
+    return get_sources()[source_name].extra or source_name
+
+
+@catalog.command(name="stats")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@home_option
+def catalog_stats(as_json: bool, home: Path | None) -> None:
+    """How many entries each source holds, from which package version, synced when."""
+    with open_catalog(home) as cat:
+        stats = cat.stats()
+        total = cat.count()
+    if as_json:
+        click.echo(json.dumps({"total": total, "sources": stats}, indent=2))
+        return
+    if not stats:
+        click.echo("the catalog is empty; fill it with 'zooprobe catalog sync'")
+        return
+    for s in stats:
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(float(s["synced_at"])))  # type: ignore[arg-type]
+        click.echo(f"{s['source']:<12} {s['entries']:>6} entries  version {s['version'] or '-':<10} synced {when}")
+    click.echo(f"{'total':<12} {total:>6} entries")
+
+
+@catalog.command(name="rebuild")
+@home_option
+def catalog_rebuild(home: Path | None) -> None:
+    """Move an unreadable or too-new catalog aside (to catalog.sqlite3.bak) and sync a fresh one."""
+    root = home or default_home()
+    path = root / DB_NAME
+    if path.exists():
+        backup = path.with_name(DB_NAME + ".bak")
+        shutil.move(path, backup)
+        for suffix in ("-wal", "-shm"):
+            side = path.with_name(DB_NAME + suffix)
+            if side.exists():
+                shutil.move(side, backup.with_name(backup.name + suffix))
+        click.echo(f"moved the old catalog to {backup}")
+    with open_catalog(root) as cat:
+        for r in sync_sources(cat, get_sources().values(), force=True):
+            click.echo(f"{r.source}: {r.status}, {r.entries} entries")

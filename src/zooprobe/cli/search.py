@@ -1,0 +1,138 @@
+"""``zooprobe search`` and ``zooprobe show``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from ..errors import InvalidChoiceError, ZooprobeError
+from ..registry.schema import MODALITIES
+from ..registry.store import SORT_FIELDS, Query
+from ..registry.units import parse_count
+from ._common import DEFAULT_FIELDS, FIELDS, ensure_synced, home_option, open_catalog, render
+
+
+def _count(_ctx: click.Context, _param: click.Parameter, value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return parse_count(value)
+    except ZooprobeError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def _fields(value: str | None) -> tuple[str, ...]:
+    if not value:
+        return DEFAULT_FIELDS
+    names = tuple(v.strip() for v in value.split(",") if v.strip())
+    for name in names:
+        if name not in FIELDS:
+            raise InvalidChoiceError("field", name, FIELDS)
+    return names
+
+
+@click.command()
+@click.argument("query", required=False)
+@click.option("--source", help="Only entries of this source (timm, torchvision, keras, ...).")
+@click.option("--task", help="Only entries for this task, e.g. image-classification.")
+@click.option("--modality", type=click.Choice(MODALITIES), help="Only this input modality.")
+@click.option("--framework", help="Only this framework: pytorch, keras, ...")
+@click.option("--arch", "arch", metavar="GLOB", help="Architecture name glob, e.g. 'resnet*'.")
+@click.option("--min-params", callback=_count, metavar="N", help="At least N parameters (25M, 1.2B, 300K).")
+@click.option("--max-params", callback=_count, metavar="N", help="At most N parameters (25M, 1.2B, 300K).")
+@click.option("--max-gmacs", type=float, metavar="G", help="At most G GMACs (entries whose source reports GMACs).")
+@click.option("--min-top1", type=float, metavar="PCT", help="At least this ImageNet-1k top-1 (%).")
+@click.option("--pretrain-dataset", metavar="NAME", help="Pretrained on this dataset, e.g. imagenet-21k, laion-2b.")
+@click.option("--license", "license_", metavar="TEXT", help="Weights license containing TEXT, e.g. apache.")
+@click.option("--resolution", type=int, metavar="PX", help="Default input resolution equal to PX.")
+@click.option("--sort", "sort", metavar="FIELD[,FIELD]", help=f"Sort keys, '-' for descending: {', '.join(SORT_FIELDS)}.")
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True, help="At most this many rows.")
+@click.option("--fields", "fields", metavar="F[,F]", help=f"Columns to print: {', '.join(FIELDS)}.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)
+@home_option
+def search(
+    query: str | None,
+    source: str | None,
+    task: str | None,
+    modality: str | None,
+    framework: str | None,
+    arch: str | None,
+    min_params: float | None,
+    max_params: float | None,
+    max_gmacs: float | None,
+    min_top1: float | None,
+    pretrain_dataset: str | None,
+    license_: str | None,
+    resolution: int | None,
+    sort: str | None,
+    limit: int,
+    fields: str | None,
+    fmt: str,
+    home: Path | None,
+) -> None:
+    """Search the catalog of pretrained backbones.
+
+    QUERY matches words (and word prefixes) in ids, architecture names, tags and descriptions;
+    without it every entry matching the filters is listed. Results are sorted by relevance, or
+    by --sort. The first search on an empty catalog syncs the offline sources.
+
+    \b
+    Examples:
+      zooprobe search convnext --pretrain-dataset imagenet-21k --sort=-top1
+      zooprobe search --source torchvision --max-params 10M --fields id,params,top1
+      zooprobe search vit --min-top1 85 --format json
+    """
+    out_fields = _fields(fields)
+    sort_keys = tuple(k.strip() for k in sort.split(",") if k.strip()) if sort else ()
+    for key in sort_keys:
+        if key.lstrip("-+") not in SORT_FIELDS:
+            raise InvalidChoiceError("sort field", key.lstrip("-+"), SORT_FIELDS)
+    with open_catalog(home) as cat:
+        ensure_synced(cat)
+        if source and source not in cat.source_versions():
+            raise InvalidChoiceError("source", source, sorted(cat.source_versions()))
+        entries = cat.search(
+            Query(
+                text=query, source=source, task=task, modality=modality, framework=framework, arch=arch,
+                min_params=min_params, max_params=max_params, max_gmacs=max_gmacs, min_top1=min_top1,
+                pretrain_dataset=pretrain_dataset, license=license_, resolution=resolution,
+                sort=sort_keys, limit=limit,
+            )
+        )
+    if not entries and fmt == "table":
+        click.echo("no entries match; loosen the filters or check 'zooprobe catalog stats'", err=True)
+        return
+    click.echo(render(entries, out_fields, fmt))
+
+
+@click.command()
+@click.argument("entry_id", metavar="ID")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@home_option
+def show(entry_id: str, fmt: str, home: Path | None) -> None:
+    """Show everything the catalog knows about one entry, and where each number came from.
+
+    \b
+    Example:
+      zooprobe show torchvision:resnet50.IMAGENET1K_V2 --format json
+    """
+    with open_catalog(home) as cat:
+        ensure_synced(cat)
+        entry = cat.get(entry_id)
+    data = entry.to_dict()
+    if fmt == "json":
+        click.echo(json.dumps(data, indent=2))
+        return
+    provenance = data.pop("provenance")
+    width = max(len(k) for k in data)
+    for key, value in data.items():
+        if isinstance(value, dict):
+            value = ", ".join(f"{k}={v}" for k, v in value.items() if v is not None) or "-"
+        elif isinstance(value, list | tuple):
+            value = "; ".join(json.dumps(v) if isinstance(v, dict) else str(v) for v in value) or "-"
+        click.echo(f"{key:<{width}}  {'-' if value is None else value}")
+    click.echo("\nwhere the numbers come from:")
+    for key, origin in provenance.items():
+        click.echo(f"  {key:<{width}}  {origin}")

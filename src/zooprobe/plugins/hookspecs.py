@@ -1,0 +1,39 @@
+"""Hook specifications: the contract between zooprobe and its plugins (built-in and third-party).
+
+A plugin is a module or object with functions marked ``@zooprobe.hookimpl``; third-party packages
+expose it in the ``zooprobe`` entry-point group::
+
+    [project.entry-points.zooprobe]
+    my_source = "my_package.zooprobe_plugin"
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:
+    from .source import Source
+
+PROJECT = "zooprobe"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+# -------------------------------------------------------------------------------------------------
+# Catalog sources
+# -------------------------------------------------------------------------------------------------
+
+
+@hookspec
+def register_sources() -> list[Source]:
+    """Return the catalog sources this plugin provides.
+
+    Every source has a unique ``name`` (the part of an id before ``:``), yields
+    :class:`~zooprobe.registry.schema.Entry` records from ``entries()``, and reports the version of
+    the package its entries come from so that syncs are incremental.
+
+    :returns: a list of :class:`~zooprobe.plugins.source.Source` objects (may be empty).
+    """
+    raise NotImplementedError

@@ -1,0 +1,94 @@
+"""The plugin manager factory: built-in plugins, then third-party ones from entry points."""
+
+from __future__ import annotations
+
+import importlib
+import os
+from types import ModuleType
+
+import pluggy
+
+from ..errors import InvalidChoiceError, ZooprobeError
+from . import hookspecs
+from .source import Source
+
+# Built-in plugins are registered exactly as third-party ones are: by module, under a name.
+DEFAULT_PLUGINS: dict[str, str] = {
+    "torchvision": "zooprobe.plugins.torchvision_source",
+    "timm": "zooprobe.plugins.timm_source",
+    "keras": "zooprobe.plugins.keras_source",
+}
+
+ALLOW_ENV = "ZOOPROBE_PLUGINS"
+
+
+def get_plugin_manager(*, load_entrypoints: bool = True) -> pluggy.PluginManager:
+    """Build a plugin manager with the hookspecs, the built-in plugins and installed plugins.
+
+    ``$ZOOPROBE_PLUGINS`` (comma-separated names), when set, is an allow-list: only the plugins
+    it names are registered, built-in or third-party; an empty value registers none.
+
+    :raises pluggy.PluginValidationError: when a plugin implements a hook that does not exist.
+    """
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    allowed_env = os.environ.get(ALLOW_ENV)
+    allowed = None if allowed_env is None else {n.strip() for n in allowed_env.split(",") if n.strip()}
+    for name, module in DEFAULT_PLUGINS.items():
+        if allowed is None or name in allowed:
+            pm.register(importlib.import_module(module), name=name)
+    if load_entrypoints:
+        if allowed is not None:
+            from importlib.metadata import entry_points
+
+            for ep in entry_points(group=hookspecs.PROJECT):
+                if ep.name not in allowed:
+                    pm.set_blocked(ep.name)
+        pm.load_setuptools_entrypoints(hookspecs.PROJECT)
+    pm.check_pending()
+    return pm
+
+
+def get_sources(pm: pluggy.PluginManager | None = None) -> dict[str, Source]:
+    """Every registered source by name.
+
+    :raises ZooprobeError: when two plugins register a source of the same name.
+    """
+    pm = pm or get_plugin_manager()
+    sources: dict[str, Source] = {}
+    for batch in pm.hook.register_sources():
+        for source in batch:
+            if source.name in sources:
+                raise ZooprobeError(
+                    f"two plugins register the source '{source.name}'; uninstall one or block it with {ALLOW_ENV}"
+                )
+            sources[source.name] = source
+    return sources
+
+
+def get_source(name: str, pm: pluggy.PluginManager | None = None) -> Source:
+    sources = get_sources(pm)
+    if name not in sources:
+        raise InvalidChoiceError("source", name, sorted(sources))
+    return sources[name]
+
+
+def describe_plugins(pm: pluggy.PluginManager) -> list[dict[str, object]]:
+    """Name, version (of the distribution, for third-party plugins) and hooks of each plugin."""
+    dists = {id(plugin): dist for plugin, dist in pm.list_plugin_distinfo()}
+    out: list[dict[str, object]] = []
+    for name, plugin in sorted(pm.list_name_plugin(), key=lambda item: item[0]):
+        if plugin is None:
+            continue
+        dist = dists.get(id(plugin))
+        hooks = sorted(h.name for h in pm.get_hookcallers(plugin) or [])
+        version = dist.version if dist is not None else _own_version()
+        module = plugin.__name__ if isinstance(plugin, ModuleType) else type(plugin).__module__
+        out.append({"name": name, "version": version, "module": module, "builtin": dist is None and name in DEFAULT_PLUGINS, "hooks": hooks})
+    return out
+
+
+def _own_version() -> str:
+    from .. import __version__
+
+    return __version__

@@ -1,0 +1,202 @@
+"""The catalog's one record type: a pretrained weight, with where each number came from.
+
+Invariants: records are frozen; unknown values are ``None`` (never guessed); every numeric
+fact named in :data:`PROVENANCE_FIELDS` that is not ``None`` has an entry in ``provenance``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Literal
+
+Modality = Literal["image", "video", "text", "audio", "multimodal"]
+MODALITIES: tuple[str, ...] = ("image", "video", "text", "audio", "multimodal")
+
+PROVENANCE_FIELDS: tuple[str, ...] = (
+    "params",
+    "params_no_head",
+    "macs",
+    "metrics",
+    "pretraining",
+    "feature_dim",
+    "file_size_bytes",
+    "weights_license",
+    "input",
+)
+
+# Examples in each well-known pretraining set; sizes as their papers state them.
+DATASET_SIZES: dict[str, int] = {
+    "imagenet-1k": 1_281_167,
+    "imagenet-12k": 12_000_000,  # timm's ImageNet-12k subset of 21k (~12M images)
+    "imagenet-21k": 14_197_122,
+    "imagenet-22k": 14_197_122,
+    "laion-2b": 2_320_000_000,
+    "laion-400m": 400_000_000,
+    "openai-wit": 400_000_000,
+    "datacomp-1b": 1_400_000_000,
+    "merged-2b": 2_000_000_000,
+    "ig-1b": 940_000_000,  # Instagram 940M (SWSL / WSL papers)
+    "ig-3.5b": 3_500_000_000,
+    "yfcc-100m": 100_000_000,
+    "jft-300m": 300_000_000,
+    "coco": 118_287,
+    "lvd-142m": 142_000_000,
+    "merged-38m": 38_000_000,
+    "places365": 1_803_460,
+}
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What a backbone expects as input.
+
+    Image models fill channels/resolution/mean/std/interpolation/crop_pct; text models fill
+    ``max_tokens``. Resolution is (height, width).
+    """
+
+    channels: int | None = None
+    default_resolution: tuple[int, int] | None = None
+    min_resolution: tuple[int, int] | None = None
+    fixed_resolution: bool | None = None
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    interpolation: str | None = None
+    crop_pct: float | None = None
+    preprocessing: str | None = None  # named scheme when the source uses one (Keras: caffe/tf/torch)
+    max_tokens: int | None = None
+
+
+@dataclass(frozen=True)
+class PretrainStage:
+    """One stage of pretraining, in order: dataset name and its size in examples (None: unknown)."""
+
+    dataset: str
+    examples: int | None = None
+    method: str | None = None  # supervised, self-supervised, distilled, weakly-supervised ...
+
+
+@dataclass(frozen=True)
+class ReportedMetric:
+    """A metric the source reports for these weights, e.g. ImageNet-1k top-1 = 80.9."""
+
+    dataset: str
+    metric: str
+    value: float
+    resolution: int | None = None
+
+
+@dataclass(frozen=True)
+class Compute:
+    """Compute cost as reported: the number keeps its unit (GMACs for timm/Keras, GFLOPS for torchvision)."""
+
+    value: float
+    unit: Literal["GMACs", "GFLOPS"]
+    resolution: int | None = None
+
+    @property
+    def gmacs(self) -> float | None:
+        """The value in GMACs when the source reported GMACs; None otherwise (units are not converted)."""
+        return self.value if self.unit == "GMACs" else None
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One pretrained weight in the catalog.
+
+    ``id`` is ``source:name`` where ``name`` is the source's own name for the weights
+    (``timm:resnet50.a1_in1k``, ``torchvision:resnet50.IMAGENET1K_V2``, ``keras:MobileNetV2``).
+    ``provenance`` maps a field name to where its value came from.
+    """
+
+    source: str
+    name: str
+    architecture: str
+    source_version: str | None = None
+    family: str | None = None
+    tasks: tuple[str, ...] = ()
+    modality: str = "image"
+    framework: str | None = None
+    input: InputSpec = field(default_factory=InputSpec)
+    feature_dim: int | None = None
+    num_classes: int | None = None
+    params: int | None = None
+    params_no_head: int | None = None
+    compute: Compute | None = None
+    pretraining: tuple[PretrainStage, ...] = ()
+    metrics: tuple[ReportedMetric, ...] = ()
+    weights_license: str | None = None
+    code_license: str | None = None
+    file_size_bytes: int | None = None
+    handle: str | None = None
+    tags: tuple[str, ...] = ()
+    aliases: tuple[str, ...] = ()
+    description: str | None = None
+    provenance: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def id(self) -> str:
+        return f"{self.source}:{self.name}"
+
+    def metric(self, dataset: str, metric: str) -> float | None:
+        """The reported value of ``metric`` on ``dataset``, or None."""
+        for m in self.metrics:
+            if m.dataset == dataset and m.metric == metric:
+                return m.value
+        return None
+
+    @property
+    def top1(self) -> float | None:
+        return self.metric("imagenet-1k", "top1")
+
+    @property
+    def pretrain_examples(self) -> int | None:
+        """Largest known pretraining set size across the stages (None if none is known)."""
+        sizes = [s.examples for s in self.pretraining if s.examples is not None]
+        return max(sizes) if sizes else None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict with the documented stable keys (``id`` first)."""
+        data = asdict(self)
+        data["provenance"] = dict(self.provenance)
+        return {"id": self.id, **data}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=False)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Entry:
+        """Inverse of :meth:`to_dict`; raises ``ValueError`` naming an unknown key."""
+        data = dict(data)
+        data.pop("id", None)
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown entry fields {sorted(unknown)}; valid: {sorted(known)}")
+        inp = dict(data.get("input") or {})
+        for key in ("default_resolution", "min_resolution", "mean", "std"):
+            if inp.get(key) is not None:
+                inp[key] = tuple(inp[key])
+        data["input"] = InputSpec(**inp)
+        if data.get("compute"):
+            data["compute"] = Compute(**data["compute"])
+        data["pretraining"] = tuple(PretrainStage(**s) for s in data.get("pretraining") or ())
+        data["metrics"] = tuple(ReportedMetric(**m) for m in data.get("metrics") or ())
+        for key in ("tasks", "tags", "aliases"):
+            data[key] = tuple(data.get(key) or ())
+        prov = data.get("provenance") or {}
+        data["provenance"] = tuple(sorted(prov.items())) if isinstance(prov, dict) else tuple(map(tuple, prov))
+        return cls(**data)
+
+
+def split_id(entry_id: str) -> tuple[str, str]:
+    """Split ``source:name`` into its parts.
+
+    :raises ValueError: when there is no ``:`` or either part is empty.
+    """
+    source, sep, name = entry_id.partition(":")
+    if not sep or not source or not name:
+        raise ValueError(
+            f"'{entry_id}' is not a catalog id; ids look like 'source:name', e.g. 'timm:resnet50.a1_in1k'"
+        )
+    return source, name

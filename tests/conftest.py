@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("KERAS_BACKEND", "torch")
+
+
+@pytest.fixture(autouse=True)
+def zooprobe_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own empty catalog directory."""
+    home = tmp_path / "zooprobe-home"
+    monkeypatch.setenv("ZOOPROBE_HOME", str(home))
+    monkeypatch.delenv("ZOOPROBE_PLUGINS", raising=False)
+    return home
+
+
+@pytest.fixture(scope="session")
+def synced_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A catalog synced once from the real installed torchvision, timm and keras (shared, read-only)."""
+    from zooprobe.plugins.manager import get_sources
+    from zooprobe.registry.store import Catalog
+    from zooprobe.registry.sync import sync_sources
+
+    home = tmp_path_factory.mktemp("synced")
+    with Catalog(home) as cat:
+        results = sync_sources(cat, get_sources().values())
+    assert {r.status for r in results} == {"synced"}, results
+    return home
+
+
+@pytest.fixture
+def synced(synced_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    monkeypatch.setenv("ZOOPROBE_HOME", str(synced_home))
+    yield synced_home

@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+import pytest
+
+from zooprobe.errors import ZooprobeError
+from zooprobe.plugins.timm_source import pretraining_from_tag
+from zooprobe.registry.schema import Compute, Entry, InputSpec, PretrainStage, ReportedMetric, split_id
+from zooprobe.registry.units import format_count, parse_count
+
+
+def make_entry(**overrides: object) -> Entry:
+    values: dict[str, object] = dict(
+        source="demo", name="net.v1", architecture="net", tasks=("image-classification",),
+        input=InputSpec(channels=3, default_resolution=(224, 224), mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)),
+        params=1_000_000, compute=Compute(0.3, "GMACs", 224),
+        pretraining=(PretrainStage("imagenet-1k", 1_281_167, "supervised"),),
+        metrics=(ReportedMetric("imagenet-1k", "top1", 71.5, 224),), tags=("small",),
+        provenance=(("params", "test"),),
+    )
+    values.update(overrides)
+    return Entry(**values)  # type: ignore[arg-type]
+
+
+def test_entry_round_trips_through_dict() -> None:
+    entry = make_entry()
+    data = entry.to_dict()
+    assert data["id"] == "demo:net.v1"
+    assert data["provenance"] == {"params": "test"}
+    assert Entry.from_dict(data) == entry
+
+
+def test_entry_from_dict_rejects_unknown_field() -> None:
+    with pytest.raises(ValueError, match="unknown entry fields \\['bogus'\\]"):
+        Entry.from_dict({**make_entry().to_dict(), "bogus": 1})
+
+
+def test_compute_keeps_units() -> None:
+    assert Compute(4.1, "GMACs").gmacs == 4.1
+    assert Compute(4.1, "GFLOPS").gmacs is None
+
+
+@pytest.mark.parametrize("bad", ["resnet50", ":x", "timm:"])
+def test_split_id_rejects(bad: str) -> None:
+    with pytest.raises(ValueError, match="source:name"):
+        split_id(bad)
+
+
+@pytest.mark.parametrize(
+    ("text", "value"), [("25M", 25e6), ("1.2B", 1.2e9), ("4.1G", 4.1e9), ("300k", 3e5), ("42", 42.0), ("1,000", 1000.0)]
+)
+def test_parse_count(text: str, value: float) -> None:
+    assert parse_count(text) == pytest.approx(value)
+
+
+def test_parse_count_error_names_value() -> None:
+    with pytest.raises(ZooprobeError, match="cannot read '25Q'.*suffix K, M, B/G or T"):
+        parse_count("25Q")
+
+
+def test_format_count() -> None:
+    assert format_count(25_557_032) == "25.6M"
+    assert format_count(1_200_000_000) == "1.2B"
+    assert format_count(None) == "-"
+    assert format_count(512) == "512"
+
+
+@pytest.mark.parametrize(
+    ("tag", "datasets"),
+    [
+        ("a1_in1k", ["imagenet-1k"]),
+        ("in21k_ft_in1k", ["imagenet-21k", "imagenet-1k"]),
+        ("laion2b_ft_in12k_in1k", ["laion-2b", "imagenet-12k", "imagenet-1k"]),
+        ("fb_swsl_ig1b_ft_in1k", ["ig-1b", "imagenet-1k"]),
+        ("augreg", []),
+    ],
+)
+def test_pretraining_from_tag(tag: str, datasets: list[str]) -> None:
+    stages = pretraining_from_tag(tag)
+    assert [s.dataset for s in stages] == datasets
+    if "in1k" in tag:
+        assert stages[-1].examples == 1_281_167
