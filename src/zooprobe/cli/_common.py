@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import sys
 import io
 import json
 import os
@@ -52,7 +53,7 @@ def ensure_synced(catalog: Catalog) -> None:
 
     sources = list(get_sources().values())
     click.echo("zooprobe: the catalog is empty; syncing the offline sources once...", err=True)
-    with click.progressbar(length=len(sources), label="syncing", file=click.get_text_stream("stderr")) as bar:
+    with click.progressbar(length=len(sources), label="syncing", file=sys.stderr) as bar:
 
         def step(name: str) -> None:
             bar.label = f"syncing {name}"

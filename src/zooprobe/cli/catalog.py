@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import shutil
 import time
 from pathlib import Path
@@ -36,7 +37,7 @@ def catalog_sync(source_names: tuple[str, ...], force: bool, home: Path | None) 
     """
     sources = [get_source(n) for n in source_names] if source_names else list(get_sources().values())
     with open_catalog(home) as cat:
-        with click.progressbar(length=len(sources), label="syncing", file=click.get_text_stream("stderr")) as bar:
+        with click.progressbar(length=len(sources), label="syncing", file=sys.stderr) as bar:
 
             def step(name: str) -> None:
                 bar.label = f"syncing {name}"

@@ -103,8 +103,11 @@ def _data_text(name: str) -> str:
 
 
 @cache
-def _results() -> dict[str, dict[str, str]]:
-    return {row["model"]: row for row in csv.DictReader(_data_text(RESULTS_CSV).splitlines())}
+def _results() -> dict[str, list[dict[str, str]]]:
+    rows: dict[str, list[dict[str, str]]] = {}
+    for row in csv.DictReader(_data_text(RESULTS_CSV).splitlines()):
+        rows.setdefault(row["model"], []).append(row)
+    return rows
 
 
 @cache
@@ -172,8 +175,10 @@ class TimmSource(Source):
                 params = int(round(params_no_head + per_class * (num_classes or 0)))
                 prov["params"] = prov["params_no_head"] = prov["feature_dim"] = prov_count
             metrics: list[ReportedMetric] = []
-            row = _results().get(full_name)
-            if row:
+            c, h, w = cfg.input_size
+            # the table evaluates some weights at several sizes: the default input size comes first
+            rows = sorted(_results().get(full_name, []), key=lambda r: int(r["img_size"]) != h)
+            for row in rows:
                 res = int(row["img_size"])
                 metrics.append(ReportedMetric("imagenet-1k", "top1", float(row["top1"]), res))
                 metrics.append(ReportedMetric("imagenet-1k", "top5", float(row["top5"]), res))
@@ -189,7 +194,6 @@ class TimmSource(Source):
             license_ = cfg.license
             if license_:
                 prov["weights_license"] = f"timm {timm_version} pretrained_cfg"
-            c, h, w = cfg.input_size
             tasks = ("image-classification",) if num_classes else ("image-feature-extraction",)
             yield Entry(
                 source="timm",

@@ -1,0 +1,113 @@
+"""Plugin contracts: a third-party source, misspelled hooks, the allow-list."""
+
+from __future__ import annotations
+
+import json
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pluggy
+import pytest
+from click.testing import CliRunner
+
+from zooprobe.cli import cli
+from zooprobe.plugins.manager import get_plugin_manager, get_sources
+
+PLUGIN_MODULE = '''
+from zooprobe import Entry, InputSpec, Source, hookimpl
+
+
+class ToySource(Source):
+    name = "toyzoo"
+
+    def package_version(self):
+        return "0.3"
+
+    def entries(self):
+        for width in (8, 16):
+            yield Entry(source="toyzoo", name=f"toynet{width}", architecture=f"toynet{width}",
+                        input=InputSpec(channels=1, default_resolution=(28, 28)), params=width * 1000,
+                        tags=("toy",), description="a toy convolutional network")
+
+
+@hookimpl
+def register_sources():
+    return [ToySource()]
+'''
+
+
+@pytest.fixture
+def installed_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A real installed distribution declaring a 'zooprobe' entry point (dist-info on sys.path)."""
+    site = tmp_path / "site"
+    (site / "toyzoo_plugin.py").parent.mkdir(parents=True)
+    (site / "toyzoo_plugin.py").write_text(PLUGIN_MODULE)
+    dist = site / "zooprobe_toyzoo-0.3.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: zooprobe-toyzoo\nVersion: 0.3\n")
+    (dist / "entry_points.txt").write_text("[zooprobe]\ntoyzoo = toyzoo_plugin\n")
+    monkeypatch.syspath_prepend(str(site))
+    yield "toyzoo"
+    sys.modules.pop("toyzoo_plugin", None)
+
+
+def test_third_party_entry_point_adds_a_source(installed_plugin: str) -> None:
+    runner = CliRunner()
+    result = runner.invoke(cli, ["catalog", "sync", "--source", "toyzoo"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "toyzoo: synced, 2 entries, version 0.3" in result.output
+    result = runner.invoke(cli, ["search", "toy", "--format", "json", "--fields", "id,params"], catch_exceptions=False)
+    rows = sorted(json.loads(result.output), key=lambda r: r["id"])
+    assert rows == [{"id": "toyzoo:toynet16", "params": 16000}, {"id": "toyzoo:toynet8", "params": 8000}]
+    plugins = json.loads(runner.invoke(cli, ["plugins", "--json"]).output)
+    toy = next(p for p in plugins if p["name"] == "toyzoo")
+    assert toy == {"name": "toyzoo", "version": "0.3", "module": "toyzoo_plugin", "builtin": False, "hooks": ["register_sources"]}
+    assert {p["name"] for p in plugins if p["builtin"]} == {"timm", "torchvision", "keras"}
+
+
+def test_allow_list_blocks_other_plugins(installed_plugin: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ZOOPROBE_PLUGINS", "timm")
+    assert set(get_sources()) == {"timm"}
+    monkeypatch.setenv("ZOOPROBE_PLUGINS", "toyzoo,keras")
+    assert set(get_sources()) == {"toyzoo", "keras"}
+
+
+def test_misspelled_hook_fails_loudly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "typo_plugin.py").write_text(textwrap.dedent('''
+        from zooprobe import hookimpl
+
+        @hookimpl
+        def register_source():
+            return []
+    '''))
+    dist = site / "typo-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: typo\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[zooprobe]\ntypo = typo_plugin\n")
+    monkeypatch.syspath_prepend(str(site))
+    with pytest.raises(pluggy.PluginValidationError, match="register_source"):
+        get_plugin_manager()
+    sys.modules.pop("typo_plugin", None)
+
+
+def test_hook_register_sources_returns_sources() -> None:
+    pm = get_plugin_manager(load_entrypoints=False)
+    names = sorted(s.name for batch in pm.hook.register_sources() for s in batch)
+    assert names == ["keras", "timm", "torchvision"]
+
+
+def test_duplicate_source_names_are_an_error() -> None:
+    from zooprobe.errors import ZooprobeError
+    from zooprobe.plugins import timm_source
+
+    class Again:
+        register_sources = staticmethod(timm_source.register_sources)
+
+    pm = get_plugin_manager(load_entrypoints=False)
+    pm.register(Again(), name="again")
+    with pytest.raises(ZooprobeError, match="two plugins register the source 'timm'"):
+        get_sources(pm)

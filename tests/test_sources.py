@@ -1,0 +1,107 @@
+"""The built-in sources against the real installed libraries."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from zooprobe.registry.store import Catalog, Query
+
+
+def _source_entries(home: Path, source: str) -> dict:
+    with Catalog(home) as cat:
+        return {e.name: e for e in cat.search(Query(source=source, limit=None))}
+
+
+def test_timm_count_equals_list_pretrained(synced: Path) -> None:
+    import timm
+
+    entries = _source_entries(synced, "timm")
+    assert set(entries) == set(timm.list_pretrained())
+
+
+def test_torchvision_count_equals_every_weight(synced: Path) -> None:
+    from torchvision.models import get_model_weights, list_models
+
+    expected = {f"{m}.{w.name}" for m in list_models() for w in get_model_weights(m)}
+    assert set(_source_entries(synced, "torchvision")) == expected
+
+
+def test_keras_count_equals_application_functions(synced: Path) -> None:
+    import keras
+
+    apps = {n for n in dir(keras.applications) if n[:1].isupper()}
+    assert set(_source_entries(synced, "keras")) == apps
+
+
+@pytest.mark.parametrize("name", ["resnet18.a1_in1k", "mobilenetv3_small_100.lamb_in1k", "vit_tiny_patch16_224.augreg_in21k"])
+def test_timm_params_and_features_match_model(synced: Path, name: str) -> None:
+    import timm
+
+    entry = _source_entries(synced, "timm")[name]
+    model = timm.create_model(name, pretrained=False)
+    assert entry.params == sum(p.numel() for p in model.parameters())
+    assert entry.num_classes == model.num_classes
+    features = model.forward_head(model.forward_features(__import__("torch").zeros(1, 3, *entry.input.default_resolution)), pre_logits=True)
+    assert entry.feature_dim == features.shape[-1]
+    body = timm.create_model(name, pretrained=False, num_classes=0)
+    assert entry.params_no_head == sum(p.numel() for p in body.parameters())
+
+
+def test_timm_entry_carries_reference_metrics_and_units(synced: Path) -> None:
+    entry = _source_entries(synced, "timm")["resnet50.a1_in1k"]
+    # results-imagenet.csv has rows at 288 px (81.240) and 224 px (80.382): top1 is at the default 224
+    assert entry.top1 == 80.382
+    assert {(m.metric, m.resolution, m.value) for m in entry.metrics if m.metric == "top1"} == {("top1", 224, 80.382), ("top1", 288, 81.24)}
+    assert entry.compute is not None and entry.compute.unit == "GMACs"
+    assert entry.weights_license == "apache-2.0"
+    assert [s.dataset for s in entry.pretraining] == ["imagenet-1k"]
+    assert entry.handle == "hf-hub:timm/resnet50.a1_in1k"
+    for fieldname in ("params", "metrics", "macs", "input"):
+        assert fieldname in dict(entry.provenance)
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v2.IMAGENET1K_V1", "resnet50.IMAGENET1K_V2", "vit_b_16.IMAGENET1K_SWAG_E2E_V1"])
+def test_torchvision_params_and_features_match_model(synced: Path, name: str) -> None:
+    import torch
+    from torchvision.models import get_model
+
+    entry = _source_entries(synced, "torchvision")[name]
+    # the SWAG ViT weights are for 384 px: their position embeddings, and so params, depend on it
+    extra = {"image_size": entry.input.default_resolution[0]} if name.startswith("vit") else {}
+    model = get_model(entry.architecture, weights=None, num_classes=entry.num_classes, **extra)
+    assert entry.params == sum(p.numel() for p in model.parameters())
+    last = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
+    assert entry.feature_dim == last.in_features
+    assert entry.params_no_head == entry.params - sum(p.numel() for p in last.parameters())
+    assert entry.compute is not None and entry.compute.unit == "GFLOPS"
+
+
+def test_torchvision_swag_pretraining_and_resolution(synced: Path) -> None:
+    entry = _source_entries(synced, "torchvision")["vit_b_16.IMAGENET1K_SWAG_E2E_V1"]
+    assert [s.dataset for s in entry.pretraining] == ["ig-3.5b", "imagenet-1k"]
+    assert entry.input.default_resolution == (384, 384)
+    assert entry.weights_license is not None  # SWAG weights carry their own licence in meta
+
+
+def test_keras_params_and_features_match_model(synced: Path) -> None:
+    import keras
+
+    entry = _source_entries(synced, "keras")["MobileNetV2"]
+    model = keras.applications.MobileNetV2(weights=None)
+    assert entry.params == model.count_params()
+    assert entry.input.default_resolution == (224, 224)
+    body = keras.applications.MobileNetV2(weights=None, include_top=False, pooling="avg")
+    assert entry.feature_dim == body.output_shape[-1] == 1280
+    assert entry.input.preprocessing == "tf"
+    assert entry.top1 == pytest.approx(71.3)
+
+
+def test_resync_is_incremental(synced: Path) -> None:
+    from zooprobe.plugins.manager import get_sources
+    from zooprobe.registry.sync import sync_sources
+
+    with Catalog(synced) as cat:
+        results = sync_sources(cat, get_sources().values())
+    assert {r.status for r in results} == {"unchanged"}
