@@ -20,8 +20,23 @@ def run(*args: str) -> tuple[int, str]:
 
 
 def test_search_filters_sort_and_json(synced: Path) -> None:
-    code, out = run("search", "resnet", "--source", "timm", "--min-top1", "80", "--max-params", "30M",
-                    "--sort=-top1", "--limit", "5", "--format", "json", "--fields", "id,params,top1")
+    code, out = run(
+        "search",
+        "resnet",
+        "--source",
+        "timm",
+        "--min-top1",
+        "80",
+        "--max-params",
+        "30M",
+        "--sort=-top1",
+        "--limit",
+        "5",
+        "--format",
+        "json",
+        "--fields",
+        "id,params,top1",
+    )
     assert code == 0, out
     rows = json.loads(out)
     assert len(rows) == 5
@@ -31,11 +46,23 @@ def test_search_filters_sort_and_json(synced: Path) -> None:
 
 
 def test_search_csv_and_table(synced: Path) -> None:
-    code, out = run("search", "--source", "torchvision", "--arch", "mobilenet_v2", "--format", "csv",
-                    "--fields", "id,params,compute,compute_unit")
+    code, out = run(
+        "search",
+        "--source",
+        "torchvision",
+        "--arch",
+        "mobilenet_v2",
+        "--format",
+        "csv",
+        "--fields",
+        "id,params,compute,compute_unit",
+    )
     assert code == 0, out
     rows = list(csv.DictReader(io.StringIO(out)))
-    assert {r["id"] for r in rows} == {"torchvision:mobilenet_v2.IMAGENET1K_V1", "torchvision:mobilenet_v2.IMAGENET1K_V2"}
+    assert {r["id"] for r in rows} == {
+        "torchvision:mobilenet_v2.IMAGENET1K_V1",
+        "torchvision:mobilenet_v2.IMAGENET1K_V2",
+    }
     assert {r["compute_unit"] for r in rows} == {"GFLOPS"}
     code, out = run("search", "--source", "keras", "--arch", "MobileNetV2")
     assert code == 0
@@ -45,8 +72,19 @@ def test_search_csv_and_table(synced: Path) -> None:
 
 
 def test_search_pretrain_dataset_and_resolution(synced: Path) -> None:
-    code, out = run("search", "--pretrain-dataset", "laion-2b", "--resolution", "224", "--limit", "200",
-                    "--format", "json", "--fields", "id,pretraining,resolution")
+    code, out = run(
+        "search",
+        "--pretrain-dataset",
+        "laion-2b",
+        "--resolution",
+        "224",
+        "--limit",
+        "200",
+        "--format",
+        "json",
+        "--fields",
+        "id,pretraining,resolution",
+    )
     rows = json.loads(out)
     assert rows and all("laion-2b" in r["pretraining"].split(">") and r["resolution"] == 224 for r in rows)
 

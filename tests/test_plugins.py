@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from zooprobe.cli import cli
 from zooprobe.plugins.manager import get_plugin_manager, get_sources
 
-PLUGIN_MODULE = '''
+PLUGIN_MODULE = """
 from zooprobe import Entry, InputSpec, Source, hookimpl
 
 
@@ -35,7 +35,7 @@ class ToySource(Source):
 @hookimpl
 def register_sources():
     return [ToySource()]
-'''
+"""
 
 
 @pytest.fixture
@@ -63,7 +63,13 @@ def test_third_party_entry_point_adds_a_source(installed_plugin: str) -> None:
     assert rows == [{"id": "toyzoo:toynet16", "params": 16000}, {"id": "toyzoo:toynet8", "params": 8000}]
     plugins = json.loads(runner.invoke(cli, ["plugins", "--json"]).output)
     toy = next(p for p in plugins if p["name"] == "toyzoo")
-    assert toy == {"name": "toyzoo", "version": "0.3", "module": "toyzoo_plugin", "builtin": False, "hooks": ["register_sources"]}
+    assert toy == {
+        "name": "toyzoo",
+        "version": "0.3",
+        "module": "toyzoo_plugin",
+        "builtin": False,
+        "hooks": ["register_sources"],
+    }
     assert {p["name"] for p in plugins if p["builtin"]} == {"timm", "torchvision", "keras"}
 
 
@@ -77,13 +83,15 @@ def test_allow_list_blocks_other_plugins(installed_plugin: str, monkeypatch: pyt
 def test_misspelled_hook_fails_loudly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     site = tmp_path / "site"
     site.mkdir()
-    (site / "typo_plugin.py").write_text(textwrap.dedent('''
+    (site / "typo_plugin.py").write_text(
+        textwrap.dedent("""
         from zooprobe import hookimpl
 
         @hookimpl
         def register_source():
             return []
-    '''))
+    """)
+    )
     dist = site / "typo-1.0.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: typo\nVersion: 1.0\n")

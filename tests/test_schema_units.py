@@ -10,11 +10,16 @@ from zooprobe.registry.units import format_count, parse_count
 
 def make_entry(**overrides: object) -> Entry:
     values: dict[str, object] = dict(
-        source="demo", name="net.v1", architecture="net", tasks=("image-classification",),
+        source="demo",
+        name="net.v1",
+        architecture="net",
+        tasks=("image-classification",),
         input=InputSpec(channels=3, default_resolution=(224, 224), mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)),
-        params=1_000_000, compute=Compute(0.3, "GMACs", 224),
+        params=1_000_000,
+        compute=Compute(0.3, "GMACs", 224),
         pretraining=(PretrainStage("imagenet-1k", 1_281_167, "supervised"),),
-        metrics=(ReportedMetric("imagenet-1k", "top1", 71.5, 224),), tags=("small",),
+        metrics=(ReportedMetric("imagenet-1k", "top1", 71.5, 224),),
+        tags=("small",),
         provenance=(("params", "test"),),
     )
     values.update(overrides)

@@ -35,7 +35,9 @@ def test_keras_count_equals_application_functions(synced: Path) -> None:
     assert set(_source_entries(synced, "keras")) == apps
 
 
-@pytest.mark.parametrize("name", ["resnet18.a1_in1k", "mobilenetv3_small_100.lamb_in1k", "vit_tiny_patch16_224.augreg_in21k"])
+@pytest.mark.parametrize(
+    "name", ["resnet18.a1_in1k", "mobilenetv3_small_100.lamb_in1k", "vit_tiny_patch16_224.augreg_in21k"]
+)
 def test_timm_params_and_features_match_model(synced: Path, name: str) -> None:
     import timm
 
@@ -43,7 +45,9 @@ def test_timm_params_and_features_match_model(synced: Path, name: str) -> None:
     model = timm.create_model(name, pretrained=False)
     assert entry.params == sum(p.numel() for p in model.parameters())
     assert entry.num_classes == model.num_classes
-    features = model.forward_head(model.forward_features(__import__("torch").zeros(1, 3, *entry.input.default_resolution)), pre_logits=True)
+    features = model.forward_head(
+        model.forward_features(__import__("torch").zeros(1, 3, *entry.input.default_resolution)), pre_logits=True
+    )
     assert entry.feature_dim == features.shape[-1]
     body = timm.create_model(name, pretrained=False, num_classes=0)
     assert entry.params_no_head == sum(p.numel() for p in body.parameters())
@@ -53,7 +57,10 @@ def test_timm_entry_carries_reference_metrics_and_units(synced: Path) -> None:
     entry = _source_entries(synced, "timm")["resnet50.a1_in1k"]
     # results-imagenet.csv has rows at 288 px (81.240) and 224 px (80.382): top1 is at the default 224
     assert entry.top1 == 80.382
-    assert {(m.metric, m.resolution, m.value) for m in entry.metrics if m.metric == "top1"} == {("top1", 224, 80.382), ("top1", 288, 81.24)}
+    assert {(m.metric, m.resolution, m.value) for m in entry.metrics if m.metric == "top1"} == {
+        ("top1", 224, 80.382),
+        ("top1", 288, 81.24),
+    }
     assert entry.compute is not None and entry.compute.unit == "GMACs"
     assert entry.weights_license == "apache-2.0"
     assert [s.dataset for s in entry.pretraining] == ["imagenet-1k"]
@@ -62,7 +69,9 @@ def test_timm_entry_carries_reference_metrics_and_units(synced: Path) -> None:
         assert fieldname in dict(entry.provenance)
 
 
-@pytest.mark.parametrize("name", ["mobilenet_v2.IMAGENET1K_V1", "resnet50.IMAGENET1K_V2", "vit_b_16.IMAGENET1K_SWAG_E2E_V1"])
+@pytest.mark.parametrize(
+    "name", ["mobilenet_v2.IMAGENET1K_V1", "resnet50.IMAGENET1K_V2", "vit_b_16.IMAGENET1K_SWAG_E2E_V1"]
+)
 def test_torchvision_params_and_features_match_model(synced: Path, name: str) -> None:
     import torch
     from torchvision.models import get_model

@@ -14,12 +14,25 @@ from .test_schema_units import make_entry
 
 def demo_entries() -> list:
     return [
-        make_entry(name="tiny.a", architecture="tiny", params=2_000_000, compute=Compute(0.1, "GMACs", 224),
-                   metrics=(ReportedMetric("imagenet-1k", "top1", 60.0),), tags=("mobile",)),
-        make_entry(name="big.a", architecture="big", params=90_000_000, compute=Compute(15.0, "GMACs", 224),
-                   metrics=(ReportedMetric("imagenet-1k", "top1", 84.0),), description="large residual network"),
-        make_entry(name="mid.a", architecture="mid", params=25_000_000, compute=Compute(4.0, "GFLOPS", 224),
-                   metrics=()),
+        make_entry(
+            name="tiny.a",
+            architecture="tiny",
+            params=2_000_000,
+            compute=Compute(0.1, "GMACs", 224),
+            metrics=(ReportedMetric("imagenet-1k", "top1", 60.0),),
+            tags=("mobile",),
+        ),
+        make_entry(
+            name="big.a",
+            architecture="big",
+            params=90_000_000,
+            compute=Compute(15.0, "GMACs", 224),
+            metrics=(ReportedMetric("imagenet-1k", "top1", 84.0),),
+            description="large residual network",
+        ),
+        make_entry(
+            name="mid.a", architecture="mid", params=25_000_000, compute=Compute(4.0, "GFLOPS", 224), metrics=()
+        ),
     ]
 
 

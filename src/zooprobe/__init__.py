@@ -9,4 +9,13 @@ from .registry.schema import Entry, InputSpec, PretrainStage, ReportedMetric
 
 __version__ = "0.1.0"
 
-__all__ = ["Entry", "InputSpec", "PretrainStage", "ReportedMetric", "Source", "ZooprobeError", "__version__", "hookimpl"]
+__all__ = [
+    "Entry",
+    "InputSpec",
+    "PretrainStage",
+    "ReportedMetric",
+    "Source",
+    "ZooprobeError",
+    "__version__",
+    "hookimpl",
+]

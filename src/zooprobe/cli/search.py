@@ -47,7 +47,9 @@ def _fields(value: str | None) -> tuple[str, ...]:
 @click.option("--pretrain-dataset", metavar="NAME", help="Pretrained on this dataset, e.g. imagenet-21k, laion-2b.")
 @click.option("--license", "license_", metavar="TEXT", help="Weights license containing TEXT, e.g. apache.")
 @click.option("--resolution", type=int, metavar="PX", help="Default input resolution equal to PX.")
-@click.option("--sort", "sort", metavar="FIELD[,FIELD]", help=f"Sort keys, '-' for descending: {', '.join(SORT_FIELDS)}.")
+@click.option(
+    "--sort", "sort", metavar="FIELD[,FIELD]", help=f"Sort keys, '-' for descending: {', '.join(SORT_FIELDS)}."
+)
 @click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True, help="At most this many rows.")
 @click.option("--fields", "fields", metavar="F[,F]", help=f"Columns to print: {', '.join(FIELDS)}.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)
@@ -95,10 +97,21 @@ def search(
             raise InvalidChoiceError("source", source, sorted(cat.source_versions()))
         entries = cat.search(
             Query(
-                text=query, source=source, task=task, modality=modality, framework=framework, arch=arch,
-                min_params=min_params, max_params=max_params, max_gmacs=max_gmacs, min_top1=min_top1,
-                pretrain_dataset=pretrain_dataset, license=license_, resolution=resolution,
-                sort=sort_keys, limit=limit,
+                text=query,
+                source=source,
+                task=task,
+                modality=modality,
+                framework=framework,
+                arch=arch,
+                min_params=min_params,
+                max_params=max_params,
+                max_gmacs=max_gmacs,
+                min_top1=min_top1,
+                pretrain_dataset=pretrain_dataset,
+                license=license_,
+                resolution=resolution,
+                sort=sort_keys,
+                limit=limit,
             )
         )
     if not entries and fmt == "table":

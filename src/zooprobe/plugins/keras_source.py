@@ -27,11 +27,22 @@ SNAPSHOT = "keras_snapshot.json"
 # How each application module's preprocess_input scales pixels (keras/applications/*.py);
 # "built-in" means the model contains its own rescaling layer.
 PREPROCESSING = {
-    "vgg16": "caffe", "vgg19": "caffe", "resnet": "caffe", "resnet50": "caffe",
-    "resnet_v2": "tf", "inception_v3": "tf", "inception_resnet_v2": "tf", "xception": "tf",
-    "mobilenet": "tf", "mobilenet_v2": "tf", "nasnet": "tf",
+    "vgg16": "caffe",
+    "vgg19": "caffe",
+    "resnet": "caffe",
+    "resnet50": "caffe",
+    "resnet_v2": "tf",
+    "inception_v3": "tf",
+    "inception_resnet_v2": "tf",
+    "xception": "tf",
+    "mobilenet": "tf",
+    "mobilenet_v2": "tf",
+    "nasnet": "tf",
     "densenet": "torch",
-    "efficientnet": "built-in", "efficientnet_v2": "built-in", "convnext": "built-in", "mobilenet_v3": "built-in",
+    "efficientnet": "built-in",
+    "efficientnet_v2": "built-in",
+    "convnext": "built-in",
+    "mobilenet_v3": "built-in",
 }
 _MEAN_STD = {
     "tf": ((127.5, 127.5, 127.5), (127.5, 127.5, 127.5)),
@@ -57,8 +68,13 @@ def count_application(name: str) -> dict[str, Any]:
     shape = tuple(full.input_shape[1:3])
     body = builder(weights=None, include_top=False, pooling="avg", input_shape=(*shape, 3))
     feature_dim = int(body.output_shape[-1])
-    return {"params": params, "params_no_head": int(body.count_params()), "feature_dim": feature_dim,
-            "resolution": list(shape), "layers": len(full.layers)}
+    return {
+        "params": params,
+        "params_no_head": int(body.count_params()),
+        "feature_dim": feature_dim,
+        "resolution": list(shape),
+        "layers": len(full.layers),
+    }
 
 
 @cache
@@ -103,7 +119,9 @@ class KerasSource(Source):
                 prov["metrics"] = "Keras Applications table (keras-io applications/index.md)"
             mode = PREPROCESSING.get(module)
             mean, std = _MEAN_STD.get(mode or "", (None, None))
-            resolution = tuple(count["resolution"]) if count else None
+            # MobileNetV3 builds with a free (None, None) input shape: the resolution stays unknown
+            shape = count["resolution"] if count else None
+            resolution = (int(shape[0]), int(shape[1])) if shape and None not in shape else None
             if count:
                 prov["params"] = prov["params_no_head"] = prov["feature_dim"] = snap_prov
             prov["input"] = snap_prov + "; preprocessing mode from the application module"
@@ -122,7 +140,7 @@ class KerasSource(Source):
                 framework="keras",
                 input=InputSpec(
                     channels=3,
-                    default_resolution=resolution,  # type: ignore[arg-type]
+                    default_resolution=resolution,
                     min_resolution=(32, 32) if count else None,
                     fixed_resolution=None,
                     mean=mean,

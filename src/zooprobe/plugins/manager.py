@@ -84,7 +84,15 @@ def describe_plugins(pm: pluggy.PluginManager) -> list[dict[str, object]]:
         hooks = sorted(h.name for h in pm.get_hookcallers(plugin) or [])
         version = dist.version if dist is not None else _own_version()
         module = plugin.__name__ if isinstance(plugin, ModuleType) else type(plugin).__module__
-        out.append({"name": name, "version": version, "module": module, "builtin": dist is None and name in DEFAULT_PLUGINS, "hooks": hooks})
+        out.append(
+            {
+                "name": name,
+                "version": version,
+                "module": module,
+                "builtin": dist is None and name in DEFAULT_PLUGINS,
+                "hooks": hooks,
+            }
+        )
     return out
 
 

@@ -90,11 +90,12 @@ def count_architecture(arch: str) -> dict[str, int]:
     with torch.device("meta"):
         model = timm.create_model(arch, pretrained=False, num_classes=1000)
     total = sum(p.numel() for p in model.parameters())
-    head = model.get_classifier() if hasattr(model, "get_classifier") else None
+    get_classifier: Any = getattr(model, "get_classifier", None)
+    head: Any = get_classifier() if get_classifier is not None else None
     head_params = sum(p.numel() for p in head.parameters()) if isinstance(head, torch.nn.Module) else 0
     if isinstance(head, tuple):  # distilled models return (head, head_dist)
         head_params = sum(p.numel() for h in head for p in h.parameters())
-    feature_dim = getattr(model, "head_hidden_size", None) or model.num_features
+    feature_dim: Any = getattr(model, "head_hidden_size", None) or model.num_features
     return {"params": int(total), "head_params": int(head_params), "feature_dim": int(feature_dim)}
 
 
@@ -224,7 +225,7 @@ class TimmSource(Source):
                 weights_license=license_,
                 code_license="apache-2.0",
                 file_size_bytes=None,
-                handle=f"hf-hub:{cfg.hf_hub_id}" if cfg.hf_hub_id else cfg.url or None,
+                handle=f"hf-hub:{cfg.hf_hub_id}" if cfg.hf_hub_id else (cfg.url if isinstance(cfg.url, str) else None),
                 tags=tuple(t for t in re.split(r"[_\-]", tag) if t),
                 aliases=(),
                 description=f"timm {arch} pretrained weights '{tag}'",

@@ -18,7 +18,12 @@ from .hookspecs import hookimpl
 from .source import Source
 
 # torchvision's metric dataset names -> catalog dataset names
-_DATASETS = {"ImageNet-1K": "imagenet-1k", "COCO-val2017": "coco", "COCO-val2017-VOC-labels": "coco", "Kinetics-400": "kinetics-400"}
+_DATASETS = {
+    "ImageNet-1K": "imagenet-1k",
+    "COCO-val2017": "coco",
+    "COCO-val2017-VOC-labels": "coco",
+    "Kinetics-400": "kinetics-400",
+}
 _TASKS = {
     "torchvision.models.detection": "object-detection",
     "torchvision.models.segmentation": "image-segmentation",
@@ -102,7 +107,9 @@ class TorchvisionSource(Source):
                 metrics = []
                 for ds, values in meta.get("_metrics", {}).items():
                     for metric, value in values.items():
-                        metrics.append(ReportedMetric(_DATASETS.get(ds, ds), metric.replace("acc@", "top"), float(value)))
+                        metrics.append(
+                            ReportedMetric(_DATASETS.get(ds, ds), metric.replace("acc@", "top"), float(value))
+                        )
                 if metrics:
                     prov["metrics"] = f"torchvision {tv_version} weights meta _metrics"
                 keywords = dict(getattr(weights.transforms, "keywords", {}) or {})
@@ -138,7 +145,9 @@ class TorchvisionSource(Source):
                     # the head's size scales with the number of classes these weights have
                     per_class = head[1] / 1000
                     params_no_head = int(round(params - per_class * len(categories))) if params else None
-                    prov["feature_dim"] = prov["params_no_head"] = "last nn.Linear of the model built on the meta device"
+                    prov["feature_dim"] = prov["params_no_head"] = (
+                        "last nn.Linear of the model built on the meta device"
+                    )
                 file_size = meta.get("_file_size")
                 if file_size is not None:
                     prov["file_size_bytes"] = f"torchvision {tv_version} weights meta _file_size (MB)"

@@ -5,4 +5,14 @@ from __future__ import annotations
 from .schema import Compute, Entry, InputSpec, PretrainStage, ReportedMetric, split_id
 from .store import Catalog, Query, default_home
 
-__all__ = ["Catalog", "Compute", "Entry", "InputSpec", "PretrainStage", "Query", "ReportedMetric", "default_home", "split_id"]
+__all__ = [
+    "Catalog",
+    "Compute",
+    "Entry",
+    "InputSpec",
+    "PretrainStage",
+    "Query",
+    "ReportedMetric",
+    "default_home",
+    "split_id",
+]

@@ -196,7 +196,5 @@ def split_id(entry_id: str) -> tuple[str, str]:
     """
     source, sep, name = entry_id.partition(":")
     if not sep or not source or not name:
-        raise ValueError(
-            f"'{entry_id}' is not a catalog id; ids look like 'source:name', e.g. 'timm:resnet50.a1_in1k'"
-        )
+        raise ValueError(f"'{entry_id}' is not a catalog id; ids look like 'source:name', e.g. 'timm:resnet50.a1_in1k'")
     return source, name

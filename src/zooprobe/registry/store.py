@@ -12,13 +12,12 @@ Invariants:
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import os
 import re
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,7 +106,7 @@ def _fts_expression(text: str) -> str:
 class Catalog:
     """The SQLite catalog at ``home/catalog.sqlite3``; created and migrated on open."""
 
-    def __init__(self, home: Path | str | None = None, *, readonly: bool = False) -> None:
+    def __init__(self, home: Path | str | None = None) -> None:
         self.home = Path(home) if home is not None else default_home()
         self.path = self.home / DB_NAME
         self.home.mkdir(parents=True, exist_ok=True)
@@ -176,9 +175,7 @@ class Catalog:
                 "DELETE FROM entries_fts WHERE rowid IN (SELECT rowid FROM entries WHERE source = ?)", (source,)
             )
             self.db.execute("DELETE FROM entries WHERE source = ?", (source,))
-            cursor = self.db.executemany(
-                f"INSERT INTO entries VALUES ({','.join('?' * 19)})", rows
-            )
+            cursor = self.db.executemany(f"INSERT INTO entries VALUES ({','.join('?' * 19)})", rows)
             del cursor
             self.db.executemany(
                 "INSERT INTO entries_fts(rowid, id, name, architecture, tags, description)"
@@ -186,7 +183,8 @@ class Catalog:
                 [(*f, f[0]) for f in fts_rows],
             )
             self.db.execute(
-                "INSERT OR REPLACE INTO sources VALUES (?, ?, ?, ?, ?)", (source, version, origin, time.time(), len(rows))
+                "INSERT OR REPLACE INTO sources VALUES (?, ?, ?, ?, ?)",
+                (source, version, origin, time.time(), len(rows)),
             )
             self.db.execute("COMMIT")
         except BaseException:
@@ -236,10 +234,10 @@ class Catalog:
             joins = " JOIN entries_fts f ON f.rowid = e.rowid"
             where.append("entries_fts MATCH ?")
             params.append(_fts_expression(q.text))
-        for column, value in (("source", q.source), ("modality", q.modality), ("framework", q.framework)):
-            if value:
+        for column, text in (("source", q.source), ("modality", q.modality), ("framework", q.framework)):
+            if text:
                 where.append(f"e.{column} = ?")
-                params.append(value)
+                params.append(text)
         if q.task:
             where.append("(' ' || e.tasks || ' ') LIKE ?")
             params.append(f"% {q.task} %")
@@ -285,13 +283,23 @@ class Catalog:
 def _row(e: Entry) -> tuple[object, ...]:
     res = e.input.default_resolution[0] if e.input.default_resolution else None
     return (
-        e.id, e.source, e.name, e.architecture, e.family, e.modality, e.framework, " ".join(e.tasks),
-        e.params, e.params_no_head, e.compute.gmacs if e.compute else None,
-        e.compute.value if e.compute else None, e.compute.unit if e.compute else None,
-        e.top1, res, " ".join(s.dataset.lower() for s in e.pretraining), e.pretrain_examples,
-        e.weights_license, e.to_json(),
+        e.id,
+        e.source,
+        e.name,
+        e.architecture,
+        e.family,
+        e.modality,
+        e.framework,
+        " ".join(e.tasks),
+        e.params,
+        e.params_no_head,
+        e.compute.gmacs if e.compute else None,
+        e.compute.value if e.compute else None,
+        e.compute.unit if e.compute else None,
+        e.top1,
+        res,
+        " ".join(s.dataset.lower() for s in e.pretraining),
+        e.pretrain_examples,
+        e.weights_license,
+        e.to_json(),
     )
-
-
-def matches_glob(names: Sequence[str], pattern: str) -> list[str]:
-    return [n for n in names if fnmatch.fnmatchcase(n, pattern)]

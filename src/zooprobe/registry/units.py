@@ -14,7 +14,7 @@ def parse_count(text: str) -> float:
     """
     raw = text.strip().replace(",", "").replace("_", "")
     suffix = raw[-1:].upper() if raw[-1:].isalpha() else ""
-    number = raw[: -1] if suffix else raw
+    number = raw[:-1] if suffix else raw
     try:
         if suffix not in _SUFFIXES:
             raise ValueError
