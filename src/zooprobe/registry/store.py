@@ -61,7 +61,15 @@ def m002_sources(db: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (m001_entries, m002_sources)
+def m003_sort_indexes(db: sqlite3.Connection) -> None:
+    # Ascending sorts put unknown (NULL) values last: an index on (col IS NULL, col) lets a sorted,
+    # limited query walk the index and stop early instead of sorting every match. Descending sorts
+    # use the plain column index (SQLite already puts NULLs last there).
+    for column in ("params", "gmacs", "top1", "resolution", "pretrain_examples"):
+        db.execute(f"CREATE INDEX entries_{column}_nulls_last ON entries({column} IS NULL, {column})")
+
+
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (m001_entries, m002_sources, m003_sort_indexes)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 SORT_FIELDS: dict[str, str] = {
@@ -186,6 +194,8 @@ class Catalog:
                 "INSERT OR REPLACE INTO sources VALUES (?, ?, ?, ?, ?)",
                 (source, version, origin, time.time(), len(rows)),
             )
+            # fresh statistics let the planner choose between a filter index and walking a sort index
+            self.db.execute("ANALYZE")
             self.db.execute("COMMIT")
         except BaseException:
             self.db.execute("ROLLBACK")
@@ -231,8 +241,13 @@ class Catalog:
         params: list[object] = []
         joins = ""
         if q.text and _fts_expression(q.text):
-            joins = " JOIN entries_fts f ON f.rowid = e.rowid"
-            where.append("entries_fts MATCH ?")
+            if q.sort:
+                # Sorted: walk the sort index and test membership, so a common word stops at LIMIT
+                # instead of sorting every match.
+                where.append("e.rowid IN (SELECT rowid FROM entries_fts WHERE entries_fts MATCH ?)")
+            else:
+                joins = " JOIN entries_fts f ON f.rowid = e.rowid"
+                where.append("entries_fts MATCH ?")
             params.append(_fts_expression(q.text))
         for column, text in (("source", q.source), ("modality", q.modality), ("framework", q.framework)):
             if text:
@@ -267,7 +282,8 @@ class Catalog:
             if name not in SORT_FIELDS:
                 raise InvalidChoiceError("sort field", name, SORT_FIELDS)
             column = SORT_FIELDS[name]
-            order.append(f"{column} IS NULL, {column} {'DESC' if desc else 'ASC'}")
+            # NULLs sort first in SQLite ascending and last descending; unknowns always go last
+            order.append(f"{column} DESC" if desc else f"{column} IS NULL, {column}")
         if not order:
             order.append("f.rank" if joins else "e.id")
         sql = f"SELECT e.data FROM entries e{joins}"
