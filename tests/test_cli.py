@@ -89,6 +89,12 @@ def test_search_pretrain_dataset_and_resolution(synced: Path) -> None:
     assert rows and all("laion-2b" in r["pretraining"].split(">") and r["resolution"] == 224 for r in rows)
 
 
+def test_search_in22k_tags_count_as_imagenet_21k(synced: Path) -> None:
+    code, out = run("search", "convnext", "--pretrain-dataset", "imagenet-21k", "--sort=-top1", "--format", "json")
+    ids = [r["id"] for r in json.loads(out)]
+    assert "timm:convnext_base.fb_in22k_ft_in1k" in ids
+
+
 def test_show_json_and_table(synced: Path) -> None:
     code, out = run("show", "torchvision:resnet50.IMAGENET1K_V2", "--format", "json")
     data = json.loads(out)

@@ -39,7 +39,7 @@ _TAG_DATASETS: dict[str, tuple[str, str | None]] = {
     "in1k": ("imagenet-1k", "supervised"),
     "in12k": ("imagenet-12k", "supervised"),
     "in21k": ("imagenet-21k", "supervised"),
-    "in22k": ("imagenet-22k", "supervised"),
+    "in22k": ("imagenet-21k", "supervised"),  # timm's older name for the same full ImageNet
     "laion2b": ("laion-2b", "contrastive"),
     "laion400m": ("laion-400m", "contrastive"),
     "openai": ("openai-wit", "contrastive"),

@@ -9,6 +9,7 @@ classification models are read off the architecture built on the meta device (no
 from __future__ import annotations
 
 import inspect
+import warnings
 from collections.abc import Iterator
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
@@ -46,7 +47,9 @@ def head_info(model_name: str) -> tuple[int, int] | None:
     import torch
     from torchvision.models import get_model
 
-    with torch.device("meta"):
+    with torch.device("meta"), warnings.catch_warnings():
+        # googlenet/inception warn about their default init, which a meta build never runs
+        warnings.simplefilter("ignore", FutureWarning)
         model = get_model(model_name, weights=None)
     last = None
     for module in model.modules():

@@ -30,7 +30,6 @@ DATASET_SIZES: dict[str, int] = {
     "imagenet-1k": 1_281_167,
     "imagenet-12k": 12_000_000,  # timm's ImageNet-12k subset of 21k (~12M images)
     "imagenet-21k": 14_197_122,
-    "imagenet-22k": 14_197_122,
     "laion-2b": 2_320_000_000,
     "laion-400m": 400_000_000,
     "openai-wit": 400_000_000,
