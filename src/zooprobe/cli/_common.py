@@ -13,8 +13,11 @@ from typing import Any, TypeVar
 import click
 
 from ..errors import ZooprobeError
+from ..plugins.manager import get_sources
+from ..plugins.source import Source
 from ..registry.schema import Entry
 from ..registry.store import Catalog, default_home
+from ..registry.sync import SyncResult, sync_sources
 from ..registry.units import format_count
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -42,23 +45,23 @@ def open_catalog(home: Path | None) -> Catalog:
         raise UserError(str(exc)) from None
 
 
-def ensure_synced(catalog: Catalog) -> None:
-    """Sync the offline sources when the store is empty (the first search on a machine)."""
-    if catalog.count():
-        return
-    from ..plugins.manager import get_sources
-    from ..registry.sync import sync_sources
-
-    sources = list(get_sources().values())
-    click.echo("zooprobe: the catalog is empty; syncing the offline sources once...", err=True)
+def sync_with_progress(catalog: Catalog, sources: Sequence[Source], *, force: bool = False) -> list[SyncResult]:
+    """Sync ``sources`` into ``catalog`` with a progress bar on stderr."""
     with click.progressbar(length=len(sources), label="syncing", file=sys.stderr) as bar:
 
         def step(name: str) -> None:
             bar.label = f"syncing {name}"
             bar.update(1)
 
-        results = sync_sources(catalog, sources, on_progress=step)
-    for r in results:
+        return sync_sources(catalog, sources, force=force, on_progress=step)
+
+
+def ensure_synced(catalog: Catalog) -> None:
+    """Sync the offline sources when the store is empty (the first search on a machine)."""
+    if catalog.count():
+        return
+    click.echo("zooprobe: the catalog is empty; syncing the offline sources once...", err=True)
+    for r in sync_with_progress(catalog, list(get_sources().values())):
         click.echo(f"  {r.source}: {r.status}, {r.entries} entries, {r.seconds:.1f}s", err=True)
 
 

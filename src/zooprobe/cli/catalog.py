@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 import time
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import click
 from ..plugins.manager import get_source, get_sources
 from ..registry.store import DB_NAME, default_home
 from ..registry.sync import sync_sources
-from ._common import home_option, open_catalog
+from ._common import home_option, open_catalog, sync_with_progress
 
 
 @click.group()
@@ -37,13 +36,7 @@ def catalog_sync(source_names: tuple[str, ...], force: bool, home: Path | None) 
     """
     sources = [get_source(n) for n in source_names] if source_names else list(get_sources().values())
     with open_catalog(home) as cat:
-        with click.progressbar(length=len(sources), label="syncing", file=sys.stderr) as bar:
-
-            def step(name: str) -> None:
-                bar.label = f"syncing {name}"
-                bar.update(1)
-
-            results = sync_sources(cat, sources, force=force, on_progress=step)
+        results = sync_with_progress(cat, sources, force=force)
     for r in results:
         extra = f" (install with: pip install 'zooprobe[{_extra(r.source)}]')" if r.status == "unavailable" else ""
         click.echo(f"{r.source}: {r.status}, {r.entries} entries, version {r.version or '-'}, {r.seconds:.1f}s{extra}")
