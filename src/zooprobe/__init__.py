@@ -2,12 +2,46 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .errors import ZooprobeError
 from .plugins.hookspecs import hookimpl
 from .plugins.source import Source
 from .registry.schema import Entry, InputSpec, PretrainStage, ReportedMetric
 
+if TYPE_CHECKING:
+    from .evaluator.backbone import Backbone
+
 __version__ = "0.1.0"
+
+
+def load(entry_id: str, home: str | None = None) -> Backbone:
+    """Load a catalog entry's pretrained weights, the way its source intends.
+
+    Args:
+        entry_id: a catalog id, e.g. ``torchvision:mobilenet_v2.IMAGENET1K_V1``.
+        home: the catalog directory (default ``$ZOOPROBE_HOME`` or ``~/.cache/zooprobe``).
+
+    Returns:
+        a :class:`~zooprobe.evaluator.backbone.Backbone` in eval mode, with its preprocessing,
+        ordered ``cut_points`` and ``extract(batch, layers)``.
+
+    Example:
+        >>> backbone = zooprobe.load("torchvision:mobilenet_v2.IMAGENET1K_V1")
+        >>> feats = backbone.extract(backbone.preprocess([image]), ["features.7", "pre_logits"])
+    """
+    from .plugins.manager import get_source
+    from .registry.store import Catalog
+
+    with Catalog(home) as catalog:
+        if not catalog.count():
+            from .plugins.manager import get_sources
+            from .registry.sync import sync_sources
+
+            sync_sources(catalog, get_sources().values())
+        entry = catalog.get(entry_id)
+    return get_source(entry.source).load(entry)
+
 
 __all__ = [
     "Entry",

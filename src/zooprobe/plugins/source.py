@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from importlib.util import find_spec
+from typing import TYPE_CHECKING
 
 from ..errors import SourceUnavailableError
 from ..registry.schema import Entry
+
+if TYPE_CHECKING:
+    from ..evaluator.backbone import Backbone
 
 
 class Source:
@@ -40,6 +44,16 @@ class Source:
     def entries(self) -> Iterator[Entry]:
         """Yield every entry of this source."""
         raise NotImplementedError
+
+    def load(self, entry: Entry) -> Backbone:
+        """Load the entry's pretrained model as a :class:`~zooprobe.evaluator.backbone.Backbone`.
+
+        :raises SourceUnavailableError: when this source cannot load weights (yet) or lacks its package.
+        """
+        raise SourceUnavailableError(
+            f"source '{self.name}' lists '{entry.id}' but cannot load weights; "
+            "load a torchvision entry, or a source whose plugin implements load()"
+        )
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"

