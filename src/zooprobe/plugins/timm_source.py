@@ -19,6 +19,7 @@ from importlib import resources
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
+from ..evaluator.backbone import Backbone, block_cut_points
 from ..registry.schema import (
     DATASET_SIZES,
     Compute,
@@ -29,6 +30,13 @@ from ..registry.schema import (
 )
 from .hookspecs import hookimpl
 from .source import Source
+
+
+def torch_module() -> type:
+    import torch
+
+    return torch.nn.Module
+
 
 RESULTS_CSV = "timm_results-imagenet.csv"
 BENCH_CSV = "timm_benchmark-infer-amp-nchw-pt291-cu130-5090.csv"
@@ -137,6 +145,20 @@ class TimmSource(Source):
     name = "timm"
     package = "timm"
     extra = "torch"
+
+    def load(self, entry: Entry) -> Backbone:
+        """``timm.create_model(name, pretrained=True)``: weights from the Hugging Face hub cache
+        (safetensors preferred by timm), honouring ``HF_HOME``, ``HF_ENDPOINT`` and ``HF_HUB_OFFLINE``."""
+        self.require()
+        import timm
+
+        model = timm.create_model(entry.name, pretrained=True)
+        model.eval()
+        get_classifier: Any = getattr(model, "get_classifier", None)
+        classifier = get_classifier() if get_classifier is not None else None
+        if not isinstance(classifier, torch_module()):
+            classifier = None
+        return Backbone(entry=entry, model=model, cut_points=block_cut_points(model, classifier), classifier=classifier)
 
     def package_version(self) -> str | None:
         try:
