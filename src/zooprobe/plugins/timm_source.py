@@ -31,13 +31,6 @@ from ..registry.schema import (
 from .hookspecs import hookimpl
 from .source import Source
 
-
-def torch_module() -> type:
-    import torch
-
-    return torch.nn.Module
-
-
 RESULTS_CSV = "timm_results-imagenet.csv"
 BENCH_CSV = "timm_benchmark-infer-amp-nchw-pt291-cu130-5090.csv"
 SNAPSHOT = "timm_snapshot.json.gz"
@@ -151,13 +144,13 @@ class TimmSource(Source):
         (safetensors preferred by timm), honouring ``HF_HOME``, ``HF_ENDPOINT`` and ``HF_HUB_OFFLINE``."""
         self.require()
         import timm
+        import torch
 
         model = timm.create_model(entry.name, pretrained=True)
         model.eval()
         get_classifier: Any = getattr(model, "get_classifier", None)
-        classifier = get_classifier() if get_classifier is not None else None
-        if not isinstance(classifier, torch_module()):
-            classifier = None
+        head = get_classifier() if get_classifier is not None else None
+        classifier = head if isinstance(head, torch.nn.Module) else None
         return Backbone(entry=entry, model=model, cut_points=block_cut_points(model, classifier), classifier=classifier)
 
     def package_version(self) -> str | None:
