@@ -1,0 +1,152 @@
+"""Turning a dataset into pooled features at a backbone's cut points, with a content-addressed cache.
+
+Cache invariants: a feature file is keyed by (weights identity, preprocessing, dataset content hash,
+cut point); it is written in chunks into a temporary ``.npy`` memory map and renamed into place only
+when complete, so a killed extraction never leaves a file that looks finished, and memory stays
+bounded by one batch whatever the dataset size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..registry.store import default_home
+from .backbone import Backbone
+from .datasets import Dataset
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+
+def cache_key(backbone: Backbone, dataset: Dataset, layer: str, dataset_hash: str | None = None) -> str:
+    """sha256 over the weights' identity, the preprocessing, the dataset's content and the cut point."""
+    entry = backbone.entry
+    identity = {
+        "entry": entry.id,
+        "source_version": entry.source_version,
+        "handle": entry.handle,
+        "preprocessing": asdict(entry.input),
+        "dataset": dataset_hash or dataset.content_hash(),
+        "layer": layer,
+        "pooling": "mean",
+    }
+    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _images_batches(backbone: Backbone, dataset: Dataset, batch_size: int, num_workers: int) -> Any:
+    import torch.utils.data
+
+    class _Images(torch.utils.data.Dataset[Any]):
+        def __len__(self) -> int:
+            return len(dataset)
+
+        def __getitem__(self, index: int) -> Any:
+            return backbone.preprocess([dataset.load_image(index)])[0]
+
+    return torch.utils.data.DataLoader(
+        _Images(), batch_size=batch_size, shuffle=False, num_workers=num_workers, persistent_workers=False
+    )
+
+
+def extract_features(
+    backbone: Backbone,
+    dataset: Dataset,
+    layers: Sequence[str],
+    *,
+    batch_size: int = 64,
+    num_workers: int | None = None,
+    cache_dir: Path | None = None,
+    progress: bool = True,
+) -> dict[str, npt.NDArray[np.float32]]:
+    """Pooled features (N x D, float32) of every image of ``dataset`` at each of ``layers``.
+
+    Layers already in the cache are read (memory-mapped), the rest are computed together in one
+    pass over the data: images decoded ahead by DataLoader workers, ``torch.inference_mode``, one
+    forward pass per batch stopping at the deepest layer needed.
+
+    Args:
+        cache_dir: where feature files live (default ``$ZOOPROBE_HOME/features``).
+        num_workers: decoding processes (default: none for datasets held in memory, else up to 2).
+    """
+    import numpy as np
+
+    if dataset.modality != "image":
+        raise ValueError(f"dataset '{dataset.name}' holds {dataset.modality}; image backbones need images")
+    backbone.check_cut_points(layers)
+    cache = cache_dir or default_home() / "features"
+    cache.mkdir(parents=True, exist_ok=True)
+    digest = dataset.content_hash()
+    paths = {layer: cache / f"{cache_key(backbone, dataset, layer, digest)}.npy" for layer in layers}
+    missing = [layer for layer in layers if not paths[layer].exists()]
+    if missing:
+        _compute(backbone, dataset, missing, paths, batch_size, num_workers, progress)
+    return {layer: np.load(paths[layer], mmap_mode="r") for layer in layers}
+
+
+def _compute(
+    backbone: Backbone,
+    dataset: Dataset,
+    layers: list[str],
+    paths: dict[str, Path],
+    batch_size: int,
+    num_workers: int | None,
+    show_progress: bool,
+) -> None:
+    import click
+    import numpy as np
+
+    if num_workers is None:
+        num_workers = 0 if dataset.paths is None else min(2, os.cpu_count() or 1)
+    outputs: dict[str, Any] = {}
+    temps = {layer: path.with_name(f".{path.stem}.{os.getpid()}.tmp.npy") for layer, path in paths.items()}
+    done = 0
+    started = time.perf_counter()
+    try:
+        with (
+            click.progressbar(
+                length=len(dataset), label=f"extracting {backbone.entry.id}", file=sys.stderr, show_eta=True
+            )
+            if show_progress
+            else _NoBar() as bar
+        ):
+            for batch in _images_batches(backbone, dataset, batch_size, num_workers):
+                features = backbone.extract(batch, layers)
+                for layer in layers:
+                    values = features[layer].float().numpy()
+                    if layer not in outputs:
+                        outputs[layer] = np.lib.format.open_memmap(
+                            temps[layer], mode="w+", dtype=np.float32, shape=(len(dataset), values.shape[1])
+                        )
+                    outputs[layer][done : done + len(values)] = values
+                done += len(batch)
+                bar.update(len(batch))
+                bar.label = f"extracting {backbone.entry.id} ({done / (time.perf_counter() - started):.0f} images/s)"
+        for layer in layers:
+            outputs[layer].flush()
+            del outputs[layer]
+            os.replace(temps[layer], paths[layer])
+    finally:
+        for temp in temps.values():
+            temp.unlink(missing_ok=True)
+
+
+class _NoBar:
+    label = ""
+
+    def __enter__(self) -> _NoBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def update(self, _n: int) -> None:
+        return None

@@ -1,0 +1,70 @@
+"""Feature extraction over a dataset with the real MobileNetV2, and the feature cache."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from zooprobe.evaluator.datasets import read_dataset
+from zooprobe.evaluator.features import extract_features
+
+from .test_backbone import mobilenet, torch_home  # noqa: F401 - fixtures
+
+
+def write_digits(path: Path, count: int = 48, bump: int = 0) -> Path:
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    x = (digits.images[:count] * 15).astype(np.uint8)
+    x[0, 0, 0] += bump
+    np.savez(path, x=x, y=digits.target[:count])
+    return path
+
+
+def test_extracts_every_image_at_several_layers(mobilenet, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    dataset = read_dataset(str(write_digits(tmp_path / "d.npz")))
+    feats = extract_features(mobilenet, dataset, ["features.3", "pre_logits"], batch_size=16, progress=False)
+    assert feats["features.3"].shape == (48, 24) and feats["pre_logits"].shape == (48, 1280)
+    one = mobilenet.extract(mobilenet.preprocess([dataset.load_image(17)]), ["pre_logits"])["pre_logits"]
+    np.testing.assert_allclose(feats["pre_logits"][17], one[0].numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_cache_hit_runs_no_model_and_changed_data_recomputes(mobilenet, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    import torch
+
+    cache = tmp_path / "cache"
+    dataset = read_dataset(str(write_digits(tmp_path / "d.npz")))
+    first = extract_features(mobilenet, dataset, ["pre_logits"], cache_dir=cache, progress=False)
+    assert len(list(cache.glob("*.npy"))) == 1
+
+    class Forbidden(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            raise AssertionError("the model ran although the features were cached")
+
+    real_model = mobilenet.model
+    mobilenet.model = Forbidden()
+    again = extract_features(mobilenet, dataset, ["pre_logits"], cache_dir=cache, progress=False)
+    np.testing.assert_array_equal(first["pre_logits"], again["pre_logits"])
+    mobilenet.model = real_model
+
+    changed = read_dataset(str(write_digits(tmp_path / "d.npz", bump=7)))
+    extract_features(mobilenet, changed, ["pre_logits"], cache_dir=cache, progress=False)
+    assert len(list(cache.glob("*.npy"))) == 2
+
+
+def test_interrupted_extraction_leaves_no_cache_file(mobilenet, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    cache = tmp_path / "cache"
+    dataset = read_dataset(str(write_digits(tmp_path / "d.npz")))
+    original = dataset.load_image
+
+    def failing(index: int):  # type: ignore[no-untyped-def]
+        if index == 40:
+            raise KeyboardInterrupt
+        return original(index)
+
+    object.__setattr__(dataset, "load_image", failing)
+    with pytest.raises(KeyboardInterrupt):
+        extract_features(mobilenet, dataset, ["pre_logits"], batch_size=16, cache_dir=cache, progress=False)
+    assert list(cache.iterdir()) == []
