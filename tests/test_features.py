@@ -68,3 +68,22 @@ def test_interrupted_extraction_leaves_no_cache_file(mobilenet, tmp_path: Path) 
     with pytest.raises(KeyboardInterrupt):
         extract_features(mobilenet, dataset, ["pre_logits"], batch_size=16, cache_dir=cache, progress=False)
     assert list(cache.iterdir()) == []
+
+
+def test_worker_processes_decode_files_to_the_same_features(mobilenet, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    for i in range(12):
+        folder = tmp_path / "images" / str(digits.target[i] % 2)
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray((digits.images[i] * 15).astype(np.uint8)).save(folder / f"{i}.png")
+    dataset = read_dataset(str(tmp_path / "images"))
+    two = extract_features(
+        mobilenet, dataset, ["pre_logits"], batch_size=4, num_workers=2, cache_dir=tmp_path / "a", progress=False
+    )
+    none = extract_features(
+        mobilenet, dataset, ["pre_logits"], batch_size=4, num_workers=0, cache_dir=tmp_path / "b", progress=False
+    )
+    np.testing.assert_array_equal(two["pre_logits"], none["pre_logits"])

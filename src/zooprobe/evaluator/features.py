@@ -42,19 +42,25 @@ def cache_key(backbone: Backbone, dataset: Dataset, layer: str, dataset_hash: st
     return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
 
 
+class _PreprocessedImages:
+    """Map-style dataset of preprocessed images; module-level so spawned DataLoader workers can pickle it."""
+
+    def __init__(self, backbone: Backbone, dataset: Dataset) -> None:
+        self.backbone = backbone
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> Any:
+        return self.backbone.preprocess([self.dataset.load_image(index)])[0]
+
+
 def _images_batches(backbone: Backbone, dataset: Dataset, batch_size: int, num_workers: int) -> Any:
     import torch.utils.data
 
-    class _Images(torch.utils.data.Dataset[Any]):
-        def __len__(self) -> int:
-            return len(dataset)
-
-        def __getitem__(self, index: int) -> Any:
-            return backbone.preprocess([dataset.load_image(index)])[0]
-
-    return torch.utils.data.DataLoader(
-        _Images(), batch_size=batch_size, shuffle=False, num_workers=num_workers, persistent_workers=False
-    )
+    images: Any = _PreprocessedImages(backbone, dataset)
+    return torch.utils.data.DataLoader(images, batch_size=batch_size, shuffle=False, num_workers=num_workers)
 
 
 def extract_features(
