@@ -76,6 +76,7 @@ def test_format_count() -> None:
         ("in21k_ft_in1k", ["imagenet-21k", "imagenet-1k"]),
         ("laion2b_ft_in12k_in1k", ["laion-2b", "imagenet-12k", "imagenet-1k"]),
         ("fb_swsl_ig1b_ft_in1k", ["ig-1b", "imagenet-1k"]),
+        ("sw_in12k_ft_in1k", ["imagenet-12k", "imagenet-1k"]),  # 'sw' is a recipe tag, not a dataset
         ("augreg", []),
     ],
 )

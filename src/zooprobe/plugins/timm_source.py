@@ -52,7 +52,6 @@ _TAG_DATASETS: dict[str, tuple[str, str | None]] = {
     "ig3b": ("ig-3.5b", "weakly-supervised"),
     "yfcc100m": ("yfcc-100m", "semi-supervised"),
     "lvd142m": ("lvd-142m", "self-supervised"),
-    "sw": ("ig-1b", "semi-weakly-supervised"),
     "coco": ("coco", None),
     "jft": ("jft-300m", "supervised"),
 }
