@@ -66,12 +66,9 @@ def pretraining_from_tag(tag: str) -> tuple[PretrainStage, ...]:
     """
     stages: list[PretrainStage] = []
     for token in re.split(r"[_\-]", tag.lower()):
-        key = token
-        if token in ("swsl", "ssl"):
+        if token not in _TAG_DATASETS:
             continue
-        if key not in _TAG_DATASETS:
-            continue
-        dataset, method = _TAG_DATASETS[key]
+        dataset, method = _TAG_DATASETS[token]
         if stages and stages[-1].dataset == dataset:
             continue
         stages.append(PretrainStage(dataset, DATASET_SIZES.get(dataset), method))
