@@ -52,4 +52,5 @@ __all__ = [
     "ZooprobeError",
     "__version__",
     "hookimpl",
+    "load",
 ]

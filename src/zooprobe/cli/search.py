@@ -9,7 +9,7 @@ import click
 
 from ..errors import InvalidChoiceError, ZooprobeError
 from ..registry.schema import MODALITIES
-from ..registry.store import SORT_FIELDS, Query
+from ..registry.store import SORT_FIELDS, Query, sort_field
 from ..registry.units import parse_count
 from ._common import DEFAULT_FIELDS, FIELDS, ensure_synced, home_option, open_catalog, render
 
@@ -88,9 +88,8 @@ def search(
     """
     out_fields = _fields(fields)
     sort_keys = tuple(k.strip() for k in sort.split(",") if k.strip()) if sort else ()
-    for key in sort_keys:
-        if key.lstrip("-+") not in SORT_FIELDS:
-            raise InvalidChoiceError("sort field", key.lstrip("-+"), SORT_FIELDS)
+    for key in sort_keys:  # before the first-run sync: a typo should not cost a sync
+        sort_field(key)
     with open_catalog(home) as cat:
         ensure_synced(cat)
         if source and source not in cat.source_versions():

@@ -133,7 +133,7 @@ class Backbone:
         return {name: captured[name] for name in layers}
 
 
-def last_linear(model: torch.nn.Module) -> torch.nn.Module | None:
+def last_linear(model: torch.nn.Module) -> torch.nn.Linear | None:
     import torch
 
     last = None

@@ -52,7 +52,7 @@ class Source:
         """
         raise SourceUnavailableError(
             f"source '{self.name}' lists '{entry.id}' but cannot load weights; "
-            "load a torchvision entry, or a source whose plugin implements load()"
+            "load a torchvision or timm entry, or a source whose plugin implements load()"
         )
 
     def __repr__(self) -> str:

@@ -75,6 +75,12 @@ def pretraining_from_tag(tag: str) -> tuple[PretrainStage, ...]:
     return tuple(stages)
 
 
+def classifier_of(model: Any) -> Any:
+    """timm's ``get_classifier()``: a module, a (head, head_dist) tuple for distilled models, or None."""
+    get_classifier = getattr(model, "get_classifier", None)
+    return get_classifier() if get_classifier is not None else None
+
+
 def count_architecture(arch: str) -> dict[str, int]:
     """Exact parameter counts of ``arch`` (1000-class head) built on the meta device.
 
@@ -87,8 +93,7 @@ def count_architecture(arch: str) -> dict[str, int]:
     with torch.device("meta"):
         model = timm.create_model(arch, pretrained=False, num_classes=1000)
     total = sum(p.numel() for p in model.parameters())
-    get_classifier: Any = getattr(model, "get_classifier", None)
-    head: Any = get_classifier() if get_classifier is not None else None
+    head = classifier_of(model)
     head_params = sum(p.numel() for p in head.parameters()) if isinstance(head, torch.nn.Module) else 0
     if isinstance(head, tuple):  # distilled models return (head, head_dist)
         head_params = sum(p.numel() for h in head for p in h.parameters())
@@ -144,8 +149,7 @@ class TimmSource(Source):
 
         model = timm.create_model(entry.name, pretrained=True)
         model.eval()
-        get_classifier: Any = getattr(model, "get_classifier", None)
-        head = get_classifier() if get_classifier is not None else None
+        head = classifier_of(model)
         classifier = head if isinstance(head, torch.nn.Module) else None
         return Backbone(entry=entry, model=model, cut_points=block_cut_points(model, classifier), classifier=classifier)
 

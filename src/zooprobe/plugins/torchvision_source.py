@@ -55,10 +55,7 @@ def head_info(model_name: str) -> tuple[int, int] | None:
         # googlenet/inception warn about their default init, which a meta build never runs
         warnings.simplefilter("ignore", FutureWarning)
         model = get_model(model_name, weights=None)
-    last = None
-    for module in model.modules():
-        if isinstance(module, torch.nn.Linear):
-            last = module
+    last = last_linear(model)
     if last is None:
         return None
     return int(last.in_features), sum(p.numel() for p in last.parameters())

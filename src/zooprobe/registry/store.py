@@ -104,6 +104,17 @@ class Query:
     limit: int | None = 50
 
 
+def sort_field(key: str) -> str:
+    """The field name of a sort key (``-top1`` -> ``top1``).
+
+    :raises InvalidChoiceError: naming the field and the valid ones.
+    """
+    name = key.lstrip("-+")
+    if name not in SORT_FIELDS:
+        raise InvalidChoiceError("sort field", name, SORT_FIELDS)
+    return name
+
+
 def _fts_expression(text: str) -> str:
     # Each word becomes a quoted prefix term so 'resnet' finds 'resnet50' and user punctuation
     # cannot inject FTS syntax.
@@ -183,8 +194,7 @@ class Catalog:
                 "DELETE FROM entries_fts WHERE rowid IN (SELECT rowid FROM entries WHERE source = ?)", (source,)
             )
             self.db.execute("DELETE FROM entries WHERE source = ?", (source,))
-            cursor = self.db.executemany(f"INSERT INTO entries VALUES ({','.join('?' * 19)})", rows)
-            del cursor
+            self.db.executemany(f"INSERT INTO entries VALUES ({','.join('?' * 19)})", rows)
             self.db.executemany(
                 "INSERT INTO entries_fts(rowid, id, name, architecture, tags, description)"
                 " SELECT rowid, ?, ?, ?, ?, ? FROM entries WHERE id = ?",
@@ -242,8 +252,8 @@ class Catalog:
         joins = ""
         if q.text and _fts_expression(q.text):
             if q.sort:
-                # Sorted: walk the sort index and test membership, so a common word stops at LIMIT
-                # instead of sorting every match.
+                # Sorted: no bm25 rank is needed, so matches become a rowid list the planner can
+                # combine with the numeric indexes (at 1M records it still sorts every match).
                 where.append("e.rowid IN (SELECT rowid FROM entries_fts WHERE entries_fts MATCH ?)")
             else:
                 joins = " JOIN entries_fts f ON f.rowid = e.rowid"
@@ -278,10 +288,7 @@ class Catalog:
         order = []
         for key in q.sort:
             desc = key.startswith("-")
-            name = key.lstrip("-+")
-            if name not in SORT_FIELDS:
-                raise InvalidChoiceError("sort field", name, SORT_FIELDS)
-            column = SORT_FIELDS[name]
+            column = SORT_FIELDS[sort_field(key)]
             # NULLs sort first in SQLite ascending and last descending; unknowns always go last
             order.append(f"{column} DESC" if desc else f"{column} IS NULL, {column}")
         if not order:
