@@ -1,0 +1,343 @@
+"""The run store: assessments and fine-tuning runs, kept apart from the catalog so that rebuilding the
+catalog never touches a user's results.
+
+Invariants:
+- One SQLite file (``runs.sqlite3`` beside the catalog), WAL mode, versioned by ``PRAGMA user_version``
+  with append-only migrations, as the catalog.
+- A run is created ``running`` and ends ``done`` or ``failed``; a killed process leaves it ``running``
+  and a later call may resume it. Every result row is written in its own transaction as soon as it
+  is known, so an interruption loses at most the row being computed.
+- Result rows are keyed so that writing the same result twice replaces it (resuming is idempotent).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from ..errors import StoreError, ZooprobeError
+from .store import default_home
+
+RUNS_DB_NAME = "runs.sqlite3"
+RunKind = Literal["assess", "finetune"]
+RunStatus = Literal["running", "done", "failed"]
+
+
+class UnknownRunError(ZooprobeError):
+    """A run id that is not in the store."""
+
+
+def m001_runs(db: sqlite3.Connection) -> None:
+    db.execute(
+        """CREATE TABLE runs (
+            id TEXT PRIMARY KEY, kind TEXT NOT NULL, status TEXT NOT NULL,
+            created REAL NOT NULL, updated REAL NOT NULL,
+            data TEXT NOT NULL, data_hash TEXT, config TEXT NOT NULL, versions TEXT NOT NULL,
+            summary TEXT, error TEXT)"""
+    )
+    db.execute("CREATE INDEX runs_created ON runs(created)")
+    db.execute("CREATE INDEX runs_data ON runs(data_hash)")
+    # One row per (candidate, cut point, metric) of an assessment; layer '' for per-model facts.
+    db.execute(
+        """CREATE TABLE scores (
+            run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            model TEXT NOT NULL, layer TEXT NOT NULL, metric TEXT NOT NULL,
+            value REAL, spread REAL, seconds REAL, extra TEXT,
+            PRIMARY KEY (run_id, model, layer, metric))"""
+    )
+    # Per-candidate JSON documents of an assessment: input check, data ratio, recommendation.
+    db.execute(
+        """CREATE TABLE candidates (
+            run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            model TEXT NOT NULL, position INTEGER NOT NULL, doc TEXT NOT NULL,
+            PRIMARY KEY (run_id, model))"""
+    )
+    # One row per epoch of each arm (a strategy, or 'scratch') of a fine-tuning run.
+    db.execute(
+        """CREATE TABLE epochs (
+            run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            arm TEXT NOT NULL, epoch INTEGER NOT NULL,
+            train_loss REAL, val_loss REAL, val_accuracy REAL, val_balanced_accuracy REAL,
+            seconds REAL, extra TEXT,
+            PRIMARY KEY (run_id, arm, epoch))"""
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [m001_runs]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+@dataclass(frozen=True)
+class Run:
+    """One recorded run: what went in (data, config, library versions) and how it ended."""
+
+    id: str
+    kind: RunKind
+    status: RunStatus
+    created: float
+    updated: float
+    data: str
+    data_hash: str | None
+    config: dict[str, Any]
+    versions: dict[str, str]
+    summary: dict[str, Any] | None = None
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "status": self.status,
+            "created": self.created,
+            "updated": self.updated,
+            "data": self.data,
+            "data_hash": self.data_hash,
+            "config": self.config,
+            "versions": self.versions,
+            "summary": self.summary,
+            "error": self.error,
+        }
+
+
+@dataclass(frozen=True)
+class Score:
+    model: str
+    layer: str
+    metric: str
+    value: float | None
+    spread: float | None = None
+    seconds: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    arm: str
+    epoch: int
+    train_loss: float | None
+    val_loss: float | None
+    val_accuracy: float | None
+    val_balanced_accuracy: float | None
+    seconds: float | None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def library_versions(*packages: str) -> dict[str, str]:
+    """Installed versions of zooprobe and ``packages`` (those not installed are left out)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for name in ("zooprobe", *packages):
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    return found
+
+
+class RunStore:
+    """The runs of one zooprobe home (``$ZOOPROBE_HOME/runs.sqlite3``)."""
+
+    def __init__(self, home: Path | str | None = None) -> None:
+        self.home = Path(home).expanduser() if home is not None else default_home()
+        self.path = self.home / RUNS_DB_NAME
+        self.db = self._open()
+
+    def _open(self) -> sqlite3.Connection:
+        self.home.mkdir(parents=True, exist_ok=True)
+        try:
+            db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA foreign_keys=ON")
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(
+                f"cannot read the run store {self.path}: {exc}; move it aside to start a new one"
+            ) from None
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"the run store {self.path} has schema version {version}, newer than this zooprobe's"
+                f" {SCHEMA_VERSION}; upgrade zooprobe (pip install -U zooprobe)"
+            )
+        for number in range(version, SCHEMA_VERSION):
+            with self._transaction(db):
+                MIGRATIONS[number](db)
+                db.execute(f"PRAGMA user_version={number + 1}")
+        return db
+
+    @staticmethod
+    def _transaction(db: sqlite3.Connection) -> Any:
+        from contextlib import contextmanager
+
+        @contextmanager
+        def transaction() -> Iterator[None]:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
+        return transaction()
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> RunStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- runs -------------------------------------------------------------------------------------
+
+    def create(
+        self,
+        kind: RunKind,
+        data: str,
+        config: dict[str, Any],
+        *,
+        data_hash: str | None = None,
+        versions: dict[str, str] | None = None,
+        run_id: str | None = None,
+    ) -> Run:
+        """Record a new run in state ``running`` and return it."""
+        now = time.time()
+        run_id = run_id or f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+        self.db.execute(
+            "INSERT INTO runs (id, kind, status, created, updated, data, data_hash, config, versions)"
+            " VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?)",
+            (run_id, kind, now, now, data, data_hash, json.dumps(config), json.dumps(versions or {})),
+        )
+        return self.get(run_id)
+
+    def finish(self, run_id: str, summary: dict[str, Any] | None = None, error: str | None = None) -> None:
+        """Mark a run ``done`` (or ``failed`` when ``error`` is given) with its summary document."""
+        self.db.execute(
+            "UPDATE runs SET status = ?, updated = ?, summary = ?, error = ? WHERE id = ?",
+            ("failed" if error else "done", time.time(), json.dumps(summary), error, run_id),
+        )
+
+    def reopen(self, run_id: str) -> Run:
+        """Set a run back to ``running`` (resuming it) and return it."""
+        run = self.get(run_id)
+        self.db.execute(
+            "UPDATE runs SET status = 'running', updated = ?, error = NULL WHERE id = ?", (time.time(), run.id)
+        )
+        return self.get(run.id)
+
+    def get(self, run_id: str) -> Run:
+        """:raises UnknownRunError: naming the most recent runs when ``run_id`` is unknown."""
+        row = self.db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if row is None:
+            recent = [run.id for run in self.list(limit=5)]
+            hint = f"; recent runs: {', '.join(recent)}" if recent else "; the run store is empty"
+            raise UnknownRunError(f"unknown run '{run_id}'{hint}")
+        return self._run(row)
+
+    def list(self, kind: RunKind | None = None, data_hash: str | None = None, limit: int | None = None) -> list[Run]:
+        """Runs, most recent first, optionally only of one kind or one dataset."""
+        sql, args = "SELECT * FROM runs WHERE 1=1", []
+        if kind:
+            sql += " AND kind = ?"
+            args.append(kind)
+        if data_hash:
+            sql += " AND data_hash = ?"
+            args.append(data_hash)
+        sql += " ORDER BY created DESC, rowid DESC"
+        if limit:
+            sql += f" LIMIT {int(limit)}"
+        return [self._run(row) for row in self.db.execute(sql, args)]
+
+    def _run(self, row: tuple[Any, ...]) -> Run:
+        return Run(
+            id=row[0],
+            kind=row[1],
+            status=row[2],
+            created=row[3],
+            updated=row[4],
+            data=row[5],
+            data_hash=row[6],
+            config=json.loads(row[7]),
+            versions=json.loads(row[8]),
+            summary=json.loads(row[9]) if row[9] else None,
+            error=row[10],
+        )
+
+    # --- assessment results -----------------------------------------------------------------------
+
+    def put_score(self, run_id: str, score: Score) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO scores VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                run_id,
+                score.model,
+                score.layer,
+                score.metric,
+                score.value,
+                score.spread,
+                score.seconds,
+                json.dumps(score.extra),
+            ),
+        )
+
+    def scores(self, run_id: str) -> list[Score]:
+        rows = self.db.execute(
+            "SELECT model, layer, metric, value, spread, seconds, extra FROM scores WHERE run_id = ? ORDER BY rowid",
+            (run_id,),
+        )
+        return [Score(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6] or "{}")) for r in rows]
+
+    def put_candidate(self, run_id: str, model: str, position: int, doc: dict[str, Any]) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO candidates VALUES (?, ?, ?, ?)", (run_id, model, position, json.dumps(doc))
+        )
+
+    def candidates(self, run_id: str) -> list[dict[str, Any]]:
+        rows = self.db.execute("SELECT doc FROM candidates WHERE run_id = ? ORDER BY position", (run_id,))
+        return [json.loads(row[0]) for row in rows]
+
+    # --- fine-tuning results ----------------------------------------------------------------------
+
+    def put_epoch(self, run_id: str, record: EpochRecord) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO epochs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                run_id,
+                record.arm,
+                record.epoch,
+                record.train_loss,
+                record.val_loss,
+                record.val_accuracy,
+                record.val_balanced_accuracy,
+                record.seconds,
+                json.dumps(record.extra),
+            ),
+        )
+        self.db.execute("UPDATE runs SET updated = ? WHERE id = ?", (time.time(), run_id))
+
+    def epochs(self, run_id: str, arm: str | None = None) -> list[EpochRecord]:
+        sql = "SELECT arm, epoch, train_loss, val_loss, val_accuracy, val_balanced_accuracy, seconds, extra"
+        sql += " FROM epochs WHERE run_id = ?"
+        args: list[Any] = [run_id]
+        if arm is not None:
+            sql += " AND arm = ?"
+            args.append(arm)
+        sql += " ORDER BY arm, epoch"
+        return [
+            EpochRecord(r[0], r[1], r[2], r[3], r[4], r[5], r[6], json.loads(r[7] or "{}"))
+            for r in self.db.execute(sql, args)
+        ]
+
+
+def open_runs(home: Path | str | None = None) -> RunStore:
+    """The run store of ``home`` (default ``$ZOOPROBE_HOME``)."""
+    return RunStore(home if home is not None else os.environ.get("ZOOPROBE_HOME") or None)
