@@ -17,6 +17,8 @@ DEFAULT_PLUGINS: dict[str, str] = {
     "torchvision": "zooprobe.plugins.torchvision_source",
     "timm": "zooprobe.plugins.timm_source",
     "keras": "zooprobe.plugins.keras_source",
+    "tfhub": "zooprobe.plugins.tfhub_source",
+    "kaggle": "zooprobe.plugins.kaggle_source",
 }
 
 ALLOW_ENV = "ZOOPROBE_PLUGINS"
