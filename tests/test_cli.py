@@ -126,7 +126,7 @@ def test_bad_inputs_exit_2(synced: Path) -> None:
 def test_stats(synced: Path) -> None:
     code, out = run("catalog", "stats", "--json")
     data = json.loads(out)
-    assert {s["source"] for s in data["sources"]} == {"timm", "torchvision", "keras"}
+    assert {s["source"] for s in data["sources"]} == {"timm", "torchvision", "keras", "tfhub", "kaggle"}
     assert data["total"] == sum(s["entries"] for s in data["sources"])
 
 
