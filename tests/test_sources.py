@@ -114,3 +114,37 @@ def test_resync_is_incremental(synced: Path) -> None:
     with Catalog(synced) as cat:
         results = sync_sources(cat, get_sources().values())
     assert {r.status for r in results} == {"unchanged"}
+
+
+def test_every_timm_torchvision_tag_has_its_torchvision_alias(synced: Path) -> None:
+    timm_entries = _source_entries(synced, "timm")
+    tagged = {name: e for name, e in timm_entries.items() if name.endswith((".tv_in1k", ".tv2_in1k"))}
+    assert len(tagged) >= 40
+    for name, entry in tagged.items():
+        (alias,) = [a for a in entry.aliases if a.startswith("torchvision:")]
+        assert alias.endswith(".IMAGENET1K_V2" if name.endswith(".tv2_in1k") else ".IMAGENET1K_V1"), name
+    # same file, different architecture names: proven by the weights URL, in both directions
+    regnet = timm_entries["regnetx_004_tv.tv2_in1k"]
+    assert regnet.aliases == ("torchvision:regnet_x_400mf.IMAGENET1K_V2",)
+    tv = _source_entries(synced, "torchvision")["regnet_x_400mf.IMAGENET1K_V2"]
+    assert tv.aliases == ("timm:regnetx_004_tv.tv2_in1k",)
+    assert tv.weights_url == regnet.weights_url
+    # the file proves aliases beyond the tv tags too: torchvision's SWAG RegNets in timm
+    swag = timm_entries["regnety_160.swag_ft_in1k"]
+    assert swag.aliases == ("torchvision:regnet_y_16gf.IMAGENET1K_SWAG_E2E_V1",)
+    assert timm_entries["resnet50.a1_in1k"].aliases == ()
+
+
+def test_show_prints_aliases_and_why(synced: Path) -> None:
+    from click.testing import CliRunner
+
+    from zooprobe.cli import cli
+
+    out = CliRunner().invoke(cli, ["show", "timm:vgg16.tv_in1k"]).output
+    fields, provenance = out.split("where the numbers come from:")
+    assert ["aliases", "torchvision:vgg16.IMAGENET1K_V1"] in [line.split() for line in fields.splitlines()]
+    why = [line.split(None, 1)[1] for line in provenance.splitlines() if line.split()[:1] == ["aliases"]]
+    assert why == [
+        "torchvision:vgg16.IMAGENET1K_V1: timm tag 'tv_in1k' names torchvision's IMAGENET1K_V1 weights"
+        " of the same architecture"
+    ]

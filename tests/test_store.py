@@ -1,13 +1,15 @@
 from __future__ import annotations
 
+import json
+import random
 import sqlite3
 from pathlib import Path
 
 import pytest
 
 from zooprobe.errors import InvalidChoiceError, StoreError, UnknownEntryError
-from zooprobe.registry.schema import Compute, ReportedMetric
-from zooprobe.registry.store import MIGRATIONS, SCHEMA_VERSION, Catalog, Query
+from zooprobe.registry.schema import Compute, Entry, ReportedMetric
+from zooprobe.registry.store import MIGRATIONS, SCHEMA_VERSION, Catalog, Query, _row, search_terms
 
 from .test_schema_units import make_entry
 
@@ -120,3 +122,167 @@ def test_corrupt_database_is_refused_not_replaced(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="cannot be read.*zooprobe catalog rebuild"):
         Catalog(tmp_path)
     assert path.read_bytes() == b"this is not sqlite" * 100
+
+
+# --- the two query strategies against a brute-force filter -----------------------------------------
+
+WORDS = ["resnet", "resnext", "vit", "conv", "convnext", "augreg", "in1k", "in21k", "a1_b", "tv", "café", "Deep"]
+
+
+def random_entries(rng: random.Random, n: int) -> list:
+    entries = []
+    for i in range(n):
+        arch = f"{rng.choice(WORDS[:5])}{rng.randint(1, 40)}"
+        words = rng.sample(WORDS, 3)
+        top1 = rng.choice([None, 70.0, 75.5, 80.0, round(rng.uniform(60, 90), 1)])  # repeats make ties
+        entries.append(
+            make_entry(
+                name=f"{arch}.{words[0]}_{i}",
+                architecture=arch,
+                params=rng.choice([None, 5_000_000, 25_000_000, rng.randint(1_000_000, 900_000_000)]),
+                compute=rng.choice([None, Compute(round(rng.uniform(0.1, 20), 1), "GMACs", 224)]),
+                metrics=(ReportedMetric("imagenet-1k", "top1", top1),) if top1 is not None else (),
+                tags=tuple(words[1:]),
+                description=rng.choice([None, "A Deep-Café network", "ViT/Augreg weights"]),
+            )
+        )
+    return entries
+
+
+def brute_force(entries: list[Entry], tokens: list[list[str]], q: Query) -> list[str]:
+    """The expected answer, filtered and sorted in plain Python (insertion order breaks ties)."""
+    (key,) = q.sort
+    field, desc = key.lstrip("-"), key.startswith("-")
+    words = search_terms(q.text or "")
+    hits = []
+    for position, e in enumerate(entries):
+        if not all(any(t.startswith(w) for t in tokens[position]) for w in words):
+            continue
+        if q.max_params is not None and (e.params is None or e.params > q.max_params):
+            continue
+        if q.min_top1 is not None and (e.top1 is None or e.top1 < q.min_top1):
+            continue
+        if q.max_gmacs is not None and (e.compute is None or e.compute.gmacs > q.max_gmacs):
+            continue
+        value = {"params": e.params, "top1": e.top1, "gmacs": e.compute.gmacs if e.compute else None}[field]
+        hits.append(
+            (value is None, 0 if value is None else (-value if desc else value), -position if desc else position, e.id)
+        )
+    return [h[-1] for h in sorted(hits)][: q.limit]
+
+
+def test_sort_index_walk_and_sorted_matches_equal_brute_force(tmp_path: Path) -> None:
+    rng = random.Random(7)
+    entries = random_entries(rng, 2000)
+    tokens = [search_terms(" ".join((e.id, e.name, e.architecture, *e.tags, e.description or ""))) for e in entries]
+    with Catalog(tmp_path) as cat:
+        cat.replace_source("demo", "1", entries)
+        walked = 0
+        for _ in range(100):
+            q = Query(
+                text=" ".join(
+                    rng.sample(
+                        ["res", "resnet", "vit", "conv", "aug", "in1", "a1_", "cafe", "deep", "tv"], rng.randint(0, 2)
+                    )
+                )
+                or None,
+                max_params=rng.choice([None, 30e6, 300e6]),
+                min_top1=rng.choice([None, 75.5]),
+                max_gmacs=rng.choice([None, 5.0]),
+                sort=(rng.choice(["params", "-params", "top1", "-top1", "gmacs", "-gmacs"]),),
+                limit=rng.choice([1, 5, 20]),
+            )
+            expected = brute_force(entries, tokens, q)
+            assert [e.id for e in cat.search(q)] == expected, q
+            assert [json.loads(d)["id"] for d in cat._matches_sorted(q)] == expected, q
+            window = cat._walk_sort_index(q, window=rng.choice([50, 500, 5000]))
+            if window is not None:
+                walked += 1
+                assert [json.loads(d)["id"] for d in window] == expected, q
+        assert walked > 20  # the walk answered a good share of the queries, not only the fallback
+
+
+def test_walk_gives_up_when_the_window_holds_too_few_matches(tmp_path: Path) -> None:
+    entries = random_entries(random.Random(3), 500)
+    with Catalog(tmp_path) as cat:
+        cat.replace_source("demo", "1", entries)
+        rare = Query(text=entries[-1].name, sort=("-params",), limit=1)
+        assert cat._walk_sort_index(rare, window=5) is None
+        assert [e.id for e in cat.search(rare)] == [entries[-1].id]
+
+
+def test_text_words_are_normalised_for_both_strategies(catalog: Catalog) -> None:
+    catalog.replace_source("more", "1", [make_entry(source="more", name="x.v1", description="Réseau Profond")])
+    for sort in ((), ("params",)):
+        assert [e.id for e in catalog.search(Query(text="RESEAU prof", sort=sort))] == ["more:x.v1"]
+
+
+# --- aliases and the schema-4 migration ----------------------------------------------------------
+
+
+def test_aliases_link_the_same_file_and_timm_torchvision_tags(tmp_path: Path) -> None:
+    url = "https://download.pytorch.org/models/regnet_x_400mf-62229a5f.pth"
+    with Catalog(tmp_path) as cat:
+        cat.replace_source(
+            "timm",
+            "1",
+            [
+                make_entry(
+                    source="timm", name="regnetx_004_tv.tv2_in1k", architecture="regnetx_004_tv", weights_url=url
+                ),
+                make_entry(source="timm", name="vgg11.tv_in1k", architecture="vgg11"),
+                make_entry(source="timm", name="vgg11.tv2_in1k", architecture="vgg11"),  # torchvision has no V2
+                make_entry(source="timm", name="resnet50.a1_in1k", architecture="resnet50", aliases=("x:declared",)),
+            ],
+        )
+        assert cat.get("timm:vgg11.tv_in1k").aliases == ()  # torchvision not synced yet
+        cat.replace_source(
+            "torchvision",
+            "1",
+            [
+                make_entry(
+                    source="torchvision",
+                    name="regnet_x_400mf.IMAGENET1K_V2",
+                    architecture="regnet_x_400mf",
+                    weights_url=url,
+                ),
+                make_entry(source="torchvision", name="vgg11.IMAGENET1K_V1", architecture="vgg11"),
+                make_entry(source="torchvision", name="resnet50.IMAGENET1K_V1", architecture="resnet50"),
+            ],
+        )
+        regnet = cat.get("timm:regnetx_004_tv.tv2_in1k")
+        assert regnet.aliases == ("torchvision:regnet_x_400mf.IMAGENET1K_V2",)
+        assert "same weights file" in dict(regnet.provenance)["aliases"]
+        assert cat.get("torchvision:regnet_x_400mf.IMAGENET1K_V2").aliases == ("timm:regnetx_004_tv.tv2_in1k",)
+        vgg = cat.get("torchvision:vgg11.IMAGENET1K_V1")
+        assert vgg.aliases == ("timm:vgg11.tv_in1k",)
+        assert "timm tag 'tv_in1k'" in dict(vgg.provenance)["aliases"]
+        assert cat.get("timm:vgg11.tv2_in1k").aliases == ()
+        assert cat.get("timm:resnet50.a1_in1k").aliases == ("x:declared",)  # a1 is timm's own recipe
+        assert [e.aliases for e in cat.search(Query(text="vgg11", source="timm", sort=("id",)))] == [
+            (),
+            ("torchvision:vgg11.IMAGENET1K_V1",),
+        ]
+        cat.replace_source("torchvision", "2", [])
+        assert cat.get("timm:vgg11.tv_in1k").aliases == ()
+
+
+def test_migration_4_fills_terms_and_normalises_the_text_index(tmp_path: Path) -> None:
+    db = sqlite3.connect(tmp_path / "catalog.sqlite3", isolation_level=None)
+    for migration in MIGRATIONS[:3]:
+        migration(db)
+    db.execute("PRAGMA user_version = 3")
+    old = make_entry(name="ResNet-X.v1", architecture="ResNet-X", description="Réseau")
+    db.execute(f"INSERT INTO entries VALUES ({','.join('?' * 19)})", _row(old)[:19])  # the schema-3 columns
+    db.execute(
+        "INSERT INTO entries_fts(rowid, id, name, architecture, tags, description) VALUES (1, ?, ?, ?, ?, ?)",
+        (old.id, old.name, old.architecture, "small", "Réseau"),
+    )
+    db.close()
+    with Catalog(tmp_path) as cat:
+        assert cat.db.execute("SELECT terms FROM entries").fetchone()[0] == (
+            "demo resnet x v1 resnet x v1 resnet x small reseau"
+        )
+        for sort in ((), ("params",)):
+            assert [e.id for e in cat.search(Query(text="reseau resnet", sort=sort))] == [old.id]
+        assert cat.get(old.id).weights_url is None

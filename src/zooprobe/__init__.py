@@ -32,13 +32,10 @@ def load(entry_id: str, home: str | None = None) -> Backbone:
     """
     from .plugins.manager import get_source
     from .registry.store import Catalog
+    from .registry.sync import sync_if_empty
 
     with Catalog(home) as catalog:
-        if not catalog.count():
-            from .plugins.manager import get_sources
-            from .registry.sync import sync_sources
-
-            sync_sources(catalog, get_sources().values())
+        sync_if_empty(catalog)
         entry = catalog.get(entry_id)
     return get_source(entry.source).load(entry)
 

@@ -13,11 +13,10 @@ from typing import Any, TypeVar
 import click
 
 from ..errors import ZooprobeError
-from ..plugins.manager import get_sources
 from ..plugins.source import Source
 from ..registry.schema import Entry
 from ..registry.store import Catalog, default_home
-from ..registry.sync import SyncResult, sync_sources
+from ..registry.sync import SyncResult, sync_if_empty, sync_sources
 from ..registry.units import format_count
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -58,10 +57,12 @@ def sync_with_progress(catalog: Catalog, sources: Sequence[Source], *, force: bo
 
 def ensure_synced(catalog: Catalog) -> None:
     """Sync the offline sources when the store is empty (the first search on a machine)."""
-    if catalog.count():
-        return
-    click.echo("zooprobe: the catalog is empty; syncing the offline sources once...", err=True)
-    for r in sync_with_progress(catalog, list(get_sources().values())):
+
+    def announced(cat: Catalog, sources: Sequence[Source]) -> list[SyncResult]:
+        click.echo("zooprobe: the catalog is empty; syncing the offline sources once...", err=True)
+        return sync_with_progress(cat, sources)
+
+    for r in sync_if_empty(catalog, announced):
         click.echo(f"  {r.source}: {r.status}, {r.entries} entries, {r.seconds:.1f}s", err=True)
 
 

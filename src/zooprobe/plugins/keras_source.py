@@ -95,6 +95,7 @@ class KerasSource(Source):
     name = "keras"
     package = "keras"
     extra = "keras"
+    ships_snapshot = True
 
     def package_version(self) -> str | None:
         try:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import SourceUnavailableError
 from ..registry.schema import Entry
+from .entry_snapshot import EntrySnapshot, read_entry_snapshot
 
 if TYPE_CHECKING:
     from ..evaluator.backbone import Backbone
@@ -18,16 +19,27 @@ class Source:
 
     Subclasses set ``name``; ``package`` (the import needed to list entries live) and ``extra``
     (the pip extra that installs it). A source that can list without its package may override
-    :meth:`available`.
+    :meth:`available`; one that ships an entry snapshot sets ``ships_snapshot`` so that a sync
+    without its package lists the snapshot's entries.
     """
 
     name: str = ""
     package: str | None = None
     extra: str | None = None
+    ships_snapshot: bool = False
 
     def available(self) -> bool:
         """Whether :meth:`entries` can run here (its package is importable)."""
-        return self.package is None or find_spec(self.package) is not None
+        if self.package is None:
+            return True
+        try:
+            return find_spec(self.package) is not None
+        except (ImportError, ValueError):  # a broken or blocked install counts as missing
+            return False
+
+    def offline_snapshot(self) -> EntrySnapshot | None:
+        """The entries zooprobe ships for this source, listed when its package is missing (None: none)."""
+        return read_entry_snapshot(self.name) if self.ships_snapshot else None
 
     def require(self) -> None:
         """:raises SourceUnavailableError: naming the pip extra when the package is missing."""

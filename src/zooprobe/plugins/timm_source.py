@@ -139,6 +139,7 @@ class TimmSource(Source):
     name = "timm"
     package = "timm"
     extra = "torch"
+    ships_snapshot = True
 
     def load(self, entry: Entry) -> Backbone:
         """``timm.create_model(name, pretrained=True)``: weights from the Hugging Face hub cache
@@ -241,6 +242,7 @@ class TimmSource(Source):
                 code_license="apache-2.0",
                 file_size_bytes=None,
                 handle=f"hf-hub:{cfg.hf_hub_id}" if cfg.hf_hub_id else (cfg.url if isinstance(cfg.url, str) else None),
+                weights_url=cfg.url if isinstance(cfg.url, str) and cfg.url else None,
                 tags=tuple(t for t in re.split(r"[_\-]", tag) if t),
                 aliases=(),
                 description=f"timm {arch} pretrained weights '{tag}'",

@@ -78,6 +78,7 @@ class TorchvisionSource(Source):
     name = "torchvision"
     package = "torchvision"
     extra = "torch"
+    ships_snapshot = True
 
     def load(self, entry: Entry) -> Backbone:
         self.require()
@@ -194,6 +195,7 @@ class TorchvisionSource(Source):
                     code_license="bsd-3-clause",
                     file_size_bytes=int(float(file_size) * 1024 * 1024) if file_size is not None else None,
                     handle=weights.url,
+                    weights_url=weights.url,
                     tags=tuple(tags),
                     aliases=(),
                     description=" ".join((meta.get("_docs") or "").split()) or None,

@@ -105,7 +105,9 @@ class Entry:
 
     ``id`` is ``source:name`` where ``name`` is the source's own name for the weights
     (``timm:resnet50.a1_in1k``, ``torchvision:resnet50.IMAGENET1K_V2``, ``keras:MobileNetV2``).
-    ``provenance`` maps a field name to where its value came from.
+    ``provenance`` maps a field name to where its value came from. ``aliases`` holds the ids of the
+    same weights in other sources: those a source declares, plus those the catalog links after a
+    sync (:mod:`zooprobe.registry.aliases`).
     """
 
     source: str
@@ -128,8 +130,10 @@ class Entry:
     code_license: str | None = None
     file_size_bytes: int | None = None
     handle: str | None = None
+    # the file's URL as its publisher released it: two entries with the same URL hold the same weights
+    weights_url: str | None = None
     tags: tuple[str, ...] = ()
-    aliases: tuple[str, ...] = ()
+    aliases: tuple[str, ...] = ()  # ids of the same weights in other sources
     description: str | None = None
     provenance: tuple[tuple[str, str], ...] = ()
 

@@ -17,11 +17,13 @@ import os
 import re
 import sqlite3
 import time
+import unicodedata
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..errors import InvalidChoiceError, StoreError, UnknownEntryError
+from .aliases import derive_aliases
 from .schema import Entry, split_id
 
 DB_NAME = "catalog.sqlite3"
@@ -69,8 +71,42 @@ def m003_sort_indexes(db: sqlite3.Connection) -> None:
         db.execute(f"CREATE INDEX entries_{column}_nulls_last ON entries({column} IS NULL, {column})")
 
 
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (m001_entries, m002_sources, m003_sort_indexes)
+def m004_weights_url_aliases_terms(db: sqlite3.Connection) -> None:
+    # Aliases link entries of different sources, so they live beside the entries and are re-derived
+    # whenever a source is replaced (registry/aliases.py), never stored inside one source's rows.
+    db.execute("ALTER TABLE entries ADD COLUMN weights_url TEXT")
+    db.execute("CREATE INDEX entries_weights_url ON entries(weights_url)")
+    db.execute(
+        "CREATE TABLE aliases (id TEXT NOT NULL, alias TEXT NOT NULL, why TEXT NOT NULL,"
+        " PRIMARY KEY (id, alias)) WITHOUT ROWID"
+    )
+    # ``terms`` holds every indexed word so that a sorted query can walk a sort index and test words
+    # with LIKE instead of materialising every full-text match; the full-text index is rewritten with
+    # the same normalised words (search_terms) so that both tests agree exactly.
+    db.execute("ALTER TABLE entries ADD COLUMN terms TEXT NOT NULL DEFAULT ''")
+    db.execute("DELETE FROM entries_fts")
+    for rowid, data in db.execute("SELECT rowid, data FROM entries").fetchall():
+        d = json.loads(data)
+        columns = _fts_texts(d["id"], d["name"], d["architecture"], d.get("tags") or (), d.get("description"))
+        db.execute("UPDATE entries SET terms = ? WHERE rowid = ?", (" ".join(columns), rowid))
+        db.execute(
+            "INSERT INTO entries_fts(rowid, id, name, architecture, tags, description) VALUES (?, ?, ?, ?, ?, ?)",
+            (rowid, *columns),
+        )
+
+
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
+    m001_entries,
+    m002_sources,
+    m003_sort_indexes,
+    m004_weights_url_aliases_terms,
+)
 SCHEMA_VERSION = len(MIGRATIONS)
+
+# Sort fields with an index on the column (descending walks) and one on (column IS NULL, column)
+# (ascending walks); a limited query sorted on one of them walks the index (Catalog._walk_sort_index).
+WALKABLE_SORTS = ("params", "gmacs", "top1", "resolution", "pretrain_examples")
+WALK_WINDOW = 16384
 
 SORT_FIELDS: dict[str, str] = {
     "id": "e.id",
@@ -115,11 +151,37 @@ def sort_field(key: str) -> str:
     return name
 
 
-def _fts_expression(text: str) -> str:
-    # Each word becomes a quoted prefix term so 'resnet' finds 'resnet50' and user punctuation
-    # cannot inject FTS syntax.
-    words = [w for w in re.split(r"[^\w]+", text) if w]
+def search_terms(text: str) -> list[str]:
+    """The words of ``text`` as the catalog indexes and matches them: ASCII-folded, lower case,
+    runs of ``[0-9a-z_]`` (``'ResNet-50 Café'`` -> ``['resnet', '50', 'cafe']``).
+
+    The full-text index stores exactly these words, so a word-prefix test on them in SQL
+    (:func:`_terms_like`) and an FTS5 prefix query give the same matches by construction.
+    """
+    folded = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii").lower()
+    return re.findall(r"[0-9a-z_]+", folded)
+
+
+def _fts_expression(words: list[str]) -> str:
+    # each word is a quoted prefix term: 'resnet' finds 'resnet50'
     return " ".join(f'"{w}"*' for w in words)
+
+
+def _terms_like(word: str) -> str:
+    # '% word%' against ' ' || terms: some indexed word starts with ``word`` ('_' is LIKE's wildcard)
+    return "% " + word.replace("_", "\\_") + "%"
+
+
+def _fts_texts(
+    entry_id: str, name: str, architecture: str, tags: Iterable[str], description: str | None
+) -> tuple[str, str, str, str, str]:
+    """The normalised words of each full-text column (id, name, architecture, tags, description)."""
+    words = [" ".join(search_terms(t)) for t in (entry_id, name, architecture, " ".join(tags), description or "")]
+    return words[0], words[1], words[2], words[3], words[4]
+
+
+def _fts_columns(e: Entry) -> tuple[str, str, str, str, str]:
+    return _fts_texts(e.id, e.name, e.architecture, e.tags, e.description)
 
 
 class Catalog:
@@ -187,19 +249,21 @@ class Catalog:
                 raise ValueError(f"source '{source}' yielded '{entry.id}' twice; ids must be unique")
             seen.add(entry.id)
             rows.append(_row(entry))
-            fts_rows.append((entry.id, entry.name, entry.architecture, " ".join(entry.tags), entry.description or ""))
+            fts_rows.append((*_fts_columns(entry), entry.id))
         self.db.execute("BEGIN IMMEDIATE")
         try:
             self.db.execute(
                 "DELETE FROM entries_fts WHERE rowid IN (SELECT rowid FROM entries WHERE source = ?)", (source,)
             )
             self.db.execute("DELETE FROM entries WHERE source = ?", (source,))
-            self.db.executemany(f"INSERT INTO entries VALUES ({','.join('?' * 19)})", rows)
+            self.db.executemany(f"INSERT INTO entries VALUES ({','.join('?' * ROW_WIDTH)})", rows)
             self.db.executemany(
                 "INSERT INTO entries_fts(rowid, id, name, architecture, tags, description)"
                 " SELECT rowid, ?, ?, ?, ?, ? FROM entries WHERE id = ?",
-                [(*f, f[0]) for f in fts_rows],
+                fts_rows,
             )
+            self.db.execute("DELETE FROM aliases")
+            self.db.executemany("INSERT INTO aliases VALUES (?, ?, ?)", derive_aliases(self.db))
             self.db.execute(
                 "INSERT OR REPLACE INTO sources VALUES (?, ?, ?, ?, ?)",
                 (source, version, origin, time.time(), len(rows)),
@@ -222,6 +286,10 @@ class Catalog:
         cur = self.db.execute("SELECT source, version, origin, synced_at, entries FROM sources ORDER BY source")
         return [dict(zip(("source", "version", "origin", "synced_at", "entries"), row, strict=True)) for row in cur]
 
+    def is_empty(self) -> bool:
+        """Whether no source has stored an entry yet."""
+        return self.db.execute("SELECT 1 FROM entries LIMIT 1").fetchone() is None
+
     def count(self) -> int:
         return int(self.db.execute("SELECT count(*) FROM entries").fetchone()[0])
 
@@ -239,26 +307,116 @@ class Catalog:
             source = entry_id.split(":", 1)[0]
             nearby = [r[0] for r in self.db.execute("SELECT id FROM entries WHERE source = ?", (source,))]
             raise UnknownEntryError(entry_id, nearby or self.ids())
-        return Entry.from_dict(json.loads(row[0]))
+        return self._with_aliases([Entry.from_dict(json.loads(row[0]))])[0]
 
     def search(self, query: Query) -> list[Entry]:
-        """Entries matching every filter of ``query``, sorted as asked (relevance for text by default)."""
-        sql, params = self._compile(query)
-        return [Entry.from_dict(json.loads(r[0])) for r in self.db.execute(sql, params)]
+        """Entries matching every filter of ``query``, sorted as asked (relevance for text by default).
 
-    def _compile(self, q: Query) -> tuple[str, list[object]]:
+        Ties in the sort keys are broken by insertion order, so equal queries give equal pages.
+        """
+        rows = self._walk_sort_index(query)
+        if rows is None:
+            rows = self._matches_sorted(query)
+        return self._with_aliases([Entry.from_dict(json.loads(data)) for data in rows])
+
+    def _with_aliases(self, entries: list[Entry]) -> list[Entry]:
+        """The entries with the aliases linked across sources added to those their source declared."""
+        if not entries:
+            return entries
+        linked: dict[str, dict[str, str]] = {}
+        ids = [e.id for e in entries]
+        for start in range(0, len(ids), 500):  # stay under SQLite's bound-parameter limit
+            chunk = ids[start : start + 500]
+            rows = self.db.execute(
+                f"SELECT id, alias, why FROM aliases WHERE id IN ({','.join('?' * len(chunk))})", chunk
+            )
+            for entry_id, alias, why in rows:
+                linked.setdefault(entry_id, {})[alias] = why
+        out = []
+        for entry in entries:
+            links = linked.get(entry.id)
+            if links:
+                reasons = "; ".join(f"{alias}: {why}" for alias, why in links.items())
+                entry = replace(
+                    entry,
+                    aliases=tuple(dict.fromkeys((*entry.aliases, *links))),
+                    provenance=tuple(sorted({**dict(entry.provenance), "aliases": reasons}.items())),
+                )
+            out.append(entry)
+        return out
+
+    def _walk_sort_index(self, q: Query, window: int = WALK_WINDOW) -> list[str] | None:
+        """A query sorted on one indexed field with a limit, answered from the first ``window`` rows of
+        that field's index; None when fewer than ``limit`` of them match (the caller then sorts all
+        matches).
+
+        Common text prefixes ('resnet', 'conv') match a tenth of a large catalog; fetching and sorting
+        every match costs hundreds of milliseconds, while the first matches in sort order lie near the
+        start of the index. Words are tested on the ``terms`` column, which holds exactly what the
+        full-text index holds.
+        """
+        if q.limit is None or len(q.sort) != 1 or sort_field(q.sort[0]) not in WALKABLE_SORTS:
+            return None
+        column = sort_field(q.sort[0])
+        desc = q.sort[0].startswith("-")
+        where, params = self._filters(q, text_with="terms")
+        if desc:
+            index, order = f"entries_{column}", f"{column} DESC, rowid DESC"
+        else:
+            index, order = f"entries_{column}_nulls_last", f"{column} IS NULL, {column}, rowid"
+        sql = (
+            f"SELECT e.data FROM (SELECT rowid AS r FROM entries INDEXED BY {index} ORDER BY {order} LIMIT ?) w"
+            " JOIN entries e ON e.rowid = w.r"
+            + (" WHERE " + " AND ".join(where) if where else "")
+            + " ORDER BY "
+            + ", ".join(f"e.{part}" for part in order.split(", "))
+            + " LIMIT ?"
+        )
+        rows = [r[0] for r in self.db.execute(sql, [window, *params, q.limit])]
+        return rows if len(rows) == q.limit else None
+
+    def _matches_sorted(self, q: Query) -> list[str]:
+        """Every match of ``q`` (full-text matches from the FTS index), sorted, then limited."""
+        where, params = self._filters(q, text_with="fts" if q.sort else "fts-rank")
+        joins = " JOIN entries_fts f ON f.rowid = e.rowid" if q.text and not q.sort and search_terms(q.text) else ""
+        order = []
+        for key in q.sort:
+            column = SORT_FIELDS[sort_field(key)]
+            # NULLs sort first in SQLite ascending and last descending; unknowns always go last
+            order.append(f"{column} DESC" if key.startswith("-") else f"{column} IS NULL, {column}")
+        if len(q.sort) == 1 and q.sort[0].startswith("-"):
+            order.append("e.rowid DESC")  # the tie order of a backward walk of the sort index
+        elif q.sort:
+            order.append("e.rowid")
+        else:
+            order.append("f.rank" if joins else "e.id")
+        sql = f"SELECT e.data FROM entries e{joins}"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY " + ", ".join(order)
+        if q.limit is not None:
+            sql += " LIMIT ?"
+            params.append(q.limit)
+        return [r[0] for r in self.db.execute(sql, params)]
+
+    @staticmethod
+    def _filters(q: Query, *, text_with: str) -> tuple[list[str], list[object]]:
+        """SQL conditions on ``entries e`` for every filter of ``q``; the text words are tested with
+        ``terms`` LIKE (``text_with='terms'``), as a rowid list from the FTS index (``'fts'``) or as a
+        MATCH on a joined ``entries_fts`` (``'fts-rank'``, for relevance order)."""
         where: list[str] = []
         params: list[object] = []
-        joins = ""
-        if q.text and _fts_expression(q.text):
-            if q.sort:
-                # Sorted: no bm25 rank is needed, so matches become a rowid list the planner can
-                # combine with the numeric indexes (at 1M records it still sorts every match).
-                where.append("e.rowid IN (SELECT rowid FROM entries_fts WHERE entries_fts MATCH ?)")
-            else:
-                joins = " JOIN entries_fts f ON f.rowid = e.rowid"
-                where.append("entries_fts MATCH ?")
-            params.append(_fts_expression(q.text))
+        words = search_terms(q.text) if q.text else []
+        if words and text_with == "terms":
+            for word in words:
+                where.append("(' ' || e.terms) LIKE ? ESCAPE '\\'")
+                params.append(_terms_like(word))
+        elif words and text_with == "fts":
+            where.append("e.rowid IN (SELECT rowid FROM entries_fts WHERE entries_fts MATCH ?)")
+            params.append(_fts_expression(words))
+        elif words:
+            where.append("entries_fts MATCH ?")
+            params.append(_fts_expression(words))
         for column, text in (("source", q.source), ("modality", q.modality), ("framework", q.framework)):
             if text:
                 where.append(f"e.{column} = ?")
@@ -285,22 +443,7 @@ class Catalog:
         if q.license:
             where.append("lower(e.weights_license) LIKE ?")
             params.append(f"%{q.license.lower()}%")
-        order = []
-        for key in q.sort:
-            desc = key.startswith("-")
-            column = SORT_FIELDS[sort_field(key)]
-            # NULLs sort first in SQLite ascending and last descending; unknowns always go last
-            order.append(f"{column} DESC" if desc else f"{column} IS NULL, {column}")
-        if not order:
-            order.append("f.rank" if joins else "e.id")
-        sql = f"SELECT e.data FROM entries e{joins}"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY " + ", ".join(order)
-        if q.limit is not None:
-            sql += " LIMIT ?"
-            params.append(q.limit)
-        return sql, params
+        return where, params
 
 
 def _row(e: Entry) -> tuple[object, ...]:
@@ -325,4 +468,9 @@ def _row(e: Entry) -> tuple[object, ...]:
         e.pretrain_examples,
         e.weights_license,
         e.to_json(),
+        e.weights_url,
+        " ".join(_fts_columns(e)),
     )
+
+
+ROW_WIDTH = 21  # columns of the entries table after every migration, in _row's order

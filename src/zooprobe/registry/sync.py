@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from ..plugins.source import Source
@@ -13,7 +13,7 @@ from .store import Catalog
 @dataclass(frozen=True)
 class SyncResult:
     source: str
-    status: str  # "synced", "unchanged", "unavailable"
+    status: str  # "synced", "snapshot", "unchanged", "unavailable"
     entries: int
     seconds: float
     version: str | None
@@ -28,15 +28,27 @@ def sync_sources(
 ) -> list[SyncResult]:
     """Sync each source whose package version differs from the stored one (all with ``force``).
 
-    A source whose package is not installed is reported ``unavailable`` and its stored entries
-    are kept.
+    A source whose package is not installed lists the entry snapshot zooprobe ships for it
+    (status ``snapshot``, each entry's provenance says so); without a snapshot it is reported
+    ``unavailable`` and its stored entries are kept.
     """
     stored = catalog.source_versions()
     results = []
     for source in sources:
         started = time.perf_counter()
         if not source.available():
-            results.append(SyncResult(source.name, "unavailable", 0, 0.0, None))
+            snapshot = source.offline_snapshot()
+            if snapshot is None:
+                results.append(SyncResult(source.name, "unavailable", 0, 0.0, None))
+                continue
+            version = snapshot.store_version
+            if not force and stored.get(source.name) == version:
+                results.append(SyncResult(source.name, "unchanged", 0, time.perf_counter() - started, version))
+                continue
+            if on_progress:
+                on_progress(source.name)
+            count = catalog.replace_source(source.name, version, snapshot.marked_entries(), origin=snapshot.origin())
+            results.append(SyncResult(source.name, "snapshot", count, time.perf_counter() - started, version))
             continue
         current = source.package_version()
         if not force and source.name in stored and current is not None and stored[source.name] == current:
@@ -47,3 +59,25 @@ def sync_sources(
         count = catalog.replace_source(source.name, current, source.entries(), origin=type(source).__module__)
         results.append(SyncResult(source.name, "synced", count, time.perf_counter() - started, current))
     return results
+
+
+SyncFunction = Callable[[Catalog, Sequence[Source]], list[SyncResult]]
+
+
+def _plain_sync(catalog: Catalog, sources: Sequence[Source]) -> list[SyncResult]:
+    return sync_sources(catalog, sources)
+
+
+def sync_if_empty(catalog: Catalog, sync: SyncFunction = _plain_sync) -> list[SyncResult]:
+    """Sync every registered source when the catalog holds no entry yet (a first use on a machine).
+
+    The one silent-sync rule shared by ``zooprobe.load`` and the CLI's first search; ``sync`` lets
+    the CLI wrap the same sync in a progress bar.
+
+    :returns: what the sync did, or ``[]`` when the catalog already had entries.
+    """
+    if not catalog.is_empty():
+        return []
+    from ..plugins.manager import get_sources
+
+    return sync(catalog, list(get_sources().values()))

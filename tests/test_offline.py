@@ -1,0 +1,86 @@
+"""Listing and searching with none of the frameworks installed, from the shipped entry snapshots."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from importlib.metadata import version
+from pathlib import Path
+
+import pytest
+
+from zooprobe.plugins.entry_snapshot import read_entry_snapshot
+from zooprobe.registry.schema import Entry
+from zooprobe.registry.store import Catalog
+
+FRAMEWORKS = ("torch", "torchvision", "timm", "keras", "tensorflow")
+
+# Runs in a fresh interpreter where importing (or finding) any framework fails as if uninstalled.
+BLOCKED_RUN = textwrap.dedent(
+    """
+    import importlib.abc, json, sys
+    BLOCKED = {blocked!r}
+
+    class Uninstalled(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in BLOCKED:
+                raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
+            return None
+
+    sys.meta_path.insert(0, Uninstalled())
+    from zooprobe.cli import cli
+
+    for args in {commands!r}:
+        try:
+            cli.main(args, standalone_mode=False)
+        except SystemExit:
+            pass
+        print("\\n=====")
+    print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED)))
+    """
+)
+
+
+def run_blocked(home: Path, *commands: list[str]) -> list[str]:
+    code = BLOCKED_RUN.format(blocked=set(FRAMEWORKS), commands=list(commands))
+    env = {**os.environ, "ZOOPROBE_HOME": str(home)}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.split("\n=====\n")
+
+
+def test_search_and_show_work_with_no_framework_installed(tmp_path: Path) -> None:
+    stats, found, shown, imported = run_blocked(
+        tmp_path,
+        ["catalog", "sync"],
+        ["search", "resnet50", "--min-top1", "80", "--sort=-top1", "--format", "json", "--fields", "id,top1"],
+        ["show", "timm:resnet50.tv_in1k", "--format", "json"],
+    )
+    assert json.loads(imported) == []
+    snapshots = {name: read_entry_snapshot(name) for name in ("torchvision", "timm", "keras")}
+    for name, snap in snapshots.items():
+        assert snap is not None
+        assert f"{name}: snapshot, {len(snap.entries)} entries, version {snap.package_version} (snapshot)" in stats
+    rows = json.loads(found)
+    assert rows and all(r["top1"] >= 80 and "resnet50" in r["id"] for r in rows)
+    assert [r["top1"] for r in rows] == sorted((r["top1"] for r in rows), reverse=True)
+    entry = json.loads(shown)
+    assert "torchvision:resnet50.IMAGENET1K_V1" in entry["aliases"]
+    assert "not installed" in entry["provenance"]["listing"]
+    assert entry["params"] == 25_557_032
+
+
+@pytest.mark.parametrize("source", ["torchvision", "timm", "keras"])
+def test_snapshot_equals_the_live_listing_of_its_version(synced: Path, source: str) -> None:
+    snapshot = read_entry_snapshot(source)
+    assert snapshot is not None
+    if version(snapshot.package) != snapshot.package_version:
+        pytest.skip(f"{snapshot.package} {version(snapshot.package)} installed, snapshot of {snapshot.package_version}")
+    with Catalog(synced) as cat:
+        rows = cat.db.execute("SELECT data FROM entries WHERE source = ? ORDER BY id", (source,))
+        live = [Entry.from_dict(json.loads(data)) for (data,) in rows]
+    # a difference means the snapshot is stale: run scripts/build_entry_snapshots.py
+    assert sorted(snapshot.entries, key=lambda e: e.id) == live
