@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .errors import ZooprobeError
+from .evaluator.finetune import finetune
 from .plugins.hookspecs import hookimpl
 from .plugins.source import Source
 from .registry.schema import Entry, InputSpec, PretrainStage, ReportedMetric
@@ -48,6 +49,7 @@ __all__ = [
     "Source",
     "ZooprobeError",
     "__version__",
+    "finetune",
     "hookimpl",
     "load",
 ]

@@ -35,10 +35,12 @@ def cli() -> None:
 
 def _register_commands() -> None:
     from .catalog import catalog
+    from .finetune import finetune_cmd
     from .plugins import plugins_list
     from .search import search, show
 
     cli.add_command(catalog)
+    cli.add_command(finetune_cmd)
     cli.add_command(search)
     cli.add_command(show)
     cli.add_command(plugins_list)

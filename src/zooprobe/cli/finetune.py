@@ -1,0 +1,112 @@
+"""``zooprobe finetune``: train a strategy arm (and the scratch baseline) and print it epoch by epoch."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from ..errors import ZooprobeError
+from ._common import home_option
+
+_HEADERS = ("Epoch", "Train Loss", "Validation Loss", "Accuracy", "Balanced Acc", "Time")
+
+
+def _train_size(_ctx: click.Context, _param: click.Parameter, value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        number = -1.0
+    if not (0 < number < 1 or (number >= 1 and number.is_integer())):
+        raise click.BadParameter(
+            f"'{value}' is neither a count of examples (e.g. 200) nor a fraction between 0 and 1 (e.g. 0.1)"
+        )
+    return number
+
+
+@click.command(name="finetune")
+@click.option("--data", metavar="DATA", help="Dataset: sklearn:digits, an image folder, a manifest, an .npz ...")
+@click.option("--model", metavar="ID", help="Catalog id, e.g. torchvision:mobilenet_v2.IMAGENET1K_V1.")
+@click.option(
+    "--strategy",
+    metavar="STRATEGY",
+    help="as-is | head | full | cut:LAYER[+mlp:WIDTHS][:train=new|all] | recommended.",
+)
+@click.option("--epochs", type=click.IntRange(min=1), default=5, show_default=True, help="Epochs per arm.")
+@click.option("--baseline", type=click.Choice(["scratch"]), help="Also train the architecture from random init.")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=2e-3, show_default=True, help="Head LR.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the split, the init and the order.")
+@click.option(
+    "--train-size", callback=_train_size, metavar="N|FRACTION", help="Keep N training examples, or a fraction."
+)
+@click.option("--resolution", type=click.IntRange(min=8), metavar="PX", help="Square input size in pixels.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--resume", metavar="RUN", help="Continue an interrupted run from the last epoch of each arm.")
+@click.option("--on-error", type=click.Choice(["skip", "fail"]), default="fail", show_default=True, help="Bad images.")
+@home_option
+def finetune_cmd(
+    data: str | None,
+    model: str | None,
+    strategy: str | None,
+    epochs: int,
+    baseline: str | None,
+    lr: float,
+    batch_size: int,
+    seed: int,
+    train_size: float | None,
+    resolution: int | None,
+    fmt: str,
+    resume: str | None,
+    on_error: str,
+    home: Path | None,
+) -> None:
+    """Fine-tune a pretrained backbone on a labelled dataset and print each epoch.
+
+    Each epoch (train loss, validation loss, accuracy, balanced accuracy, time) is recorded in the
+    run store as it finishes, with a safetensors checkpoint under $ZOOPROBE_HOME/runs/<run id>/.
+    --resume RUN continues an interrupted run; the other options are then read from the run.
+
+    \b
+    Examples:
+      zooprobe finetune --data sklearn:digits --model torchvision:mobilenet_v2.IMAGENET1K_V1 \\
+          --strategy full --baseline scratch --epochs 3 --train-size 200 --resolution 64
+      zooprobe finetune --data photos/ --model timm:resnet50.a1_in1k --strategy cut:layer3+mlp:256
+      zooprobe finetune --data photos/ --model timm:resnet50.a1_in1k --strategy recommended
+      zooprobe finetune --resume finetune-20250101-120000-abc123
+    """
+    from ..evaluator.finetune import epochs_table_rows, finetune
+
+    if resume is None and (data is None or model is None or strategy is None):
+        raise ZooprobeError("finetune needs --data, --model and --strategy (or --resume RUN to continue a run)")
+    result = finetune(
+        data,
+        model,
+        strategy or "head",
+        epochs=epochs,
+        baseline="scratch" if baseline == "scratch" else None,
+        lr=lr,
+        batch_size=batch_size,
+        seed=seed,
+        train_size=train_size,
+        resolution=resolution,
+        resume=resume,
+        on_error="skip" if on_error == "skip" else "fail",
+        home=home,
+    )
+    if fmt == "json":
+        click.echo(json.dumps(result.to_dict(), indent=2))
+        return
+    blocks = [f"run {result.run_id}"]
+    for arm, records in result.arms.items():
+        cells = [list(_HEADERS), *epochs_table_rows(records)]
+        widths = [max(len(row[i]) for row in cells) for i in range(len(_HEADERS))]
+        lines = ["  ".join(cell.rjust(width) for cell, width in zip(row, widths, strict=True)) for row in cells]
+        blocks.append("\n".join([arm, *lines]))
+    gain = result.summary.get("gain_over_scratch")
+    if gain is not None:
+        blocks.append(f"gain over scratch (final validation accuracy): {gain:+.4f}")
+    click.echo("\n\n".join(blocks))
