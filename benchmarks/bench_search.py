@@ -6,7 +6,7 @@
     records (default 1,000,000; targets p50 <= 20 ms, p99 <= 100 ms), against a full scan of
     the same query in Python over the same records as the baseline.
 
-    python benchmarks/bench_search.py [--records 1000000] [--runs 15]
+    python benchmarks/bench_search.py [--records 1000000] [--runs 15] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import fields
 from pathlib import Path
 
 from zooprobe.registry.schema import Compute, Entry, InputSpec, PretrainStage, ReportedMetric
@@ -51,6 +52,10 @@ def synthetic(n: int, seed: int = 0) -> Iterator[Entry]:
         )
 
 
+def describe(q: Query) -> str:
+    return ", ".join(f"{f.name}={getattr(q, f.name)!r}" for f in fields(q) if getattr(q, f.name) != f.default)
+
+
 def cold_cli(home: Path, runs: int) -> None:
     env = {**os.environ, "ZOOPROBE_HOME": str(home)}
 
@@ -70,12 +75,16 @@ def cold_cli(home: Path, runs: int) -> None:
     )
 
 
-def latency(records: int, runs: int) -> None:
+def latency(records: int, runs: int, keep: Path | None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        cat = Catalog(tmp)
-        t = time.perf_counter()
-        cat.replace_source("synth", "1", synthetic(records))
-        print(f"(b) inserted {records:,} records in {time.perf_counter() - t:.1f} s")
+        cat = Catalog(keep or tmp)
+        stored = dict(cat.db.execute("SELECT source, entries FROM sources")).get("synth")
+        if stored == records:
+            print(f"(b) reusing {records:,} synthetic records in {keep}")
+        else:
+            t = time.perf_counter()
+            cat.replace_source("synth", "1", synthetic(records))
+            print(f"(b) inserted {records:,} records in {time.perf_counter() - t:.1f} s")
         queries = [
             Query(text="resnet", max_params=30e6, sort=("-top1",), limit=20),
             Query(text="vit augreg", min_top1=80, sort=("params",), limit=20),
@@ -84,11 +93,16 @@ def latency(records: int, runs: int) -> None:
             Query(arch="mobilenet1*", resolution=224, sort=("gmacs",), limit=20),
         ]
         times: list[float] = []
+        per_query: list[list[float]] = [[] for _ in queries]
         for _ in range(runs):
-            for q in queries:
+            for q, spent in zip(queries, per_query, strict=True):
                 t = time.perf_counter()
                 cat.search(q)
-                times.append((time.perf_counter() - t) * 1000)
+                spent.append((time.perf_counter() - t) * 1000)
+                times.append(spent[-1])
+        for q, spent in zip(queries, per_query, strict=True):
+            walked = "sort-index walk" if cat._walk_sort_index(q) is not None else "all matches sorted"
+            print(f"    {statistics.median(spent):7.1f} ms median  {walked:<18}  {describe(q)}")
         times.sort()
         p50 = times[len(times) // 2]
         p99 = times[min(len(times) - 1, int(len(times) * 0.99))]
@@ -114,10 +128,13 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--home", type=Path, default=None, help="a synced catalog for (a) [default: $ZOOPROBE_HOME]")
+    parser.add_argument(
+        "--keep", type=Path, default=None, help="keep (and reuse) the synthetic catalog of (b) in this directory"
+    )
     args = parser.parse_args()
     home = args.home or Path(os.environ.get("ZOOPROBE_HOME", Path.home() / ".cache/zooprobe"))
     cold_cli(home, args.runs)
-    latency(args.records, args.runs)
+    latency(args.records, args.runs, args.keep)
 
 
 if __name__ == "__main__":

@@ -182,7 +182,8 @@ def test_sort_index_walk_and_sorted_matches_equal_brute_force(tmp_path: Path) ->
             q = Query(
                 text=" ".join(
                     rng.sample(
-                        ["res", "resnet", "vit", "conv", "aug", "in1", "a1_", "cafe", "deep", "tv"], rng.randint(0, 2)
+                        ["res", "resnet", "vit", "conv", "aug", "in1", "a1_", "cafe", "deep", "tv", "dem", "net"],
+                        rng.randint(0, 2),
                     )
                 )
                 or None,

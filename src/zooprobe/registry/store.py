@@ -106,7 +106,7 @@ SCHEMA_VERSION = len(MIGRATIONS)
 # Sort fields with an index on the column (descending walks) and one on (column IS NULL, column)
 # (ascending walks); a limited query sorted on one of them walks the index (Catalog._walk_sort_index).
 WALKABLE_SORTS = ("params", "gmacs", "top1", "resolution", "pretrain_examples")
-WALK_WINDOW = 16384
+WALK_WINDOW = 8192
 
 SORT_FIELDS: dict[str, str] = {
     "id": "e.id",
@@ -361,19 +361,27 @@ class Catalog:
         desc = q.sort[0].startswith("-")
         where, params = self._filters(q, text_with="terms")
         if desc:
-            index, order = f"entries_{column}", f"{column} DESC, rowid DESC"
+            index, order = f"entries_{column}", f"e.{column} DESC, e.rowid DESC"
         else:
-            index, order = f"entries_{column}_nulls_last", f"{column} IS NULL, {column}, rowid"
-        sql = (
-            f"SELECT e.data FROM (SELECT rowid AS r FROM entries INDEXED BY {index} ORDER BY {order} LIMIT ?) w"
-            " JOIN entries e ON e.rowid = w.r"
-            + (" WHERE " + " AND ".join(where) if where else "")
-            + " ORDER BY "
-            + ", ".join(f"e.{part}" for part in order.split(", "))
-            + " LIMIT ?"
-        )
-        rows = [r[0] for r in self.db.execute(sql, [window, *params, q.limit])]
-        return rows if len(rows) == q.limit else None
+            index, order = f"entries_{column}_nulls_last", f"e.{column} IS NULL, e.{column}, e.rowid"
+        # Every walked row yields one value (NULL when it fails a filter) so that Python can count the
+        # rows walked and stop at ``window`` instead of letting SQLite walk the whole index.
+        matched = f"CASE WHEN {' AND '.join(where)} THEN e.data END" if where else "e.data"
+        cursor = self.db.execute(f"SELECT {matched} FROM entries e INDEXED BY {index} ORDER BY {order}", params)
+        rows: list[str] = []
+        walked = 0
+        try:
+            while walked < window and len(rows) < q.limit:
+                batch = cursor.fetchmany(min(256, window - walked))
+                if not batch:
+                    return rows  # the whole index walked: these are all the matches
+                walked += len(batch)
+                rows.extend(data for (data,) in batch if data is not None)
+                if walked >= 1024 and walked * q.limit > window * max(len(rows), 1):
+                    return None  # at this match rate the window would not fill: sort the matches instead
+        finally:
+            cursor.close()
+        return rows[: q.limit] if len(rows) >= q.limit else None
 
     def _matches_sorted(self, q: Query) -> list[str]:
         """Every match of ``q`` (full-text matches from the FTS index), sorted, then limited."""
