@@ -148,3 +148,16 @@ def test_show_prints_aliases_and_why(synced: Path) -> None:
         "torchvision:vgg16.IMAGENET1K_V1: timm tag 'tv_in1k' names torchvision's IMAGENET1K_V1 weights"
         " of the same architecture"
     ]
+
+
+def test_timm_counts_from_a_snapshot_of_another_version_say_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    import timm
+
+    from zooprobe.plugins import timm_source
+
+    older = {**timm_source.load_snapshot(), "timm_version": "0.0.1"}
+    monkeypatch.setattr(timm_source, "load_snapshot", lambda: older)
+    entry = next(e for e in timm_source.TimmSource().entries() if e.params is not None)
+    assert dict(entry.provenance)["params"] == (
+        f"timm_snapshot.json.gz (timm 0.0.1, meta-device build); installed timm is {timm.__version__}"
+    )

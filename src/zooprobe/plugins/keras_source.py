@@ -108,6 +108,9 @@ class KerasSource(Source):
         snapshot = load_snapshot()
         counted = snapshot["applications"]
         snap_prov = f"keras_snapshot.json (keras {snapshot['keras_version']}, built with weights=None)"
+        if snapshot["keras_version"] != keras_version:
+            # building every application again takes about a minute; say which Keras the numbers are from
+            snap_prov += f"; installed keras is {keras_version}"
         for app_name, builder in sorted(application_functions().items()):
             module = builder.__module__.rsplit(".", 1)[-1]
             prov: dict[str, str] = {}

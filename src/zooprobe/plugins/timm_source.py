@@ -168,6 +168,9 @@ class TimmSource(Source):
         snapshot = load_snapshot()
         counts: dict[str, dict[str, int]] = dict(snapshot["architectures"])
         counted_from = f"timm_snapshot.json.gz (timm {snapshot['timm_version']}, meta-device build)"
+        if snapshot["timm_version"] != timm_version:
+            # counting every architecture again takes minutes; say which timm the counts are from
+            counted_from += f"; installed timm is {timm_version}"
         for full_name in timm.list_pretrained():
             arch, _, tag = full_name.partition(".")
             cfg = get_pretrained_cfg(full_name)
