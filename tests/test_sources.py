@@ -161,3 +161,18 @@ def test_timm_counts_from_a_snapshot_of_another_version_say_so(monkeypatch: pyte
     assert dict(entry.provenance)["params"] == (
         f"timm_snapshot.json.gz (timm 0.0.1, meta-device build); installed timm is {timm.__version__}"
     )
+
+
+@pytest.mark.parametrize(("name", "preprocessing"), [("ResNet50", "caffe"), ("EfficientNetB0", "built-in")])
+def test_keras_sample_params_and_features_match_model(synced: Path, name: str, preprocessing: str) -> None:
+    import keras
+
+    entry = _source_entries(synced, "keras")[name]
+    builder = getattr(keras.applications, name)
+    model = builder(weights=None)
+    assert entry.params == model.count_params()
+    assert entry.input.default_resolution == tuple(model.input_shape[1:3])
+    body = builder(weights=None, include_top=False, pooling="avg")
+    assert entry.params_no_head == body.count_params()
+    assert entry.feature_dim == body.output_shape[-1]
+    assert entry.input.preprocessing == preprocessing
