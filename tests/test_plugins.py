@@ -70,7 +70,8 @@ def test_third_party_entry_point_adds_a_source(installed_plugin: str) -> None:
         "builtin": False,
         "hooks": ["register_sources"],
     }
-    assert {p["name"] for p in plugins if p["builtin"]} == {"timm", "torchvision", "keras", "tfhub", "kaggle"}
+    builtin = {p["name"] for p in plugins if p["builtin"]}
+    assert builtin == {"metrics", "timm", "torchvision", "keras", "tfhub", "kaggle"}
 
 
 def test_allow_list_blocks_other_plugins(installed_plugin: str, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -34,11 +34,13 @@ def cli() -> None:
 
 
 def _register_commands() -> None:
+    from .assess import assess
     from .catalog import catalog
     from .finetune import finetune_cmd
     from .plugins import plugins_list
     from .search import search, show
 
+    cli.add_command(assess)
     cli.add_command(catalog)
     cli.add_command(finetune_cmd)
     cli.add_command(search)

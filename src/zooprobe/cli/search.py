@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -31,6 +32,31 @@ def _fields(value: str | None) -> tuple[str, ...]:
         if name not in FIELDS:
             raise InvalidChoiceError("field", name, FIELDS)
     return names
+
+
+def _sort_keys(sort: str | None) -> tuple[str, ...]:
+    return tuple(k.strip() for k in sort.split(",") if k.strip()) if sort else ()
+
+
+def query_from_params(params: dict[str, Any], limit: int | None) -> Query:
+    """The catalog :class:`Query` of the ``search`` command's parsed parameters (shared with ``assess --query``)."""
+    return Query(
+        text=params.get("query"),
+        source=params.get("source"),
+        task=params.get("task"),
+        modality=params.get("modality"),
+        framework=params.get("framework"),
+        arch=params.get("arch"),
+        min_params=params.get("min_params"),
+        max_params=params.get("max_params"),
+        max_gmacs=params.get("max_gmacs"),
+        min_top1=params.get("min_top1"),
+        pretrain_dataset=params.get("pretrain_dataset"),
+        license=params.get("license_"),
+        resolution=params.get("resolution"),
+        sort=_sort_keys(params.get("sort")),
+        limit=limit,
+    )
 
 
 @click.command()
@@ -87,32 +113,13 @@ def search(
       zooprobe search vit --min-top1 85 --format json
     """
     out_fields = _fields(fields)
-    sort_keys = tuple(k.strip() for k in sort.split(",") if k.strip()) if sort else ()
-    for key in sort_keys:  # before the first-run sync: a typo should not cost a sync
+    for key in _sort_keys(sort):  # before the first-run sync: a typo should not cost a sync
         sort_field(key)
     with open_catalog(home) as cat:
         ensure_synced(cat)
         if source and source not in cat.source_versions():
             raise InvalidChoiceError("source", source, sorted(cat.source_versions()))
-        entries = cat.search(
-            Query(
-                text=query,
-                source=source,
-                task=task,
-                modality=modality,
-                framework=framework,
-                arch=arch,
-                min_params=min_params,
-                max_params=max_params,
-                max_gmacs=max_gmacs,
-                min_top1=min_top1,
-                pretrain_dataset=pretrain_dataset,
-                license=license_,
-                resolution=resolution,
-                sort=sort_keys,
-                limit=limit,
-            )
-        )
+        entries = cat.search(query_from_params(click.get_current_context().params, limit))
     if not entries and fmt == "table":
         click.echo("no entries match; loosen the filters or check 'zooprobe catalog stats'", err=True)
         return

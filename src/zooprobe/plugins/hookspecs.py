@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
+    from ..metrics import Metric
     from .source import Source
 
 PROJECT = "zooprobe"
@@ -35,5 +36,24 @@ def register_sources() -> list[Source]:
     the package its entries come from so that syncs are incremental.
 
     :returns: a list of :class:`~zooprobe.plugins.source.Source` objects (may be empty).
+    """
+    raise NotImplementedError
+
+
+# -------------------------------------------------------------------------------------------------
+# Transferability metrics
+# -------------------------------------------------------------------------------------------------
+
+
+@hookspec
+def register_metrics() -> list[Metric]:
+    """Return the transferability metrics this plugin provides.
+
+    A metric scores frozen features of a labelled target dataset: ``metric.function(features,
+    labels, **options) -> float`` where ``features`` is an N x D array (for metrics whose
+    ``input`` is ``"probabilities"``, the source head's N x K class probabilities) and ``labels``
+    holds N integers. Higher must always mean more transferable. Names are unique across plugins.
+
+    :returns: a list of :class:`~zooprobe.metrics.Metric` objects (may be empty).
     """
     raise NotImplementedError

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import importlib
 import os
+from collections.abc import Iterable
 from types import ModuleType
+from typing import Protocol, TypeVar
 
 import pluggy
 
@@ -14,6 +16,7 @@ from .source import Source
 
 # Built-in plugins are registered exactly as third-party ones are: by module, under a name.
 DEFAULT_PLUGINS: dict[str, str] = {
+    "metrics": "zooprobe.plugins.builtin_metrics",
     "torchvision": "zooprobe.plugins.torchvision_source",
     "timm": "zooprobe.plugins.timm_source",
     "keras": "zooprobe.plugins.keras_source",
@@ -57,15 +60,32 @@ def get_sources(pm: pluggy.PluginManager | None = None) -> dict[str, Source]:
     :raises ZooprobeError: when two plugins register a source of the same name.
     """
     pm = pm or get_plugin_manager()
-    sources: dict[str, Source] = {}
-    for batch in pm.hook.register_sources():
-        for source in batch:
-            if source.name in sources:
+    return unique_by_name(pm.hook.register_sources(), "source")
+
+
+class _Named(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
+T = TypeVar("T", bound=_Named)
+
+
+def unique_by_name(batches: Iterable[Iterable[T]], kind: str) -> dict[str, T]:
+    """Flatten what every plugin's hook returned into ``{item.name: item}``.
+
+    :raises ZooprobeError: when two plugins contribute a ``kind`` of the same name.
+    """
+    found: dict[str, T] = {}
+    for batch in batches:
+        for item in batch:
+            name = item.name
+            if name in found:
                 raise ZooprobeError(
-                    f"two plugins register the source '{source.name}'; uninstall one or block it with {ALLOW_ENV}"
+                    f"two plugins register the {kind} '{name}'; uninstall one or block it with {ALLOW_ENV}"
                 )
-            sources[source.name] = source
-    return sources
+            found[name] = item
+    return found
 
 
 def get_source(name: str, pm: pluggy.PluginManager | None = None) -> Source:

@@ -12,6 +12,7 @@ Invariants:
 
 from __future__ import annotations
 
+import builtins
 import json
 import os
 import sqlite3
@@ -243,9 +244,11 @@ class RunStore:
             raise UnknownRunError(f"unknown run '{run_id}'{hint}")
         return self._run(row)
 
-    def list(self, kind: RunKind | None = None, data_hash: str | None = None, limit: int | None = None) -> list[Run]:
+    def list(
+        self, kind: RunKind | None = None, data_hash: str | None = None, limit: int | None = None
+    ) -> builtins.list[Run]:
         """Runs, most recent first, optionally only of one kind or one dataset."""
-        sql, args = "SELECT * FROM runs WHERE 1=1", []
+        sql, args = "SELECT * FROM runs WHERE 1=1", builtins.list[str]()
         if kind:
             sql += " AND kind = ?"
             args.append(kind)
@@ -289,7 +292,7 @@ class RunStore:
             ),
         )
 
-    def scores(self, run_id: str) -> list[Score]:
+    def scores(self, run_id: str) -> builtins.list[Score]:
         rows = self.db.execute(
             "SELECT model, layer, metric, value, spread, seconds, extra FROM scores WHERE run_id = ? ORDER BY rowid",
             (run_id,),
@@ -301,7 +304,7 @@ class RunStore:
             "INSERT OR REPLACE INTO candidates VALUES (?, ?, ?, ?)", (run_id, model, position, json.dumps(doc))
         )
 
-    def candidates(self, run_id: str) -> list[dict[str, Any]]:
+    def candidates(self, run_id: str) -> builtins.list[dict[str, Any]]:
         rows = self.db.execute("SELECT doc FROM candidates WHERE run_id = ? ORDER BY position", (run_id,))
         return [json.loads(row[0]) for row in rows]
 
@@ -324,7 +327,7 @@ class RunStore:
         )
         self.db.execute("UPDATE runs SET updated = ? WHERE id = ?", (time.time(), run_id))
 
-    def epochs(self, run_id: str, arm: str | None = None) -> list[EpochRecord]:
+    def epochs(self, run_id: str, arm: str | None = None) -> builtins.list[EpochRecord]:
         sql = "SELECT arm, epoch, train_loss, val_loss, val_accuracy, val_balanced_accuracy, seconds, extra"
         sql += " FROM epochs WHERE run_id = ?"
         args: list[Any] = [run_id]

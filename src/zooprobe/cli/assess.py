@@ -1,0 +1,185 @@
+"""``zooprobe assess``: rank candidate backbones on a dataset and recommend a strategy, before training."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ._common import home_option
+
+
+def _csv(value: str | None) -> list[str] | None:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+@click.command()
+@click.option(
+    "--data",
+    required=True,
+    metavar="DATA",
+    help="sklearn:digits, an image folder, a CSV/Parquet manifest, .npz, or a save_to_disk dir.",
+)
+@click.option("--models", metavar="ID,ID,...", help="Candidate catalog ids.")
+@click.option(
+    "--query",
+    metavar="'SEARCH FILTERS'",
+    help='Candidates from a search, e.g. "mobilenet --max-params 10M --sort=-top1".',
+)
+@click.option(
+    "--top", type=click.IntRange(min=1), default=5, show_default=True, help="How many results of --query to assess."
+)
+@click.option(
+    "--metrics", metavar="NAME,NAME", help="Scores to compute [default: all built-in; see 'zooprobe plugins']."
+)
+@click.option(
+    "--layers",
+    default="auto",
+    show_default=True,
+    metavar="auto|all|NAMES",
+    help="Cut points to score: auto (up to 6), all, or names.",
+)
+@click.option(
+    "--budget",
+    type=float,
+    metavar="SECONDS",
+    help="Stop starting new candidates after this long; resume the run later.",
+)
+@click.option(
+    "--resolution",
+    type=click.IntRange(min=16),
+    metavar="PX",
+    help="Score at this input size instead of each model's default (faster on CPU).",
+)
+@click.option(
+    "--folds", type=click.IntRange(min=2), default=5, show_default=True, help="Cross-validation folds of the probe."
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the folds and subsets.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option(
+    "--on-error",
+    type=click.Choice(["skip", "fail"]),
+    default="fail",
+    show_default=True,
+    help="Unreadable images: drop them (listed) or stop.",
+)
+@click.option("--resume", metavar="RUN", help="Continue an interrupted assessment.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@home_option
+def assess(
+    data: str,
+    models: str | None,
+    query: str | None,
+    top: int,
+    metrics: str | None,
+    layers: str,
+    budget: float | None,
+    resolution: int | None,
+    folds: int,
+    seed: int,
+    batch_size: int,
+    on_error: str,
+    resume: str | None,
+    fmt: str,
+    home: Path | None,
+) -> None:
+    """Rank candidate backbones on DATA and recommend one, with a strategy and its evidence.
+
+    Per candidate it checks the input type (modality, channels, resolution), the data ratio
+    (pretraining examples against yours), then scores frozen features layer by layer: a
+    cross-validated linear probe, kNN, LogME, H-score, and NCE/LEEP through the source head.
+    The layer profile decides the strategy: as-is, head (frozen body), full (retrain all), or
+    cut at a layer. Runs are stored; an interrupted one resumes. Nothing is trained.
+
+    \b
+    Examples:
+      zooprobe assess --data sklearn:digits --models torchvision:mobilenet_v2.IMAGENET1K_V1 --resolution 64
+      zooprobe assess --data ./photos --query "convnext --max-params 30M --sort=-top1" --top 5
+      zooprobe assess --data train.csv --models hf:sentence-transformers/all-MiniLM-L6-v2 --format json
+    """
+    from ..evaluator.assess import AssessError
+    from ..evaluator.assess import assess as run_assessment
+
+    if bool(models) == bool(query) and not resume:
+        raise AssessError("pass exactly one of --models ID,ID,... or --query 'SEARCH FILTERS'")
+    result = run_assessment(
+        data,
+        _csv(models),
+        query=query,
+        top=top,
+        metrics=_csv(metrics),
+        layers=layers,
+        seed=seed,
+        folds=folds,
+        budget=budget,
+        resolution=resolution,
+        batch_size=batch_size,
+        on_error=on_error,  # type: ignore[arg-type]
+        resume=resume,
+        home=home,
+    )
+    if fmt == "json":
+        click.echo(
+            json.dumps({"run": result.run_id, "candidates": result.candidates, "summary": result.summary}, indent=2)
+        )
+        return
+    click.echo(render_assessment(result.run_id, result.candidates, result.summary))
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def render_assessment(run_id: str, candidates: list[dict[str, Any]], summary: dict[str, Any]) -> str:
+    """The ranked candidate table, the recommendation and its evidence, for a terminal."""
+    from ..registry.units import format_count
+
+    headers = ["RANK", "MODEL", "PARAMS", "INPUT", "BEST LAYER", "PROBE", "KNN", "LOGME", "LEEP", "STRATEGY"]
+    rows = []
+    for doc in candidates:
+        rec = doc.get("recommendation") or {}
+        scores = doc.get("scores") or {}
+        probe = doc.get("probe_accuracy")
+        rows.append(
+            [
+                _fmt(doc.get("rank")),
+                doc["model"],
+                format_count(doc["params"]) if doc.get("params") else "-",
+                doc["input_check"]["status"],
+                _fmt(doc.get("best_layer")),
+                f"{probe:.3f}±{doc.get('probe_spread') or 0:.3f}" if probe is not None else "-",
+                _fmt(scores.get("knn_accuracy")),
+                _fmt(scores.get("logme")),
+                _fmt(scores.get("leep")),
+                rec.get("finetune_arg") or (doc["status"] if doc["status"] != "done" else "-"),
+            ]
+        )
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    for doc in candidates:
+        if doc["status"] != "done":
+            lines.append(f"  {doc['model']}: {doc['status']} - {doc.get('skip_reason')}")
+    rec = summary.get("recommended")
+    lines.append("")
+    if rec:
+        lines.append(
+            f"Recommended: {rec['model']} with strategy {rec['finetune_arg']}"
+            f" (expected accuracy {rec['expected_accuracy']:.3f} ± {rec['uncertainty']:.3f})"
+        )
+        lines.append(f"Evidence: {rec['evidence']}")
+    else:
+        lines.append("No recommendation: no candidate could be assessed (see the reasons above).")
+    for caveat in summary.get("caveats", []):
+        lines.append(f"Caveat: {caveat}")
+    lines.append(
+        f"Run {run_id} ({summary.get('seconds', 0):.0f}s);"
+        " next: zooprobe finetune --data DATA --model MODEL --strategy recommended --baseline scratch"
+    )
+    return "\n".join(lines)

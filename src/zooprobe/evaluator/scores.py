@@ -1,0 +1,449 @@
+"""Transferability scores of frozen features for a labelled target: higher always means more transferable.
+
+- :func:`logme`: the log marginal evidence of a Bayesian linear model per class (You et al., 2021),
+  maximised over the prior precision alpha and noise precision beta by MacKay's fixed-point updates
+  after one eigendecomposition, vectorised over classes. Unlike the published code it runs to
+  convergence (few-shot cases need hundreds of iterations, not 11), handles N < D exactly (the D - N
+  zero eigenvalues of F^T F still contribute log alpha each; thuml/LogME#23) and, being a true
+  maximum, is invariant to the scale of the features.
+- :func:`hscore` (Bao et al., 2019): tr(cov(f)^+ cov(E[f | y])).
+- :func:`nce` (Tran et al., 2019) and :func:`leep` (Nguyen et al., 2020): from the source head's
+  class probabilities (N x K), not from features.
+- :func:`knn_accuracy`: leave-one-out cosine k-nearest-neighbour accuracy.
+- :func:`linear_probe`: multinomial logistic regression with its L2 strength chosen on a held-out
+  split by the CLIP paper's sweep (10^-6 .. 10^6, then refined around the best), reported as mean
+  and spread of accuracy and balanced accuracy over stratified folds.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ZooprobeError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+    FloatArray = npt.NDArray[np.float64]
+
+
+class ScoreInputError(ZooprobeError):
+    """Features and labels a score cannot use (shape mismatch, a single class, NaNs...)."""
+
+
+def _check(features: Any, labels: Any, *, what: str = "features") -> tuple[FloatArray, npt.NDArray[np.int64]]:
+    import numpy as np
+
+    x = np.asarray(features, dtype=np.float64)
+    y = np.asarray(labels)
+    if x.ndim != 2:
+        raise ScoreInputError(f"{what} must be an N x D array, got shape {x.shape}; reshape to (N, D)")
+    if y.ndim != 1 or len(y) != len(x):
+        raise ScoreInputError(f"labels must be N={len(x)} integers, got shape {y.shape}; pass one label per row")
+    if not np.isfinite(x).all():
+        raise ScoreInputError(f"{what} contain NaN or infinite values; check the extraction")
+    _, codes = np.unique(y, return_inverse=True)
+    if codes.max(initial=0) < 1:
+        raise ScoreInputError("labels hold a single class; a transferability score needs at least two")
+    return x, codes.astype(np.int64)
+
+
+def _eigh(matrix: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """Eigen-decomposition of a symmetric matrix (torch's LAPACK driver is the faster one here)."""
+    import torch
+
+    lam, vecs = torch.linalg.eigh(torch.from_numpy(matrix))
+    return lam.numpy(), vecs.numpy()
+
+
+# --- LogME ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LogMEResult:
+    """LogME value (mean over classes of the per-example log-evidence) and the fitted precisions."""
+
+    value: float
+    alpha: FloatArray
+    beta: FloatArray
+    iterations: int
+    converged: bool
+
+
+def logme_fit(features: Any, labels: Any, *, max_iterations: int = 10_000, tolerance: float = 1e-12) -> LogMEResult:
+    """LogME with its fitted alpha, beta per class; see :func:`logme`."""
+    import numpy as np
+
+    f, y = _check(features, labels)
+    n, d = f.shape
+    targets = np.eye(y.max() + 1)[y]  # N x C one-hot
+    # Rescaling F moves the optimum (alpha -> s^2 alpha) but not the evidence: condition it first.
+    f = f / math.sqrt(max(float((f**2).sum()) / n, 1e-300))
+    # z2[i, c]: the squared projection of class c's targets on the i-th eigenvector of the column
+    # space; residual0: the part of ||y||^2 outside the column space (the least-squares residual).
+    yy = (targets**2).sum(axis=0)
+    if n > d:
+        # D x D covariance: all D eigenvalues, zeros included.
+        lam, vecs = _eigh(f.T @ f)
+        lam = np.clip(lam, 0, None)
+        w2 = (vecs.T @ (f.T @ targets)) ** 2  # D x C, = lam * z2
+        positive = lam > 1e-12 * lam.max()
+        z2 = np.divide(w2, lam[:, None], out=np.zeros_like(w2), where=positive[:, None])
+        residual0 = np.maximum(yy - z2.sum(axis=0), 0.0)
+        extra_log_alpha = 0
+    else:
+        # N x N Gram matrix: N eigenvalues; the other D - N eigenvalues of F^T F are zero.
+        lam, vecs = _eigh(f @ f.T)
+        lam = np.clip(lam, 0, None)
+        z2 = (vecs.T @ targets) ** 2  # N x C; the eigenvectors span R^N, so nothing is left outside
+        residual0 = np.zeros(targets.shape[1])
+        extra_log_alpha = d - n
+    lam = lam[:, None]
+    classes = targets.shape[1]
+    alpha, beta = np.ones(classes), np.ones(classes)
+
+    def evidence(a: FloatArray, b: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+        """Per-class log-evidence, and gamma, m^T m, ||y - F m||^2 at (a, b)."""
+        denom = a + b * lam
+        gamma = (b * lam / denom).sum(axis=0)
+        mm = (b**2 * lam * z2 / denom**2).sum(axis=0)
+        residual = np.maximum(residual0 + (a**2 * z2 / denom**2).sum(axis=0), 1e-300)
+        value = (
+            d / 2 * np.log(a)
+            + n / 2 * np.log(b)
+            - a / 2 * mm
+            - b / 2 * residual
+            - 0.5 * (np.log(denom).sum(axis=0) + extra_log_alpha * np.log(a))
+            - n / 2 * math.log(2 * math.pi)
+        )
+        return value, gamma, mm, residual
+
+    # A class whose optimum lies at the boundary (alpha -> inf: the features do not help it; or
+    # beta -> inf: an exact fit when N <= D) never settles its parameters, but its evidence does:
+    # stop a class when its evidence stops changing, and keep the precisions in a finite range.
+    value, gamma, mm, residual = evidence(alpha, beta)
+    active = np.ones(classes, dtype=bool)
+    iterations = 0
+    while iterations < max_iterations:
+        iterations += 1
+        new_alpha = np.clip(gamma / np.maximum(mm, 1e-300), 1e-100, 1e100)
+        new_beta = np.clip((n - gamma) / residual, 1e-100, 1e100)
+        alpha = np.where(active, new_alpha, alpha)
+        beta = np.where(active, new_beta, beta)
+        new_value, gamma, mm, residual = evidence(alpha, beta)
+        active &= np.abs(new_value - value) > tolerance * np.maximum(1.0, np.abs(new_value))
+        value = new_value
+        if not active.any():
+            break
+    converged = not active.any()
+    return LogMEResult(float((value / n).mean()), alpha, beta, iterations, converged)
+
+
+def logme(features: Any, labels: Any, *, max_iterations: int = 10_000, tolerance: float = 1e-12) -> float:
+    """LogME: the mean over classes of the maximised log-evidence per example (higher: more transferable).
+
+    :param features: N x D frozen features.
+    :param labels: N class labels (any integers or strings).
+    :param max_iterations: cap on the fixed-point updates of alpha and beta.
+    :param tolerance: stop when both change by less than this, relatively.
+    """
+    return logme_fit(features, labels, max_iterations=max_iterations, tolerance=tolerance).value
+
+
+# --- H-score -------------------------------------------------------------------------------------
+
+
+def hscore(features: Any, labels: Any, *, rcond: float = 1e-10) -> float:
+    """H-score: tr(cov(f)^+ cov(E[f|y])), the pseudo-inverse regularised by ``rcond`` x the mean variance."""
+    import numpy as np
+    from scipy.linalg import solve_triangular
+
+    f, y = _check(features, labels)
+    n = len(f)
+    f = f - f.mean(axis=0)
+    counts = np.bincount(y)
+    means = np.zeros((len(counts), f.shape[1]))
+    np.add.at(means, y, f)
+    means /= counts[:, None]
+    cov = f.T @ f / n
+    # Pseudo-inverse by a Cholesky solve with a tiny relative ridge: class means lie in the span of
+    # the data, so directions the data do not cover contribute nothing either way.
+    ridge = rcond * max(float(np.trace(cov)) / len(cov), 1e-300)
+    factor = np.linalg.cholesky(cov + ridge * np.eye(len(cov)))
+    solved = solve_triangular(factor, means.T, lower=True)  # L^-1 mu: ||L^-1 mu||^2 = mu^T cov^-1 mu
+    return float((counts / n) @ (solved**2).sum(axis=0))
+
+
+# --- NCE and LEEP (from source-head probabilities) -----------------------------------------------
+
+
+def _probabilities(probabilities: Any, labels: Any) -> tuple[FloatArray, npt.NDArray[np.int64]]:
+    import numpy as np
+
+    p, y = _check(probabilities, labels, what="source probabilities")
+    if (p < -1e-6).any() or not np.allclose(p.sum(axis=1), 1.0, atol=1e-3):
+        raise ScoreInputError(
+            "NCE and LEEP take the source head's class probabilities (rows >= 0 summing to 1);"
+            " apply softmax to the logits first"
+        )
+    return np.clip(p, 0, None), y
+
+
+def nce(probabilities: Any, labels: Any) -> float:
+    """NCE: the negative conditional entropy -H(Y | Z) of target labels given the source head's argmax Z."""
+    import numpy as np
+
+    p, y = _probabilities(probabilities, labels)
+    z = p.argmax(axis=1)
+    joint = np.zeros((p.shape[1], y.max() + 1))
+    np.add.at(joint, (z, y), 1.0)
+    joint /= len(y)
+    marginal = joint.sum(axis=1, keepdims=True)
+    nonzero = joint > 0
+    conditional = np.divide(joint, marginal, out=np.ones_like(joint), where=marginal > 0)
+    return float((joint[nonzero] * np.log(conditional[nonzero])).sum())
+
+
+def leep(probabilities: Any, labels: Any) -> float:
+    """LEEP: the mean log-likelihood of the target labels under the empirical source-to-target predictor."""
+    import numpy as np
+
+    p, y = _probabilities(probabilities, labels)
+    n = len(y)
+    joint = np.zeros((p.shape[1], y.max() + 1))  # K x C: P(z, y)
+    np.add.at(joint.T, y, p)
+    joint /= n
+    marginal = joint.sum(axis=1, keepdims=True)
+    conditional = np.divide(joint, marginal, out=np.zeros_like(joint), where=marginal > 0)  # P(y | z)
+    likelihood = (p * conditional[:, y].T).sum(axis=1)
+    return float(np.log(np.maximum(likelihood, 1e-300)).mean())
+
+
+# --- kNN -----------------------------------------------------------------------------------------
+
+
+def knn_accuracy(
+    features: Any, labels: Any, *, k: int = 10, max_queries: int = 2_000, seed: int = 0, block: int = 1_024
+) -> float:
+    """Leave-one-out accuracy of a similarity-weighted cosine k-nearest-neighbour vote.
+
+    Past ``max_queries`` examples, a stratified random subset (fixed ``seed``) is the query set,
+    still searched against every example; ``k`` shrinks to what the smallest class allows.
+    """
+    import numpy as np
+
+    f, y = _check(features, labels)
+    f = f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
+    n = len(f)
+    k = max(1, min(k, int(np.bincount(y).min()) - 1 or 1, n - 1))
+    queries = np.arange(n)
+    if n > max_queries:
+        queries = np.flatnonzero(_stratified_folds(y, math.ceil(n / max_queries), seed) == 0)
+    classes = int(y.max()) + 1
+    correct = 0
+    f32 = f.astype(np.float32)
+    for start in range(0, len(queries), block):
+        rows = queries[start : start + block]
+        sims = f32[rows] @ f32.T
+        sims[np.arange(len(rows)), rows] = -np.inf  # leave the query itself out
+        nearest = np.argpartition(-sims, k, axis=1)[:, :k]
+        weights = np.take_along_axis(sims, nearest, axis=1).astype(np.float64) + 1.0  # cosine in [-1, 1]
+        votes = np.zeros((len(rows), classes))
+        np.add.at(votes, (np.repeat(np.arange(len(rows)), k), y[nearest].ravel()), weights.ravel())
+        correct += int((votes.argmax(axis=1) == y[rows]).sum())
+    return correct / len(queries)
+
+
+# --- linear probe --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """Cross-validated linear-probe accuracy at the regularisation the sweep chose."""
+
+    accuracy: float
+    accuracy_std: float
+    balanced_accuracy: float
+    balanced_accuracy_std: float
+    c: float
+    folds: int
+    sweep: dict[float, float]
+
+
+def _balanced_accuracy(truth: npt.NDArray[np.int64], predicted: npt.NDArray[np.int64]) -> float:
+    import numpy as np
+
+    recalls = [float((predicted[truth == c] == c).mean()) for c in np.unique(truth)]
+    return float(np.mean(recalls))
+
+
+class _Softmax:
+    """Multinomial logistic regression fitted by full-batch L-BFGS (sklearn's objective and C)."""
+
+    def __init__(self, dim: int, classes: int, device: str, start: tuple[Any, Any] | None = None) -> None:
+        import torch
+
+        self.weight = torch.zeros(dim, classes, device=device, requires_grad=True)
+        self.bias = torch.zeros(classes, device=device, requires_grad=True)
+        if start is not None:
+            with torch.no_grad():
+                self.weight.copy_(start[0])
+                self.bias.copy_(start[1])
+
+    def state(self) -> tuple[Any, Any]:
+        return self.weight.detach().clone(), self.bias.detach().clone()
+
+    def fit(self, x: Any, y: Any, c: float, max_iter: int) -> None:
+        import torch
+
+        # sklearn minimises C * sum(loss) + ||W||^2 / 2; divided by C * N: mean(loss) + ||W||^2 / (2 C N).
+        penalty = 1.0 / (2.0 * c * len(x))
+        optimizer = torch.optim.LBFGS(
+            [self.weight, self.bias],
+            lr=1.0,
+            max_iter=max_iter,
+            history_size=20,
+            tolerance_grad=1e-6,
+            tolerance_change=1e-9,
+            line_search_fn="strong_wolfe",
+        )
+
+        def closure() -> Any:
+            optimizer.zero_grad()
+            loss = torch.nn.functional.cross_entropy(x @ self.weight + self.bias, y)
+            loss = loss + penalty * (self.weight**2).sum()
+            loss.backward()  # type: ignore[no-untyped-call]
+            return loss
+
+        optimizer.step(closure)  # type: ignore[no-untyped-call]
+
+    def predict(self, x: Any) -> Any:
+        import torch
+
+        with torch.no_grad():
+            return (x @ self.weight + self.bias).argmax(dim=1)
+
+
+def linear_probe(
+    features: Any,
+    labels: Any,
+    *,
+    folds: int = 5,
+    seed: int = 0,
+    max_iter: int = 200,
+    refinements: int = 2,
+    sweep_examples: int = 2_000,
+    device: str = "cpu",
+) -> ProbeResult:
+    """Cross-validated accuracy of a multinomial logistic-regression probe on standardised features.
+
+    The inverse L2 strength C is chosen on one stratified held-out split (the first fold) by the
+    CLIP protocol: C = 10^-6, 10^-4, ..., 10^6, then ``refinements`` halvings of the log-step
+    around the best, each fit warm-started from the previous one; past ``sweep_examples`` the sweep
+    runs on a stratified subset of that split. The chosen C is then evaluated on every fold,
+    starting from the sweep's solution. Folds shrink to what the smallest class allows (at least 2).
+    """
+    import numpy as np
+    import torch
+
+    f, y = _check(features, labels)
+    counts = np.bincount(y)
+    if counts.min() < 2:
+        raise ScoreInputError("a class has a single example; a cross-validated probe needs at least 2 per class")
+    folds = int(max(2, min(folds, counts.min())))
+    fold_of = _stratified_folds(y, folds, seed)
+    classes = int(y.max()) + 1
+    threads = torch.get_num_threads()
+    if f.size * classes < 20_000_000:  # small problems: thread hand-offs cost more than they save
+        torch.set_num_threads(1)
+    try:
+        return _probe(f, y, fold_of, folds, classes, seed, max_iter, refinements, sweep_examples, device)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _probe(
+    f: FloatArray,
+    y: npt.NDArray[np.int64],
+    fold_of: npt.NDArray[np.int64],
+    folds: int,
+    classes: int,
+    seed: int,
+    max_iter: int,
+    refinements: int,
+    sweep_examples: int,
+    device: str,
+) -> ProbeResult:
+    import numpy as np
+    import torch
+
+    def split(fold: int, limit: int | None = None) -> tuple[Any, Any, Any, Any]:
+        train, test = fold_of != fold, fold_of == fold
+        if limit is not None and train.sum() + test.sum() > limit:
+            keep = _stratified_folds(y, math.ceil(len(y) / limit), seed + 1) == 0
+            train, test = train & keep, test & keep
+        mean, std = f[train].mean(axis=0), f[train].std(axis=0) + 1e-8
+
+        def standardised(rows: Any) -> Any:
+            return torch.as_tensor((f[rows] - mean) / std, dtype=torch.float32, device=device)
+
+        return standardised(train), torch.as_tensor(y[train], device=device), standardised(test), y[test]
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        x_train, y_train, x_test, y_test = split(0, sweep_examples)
+        model = _Softmax(f.shape[1], classes, device)
+        sweep: dict[float, float] = {}
+
+        def evaluate(c: float) -> float:
+            if c not in sweep:
+                model.fit(x_train, y_train, c, max_iter)
+                sweep[c] = float((model.predict(x_test).cpu().numpy() == y_test).mean())
+            return sweep[c]
+
+        for exponent in range(-6, 7, 2):
+            evaluate(10.0**exponent)
+        step = 2.0
+        for _ in range(refinements):
+            step /= 2
+            best = max(sweep, key=lambda c: (sweep[c], -abs(math.log10(c))))
+            for c in (best * 10**-step, best * 10**step):
+                evaluate(c)
+        best_c = max(sweep, key=lambda c: (sweep[c], -abs(math.log10(c))))
+        model.fit(x_train, y_train, best_c, max_iter)
+        start = model.state()
+
+        accuracies, balanced = [], []
+        for fold in range(folds):
+            x_train, y_train, x_test, y_test = split(fold)
+            model = _Softmax(f.shape[1], classes, device, start)
+            model.fit(x_train, y_train, best_c, max_iter)
+            predicted = model.predict(x_test).cpu().numpy()
+            accuracies.append(float((predicted == y_test).mean()))
+            balanced.append(_balanced_accuracy(y_test, predicted))
+    return ProbeResult(
+        accuracy=float(np.mean(accuracies)),
+        accuracy_std=float(np.std(accuracies)),
+        balanced_accuracy=float(np.mean(balanced)),
+        balanced_accuracy_std=float(np.std(balanced)),
+        c=best_c,
+        folds=folds,
+        sweep=sweep,
+    )
+
+
+def _stratified_folds(y: npt.NDArray[np.int64], folds: int, seed: int) -> npt.NDArray[np.int64]:
+    """Fold number of each example: each class shuffled (fixed seed) and dealt round-robin."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    fold_of = np.empty(len(y), dtype=np.int64)
+    offset = 0
+    for c in np.unique(y):
+        members = rng.permutation(np.flatnonzero(y == c))
+        fold_of[members] = (np.arange(len(members)) + offset) % folds
+        offset += len(members)
+    return fold_of

@@ -1,0 +1,329 @@
+"""The assessment: input and data-ratio checks, layer selection, the decision rules, and real runs."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from zooprobe.cli import cli
+from zooprobe.errors import InvalidChoiceError, SourceUnavailableError
+from zooprobe.evaluator import assess as assess_module
+from zooprobe.evaluator.assess import (
+    AssessError,
+    assess,
+    check_data_ratio,
+    check_input,
+    consensus,
+    recommend,
+    select_layers,
+)
+from zooprobe.evaluator.backbone import Backbone, block_cut_points, last_linear
+from zooprobe.registry.runs import RunStore
+from zooprobe.registry.schema import Entry, InputSpec, PretrainStage
+from zooprobe.registry.store import Catalog
+
+MOBILENET = "torchvision:mobilenet_v2.IMAGENET1K_V1"
+MOBILENET_V2_WEIGHTS = "torchvision:mobilenet_v2.IMAGENET1K_V2"
+
+
+def image_entry(**changes: Any) -> Entry:
+    entry = Entry(
+        source="test",
+        name="net",
+        architecture="net",
+        modality="image",
+        input=InputSpec(channels=3, default_resolution=(224, 224)),
+        pretraining=(PretrainStage("imagenet-1k", 1_281_167),),
+    )
+    return dataclasses.replace(entry, **changes)
+
+
+def summary(**changes: Any) -> dict[str, Any]:
+    base = {
+        "name": "d",
+        "modality": "image",
+        "examples": 500,
+        "classes": 2,
+        "per_class": {"a": 250, "b": 250},
+        "image_size": {"min": [8, 8], "max": [8, 8]},
+        "channels": [1],
+    }
+    return {**base, **changes}
+
+
+# --- checks --------------------------------------------------------------------------------------
+
+
+def test_input_check_names_each_adaptation_and_rejects_other_modalities() -> None:
+    check = check_input(image_entry(), summary())
+    assert check["status"] == "adapted"
+    assert check["adaptations"] == ["grayscale replicated to 3 channels", "upsampling from 8x8 to 224x224"]
+    same = check_input(image_entry(), summary(image_size={"min": [224, 224], "max": [300, 300]}, channels=[3]))
+    assert same == {"status": "compatible", "adaptations": [], "reason": None}
+    text = check_input(image_entry(), summary(modality="text", text_length={"min": 3, "median": 9, "max": 40}))
+    assert text["status"] == "incompatible" and "takes image input; the data are text" in text["reason"]
+    two_channel = check_input(image_entry(), summary(channels=[2]))
+    assert two_channel["status"] == "incompatible" and "2 channels" in two_channel["reason"]
+
+
+def test_data_ratio_flags_small_targets_and_targets_close_to_the_source_size() -> None:
+    ratio = check_data_ratio(image_entry(), summary())
+    assert ratio["source_examples"] == 1_281_167 and ratio["ratio"] == pytest.approx(500 / 1_281_167)
+    assert any("target small" in flag for flag in ratio["flags"])
+    big = summary(examples=50_000, per_class={"a": 25_000, "b": 25_000})
+    tiny_source = image_entry(pretraining=(PretrainStage("tiny-set", 60_000),))
+    flags = check_data_ratio(tiny_source, big)["flags"]
+    assert flags == [
+        "target not much smaller than the source (50,000 vs 60,000 examples):"
+        " pretraining may add little over training from scratch"
+    ]
+    unknown = check_data_ratio(image_entry(pretraining=()), big)
+    assert unknown["ratio"] is None and unknown["flags"] == ["source size unknown"]
+
+
+def test_layer_selection() -> None:
+    points = [f"block{i}" for i in range(20)] + ["pre_logits"]
+    auto = select_layers(points, "auto")
+    assert len(auto) == 6 and auto[-1] == "pre_logits" and auto == sorted(auto, key=points.index)
+    assert select_layers(points, "all") == points
+    assert select_layers(points, ["pre_logits", "block3"]) == ["block3", "pre_logits"]
+    with pytest.raises(InvalidChoiceError, match="did you mean 'block3'"):
+        select_layers(points, ["blok3"])
+
+
+# --- decision rules ------------------------------------------------------------------------------
+
+
+def profile(*accuracies: float, spread: float = 0.01) -> list[dict[str, Any]]:
+    return [
+        {"layer": f"l{i}", "depth": i / (len(accuracies) - 1), "probe_accuracy": a, "probe_spread": spread}
+        for i, a in enumerate(accuracies)
+    ]
+
+
+def decision_doc(points: list[dict[str, Any]], examples: int, knn_last: float = 0.0) -> dict[str, Any]:
+    per_class = examples // 10
+    return {
+        "layer_profile": points,
+        "knn_by_layer": {points[-1]["layer"]: knn_last} if points else {},
+        "data_ratio": {"target_examples": examples, "examples_per_class_min": per_class},
+    }
+
+
+def test_recommendation_reads_the_layer_profile_and_the_data_size() -> None:
+    rising = profile(0.6, 0.8, 0.9)
+    head = recommend(decision_doc(rising, examples=300))
+    assert head is not None and head["strategy"] == "head" and head["finetune_arg"] == "head"
+    assert head["expected_accuracy"] == 0.9 and head["uncertainty"] == 0.01 and "l2" in head["evidence"]
+    full = recommend(decision_doc(rising, examples=20_000))
+    assert full is not None and full["strategy"] == "full" and full["train"] == "all"
+    # Peak in the middle, reached within the spread at l1, clear drop at the end: cut at l1.
+    peaked = profile(0.6, 0.895, 0.9, 0.7)
+    cut = recommend(decision_doc(peaked, examples=300))
+    assert cut is not None and cut["strategy"] == "cut" and cut["cut"] == "l1"
+    assert cut["finetune_arg"] == "cut:l1+mlp:256:train=new" and "falls to 0.700 at l3" in cut["evidence"]
+    cut_all = recommend(decision_doc(peaked, examples=20_000))
+    assert cut_all is not None and cut_all["finetune_arg"] == "cut:l1+mlp:256:train=all"
+    as_is = recommend(decision_doc(rising, examples=300, knn_last=0.9))
+    assert as_is is not None and as_is["strategy"] == "as-is" and as_is["expected_accuracy"] == 0.9
+    assert recommend(decision_doc([], examples=300)) is None
+
+
+def test_consensus_combines_scores_and_the_catalog_prior() -> None:
+    docs = [
+        {"model": "a", "best_scores": {"probe_accuracy": 0.9, "logme": 1.0}, "prior_top1": 70.0},
+        {"model": "b", "best_scores": {"probe_accuracy": 0.8, "logme": 0.5}, "prior_top1": 80.0},
+        {"model": "c", "best_scores": {"probe_accuracy": 0.5, "logme": 0.1}, "prior_top1": None},
+    ]
+    scores = consensus(docs)
+    assert scores["a"] > scores["b"] > scores["c"]
+    # The prior alone separates two candidates whose data scores tie.
+    tied = [
+        {"model": "a", "best_scores": {"probe_accuracy": 0.8}, "prior_top1": 70.0},
+        {"model": "b", "best_scores": {"probe_accuracy": 0.8}, "prior_top1": 80.0},
+    ]
+    assert consensus(tied)["b"] > consensus(tied)["a"]
+
+
+# --- real runs -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def digits_npz(tmp_path: Path) -> Path:
+    """300 of scikit-learn's 8x8 digits as an .npz dataset (30 per class)."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    keep = np.concatenate([np.flatnonzero(digits.target == c)[:30] for c in range(10)])
+    path = tmp_path / "digits.npz"
+    np.savez(path, x=(digits.images[keep] * 255 / 16).astype(np.uint8), y=digits.target[keep])
+    return path
+
+
+@pytest.fixture
+def home(synced: Path, torch_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A zooprobe home with the synced catalog and its own run store and feature cache."""
+    monkeypatch.setenv("TORCH_HOME", str(torch_home))
+    home = tmp_path / "home"
+    home.mkdir()
+    for item in synced.iterdir():
+        if item.is_file():
+            shutil.copy(item, home / item.name)
+    return home
+
+
+def random_init_loader(calls: list[str]) -> Any:
+    """The real source loader, except that the V2 entry gets a randomly initialised MobileNetV2 (a control)."""
+    import torch
+    import torchvision
+
+    from zooprobe.plugins.torchvision_source import load_backbone
+
+    def load(entry: Entry) -> Backbone:
+        calls.append(entry.id)
+        if entry.id != MOBILENET_V2_WEIGHTS:
+            return load_backbone(entry)
+        torch.manual_seed(0)
+        model = torchvision.models.mobilenet_v2(weights=None).eval()
+        classifier = last_linear(model)
+        return Backbone(entry, model, block_cut_points(model, classifier), classifier)
+
+    return load
+
+
+def test_assess_ranks_pretrained_above_random_init_and_records_the_run(home: Path, digits_npz: Path) -> None:
+    calls: list[str] = []
+    result = assess(
+        str(digits_npz),
+        [MOBILENET_V2_WEIGHTS, MOBILENET],
+        resolution=32,
+        folds=3,
+        home=home,
+        progress=False,
+        loader=random_init_loader(calls),
+    )
+    assert calls == [MOBILENET_V2_WEIGHTS, MOBILENET]
+    first, second = result.candidates
+    assert first["model"] == MOBILENET and first["rank"] == 1 and second["rank"] == 2
+    assert first["probe_accuracy"] > second["probe_accuracy"]
+    assert first["input_check"]["adaptations"] == ["grayscale replicated to 3 channels", "upsampling from 8x8 to 32x32"]
+    layers = [p["layer"] for p in first["layer_profile"]]
+    assert len(layers) == 6 and layers[-1] == "pre_logits"
+    assert set(first["scores"]) >= {"probe_accuracy", "knn_accuracy", "logme", "hscore", "nce", "leep"}
+    rec = result.recommended
+    assert rec is not None and rec["model"] == MOBILENET and rec["evidence"].startswith(MOBILENET)
+    assert rec["finetune_arg"] == first["recommendation"]["finetune_arg"]
+
+    with RunStore(home) as runs:
+        run = runs.get(result.run_id)
+        assert run.status == "done" and run.kind == "assess" and run.config["folds"] == 3
+        stored = runs.candidates(result.run_id)
+        assert [d["model"] for d in stored] == [MOBILENET, MOBILENET_V2_WEIGHTS]
+        rows = {(s.model, s.layer, s.metric): s for s in runs.scores(result.run_id)}
+    # Stored scores are the metric functions' values on the cached features.
+    from zooprobe import metrics
+    from zooprobe.evaluator.datasets import read_dataset
+
+    dataset = read_dataset(str(digits_npz))
+    feature_files = sorted((home / "features").glob("*.npy"))
+    assert len(feature_files) == 12  # 6 cut points x 2 candidates
+    logme_rows = [s for key, s in rows.items() if key[0] == MOBILENET and key[2] == "logme"]
+    values = {float(metrics.get("logme")(np.load(f), dataset.labels)) for f in feature_files}
+    assert all(any(abs(s.value - v) < 1e-9 for v in values) for s in logme_rows)  # type: ignore[operator]
+
+
+def test_incompatible_and_unloadable_candidates_are_skipped_with_reasons(home: Path, tmp_path: Path) -> None:
+    manifest = tmp_path / "texts.csv"
+    manifest.write_text("text,label\n" + "".join(f"sentence {i},{'ab'[i % 2]}\n" for i in range(20)))
+    calls: list[str] = []
+    result = assess(str(manifest), [MOBILENET], home=home, progress=False, loader=random_init_loader(calls))
+    assert calls == []  # skipped before loading anything
+    (doc,) = result.candidates
+    assert doc["status"] == "skipped" and "takes image input; the data are text" in doc["skip_reason"]
+    assert result.recommended is None and result.summary["skipped"] == {MOBILENET: doc["skip_reason"]}
+
+    def unavailable(entry: Entry) -> Backbone:
+        raise SourceUnavailableError(f"weights of '{entry.id}' are not in the local cache and there is no network")
+
+    npz = tmp_path / "tiny.npz"
+    np.savez(npz, x=np.zeros((8, 8, 8), np.uint8), y=np.array([0, 1] * 4))
+    result = assess(str(npz), [MOBILENET], home=home, progress=False, loader=unavailable)
+    assert result.candidates[0]["skip_reason"].startswith("cannot load: weights of")
+
+
+def test_an_interrupted_assessment_resumes_without_recomputing(home: Path, digits_npz: Path) -> None:
+    calls: list[str] = []
+    real = random_init_loader(calls)
+
+    def interrupted(entry: Entry) -> Backbone:
+        if entry.id == MOBILENET:
+            raise KeyboardInterrupt  # the user pressed Ctrl-C while the second candidate loaded
+        return real(entry)
+
+    options: dict[str, Any] = {"resolution": 32, "folds": 3, "home": home, "progress": False}
+    with pytest.raises(KeyboardInterrupt):
+        assess(str(digits_npz), [MOBILENET_V2_WEIGHTS, MOBILENET], loader=interrupted, **options)
+    with RunStore(home) as runs:
+        (run,) = runs.list(kind="assess")
+        assert run.status == "running"
+        first_scores = {(s.model, s.layer, s.metric): s.seconds for s in runs.scores(run.id)}
+    assert {key[0] for key in first_scores} == {MOBILENET_V2_WEIGHTS}
+
+    calls.clear()
+    result = assess(str(digits_npz), [MOBILENET_V2_WEIGHTS, MOBILENET], loader=real, **options)
+    assert result.resumed and result.run_id == run.id
+    assert calls == [MOBILENET]  # the finished candidate is neither reloaded nor rescored
+    with RunStore(home) as runs:
+        assert runs.get(run.id).status == "done"
+        after = {(s.model, s.layer, s.metric): s.seconds for s in runs.scores(run.id)}
+    assert {k: v for k, v in after.items() if k[0] == MOBILENET_V2_WEIGHTS} == first_scores
+    assert [d["model"] for d in result.candidates] == [MOBILENET, MOBILENET_V2_WEIGHTS]
+
+
+def test_cli_assess_prints_the_ranking_and_json(home: Path, digits_npz: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(assess_module, "DEFAULT_METRICS", ("probe_accuracy", "knn_accuracy", "logme"))
+    runner = CliRunner()
+    args = ["assess", "--data", str(digits_npz), "--models", MOBILENET, "--resolution", "32", "--folds", "3"]
+    result = runner.invoke(cli, [*args, "--home", str(home)])
+    assert result.exit_code == 0, result.output
+    assert "RANK  MODEL" in result.output and MOBILENET in result.output
+    assert "Recommended: torchvision:mobilenet_v2.IMAGENET1K_V1 with strategy" in result.output
+    assert "Evidence:" in result.output
+    as_json = runner.invoke(cli, [*args, "--layers", "pre_logits", "--format", "json", "--home", str(home)])
+    assert as_json.exit_code == 0, as_json.output
+    document = json.loads(as_json.stdout)
+    assert document["candidates"][0]["layer_profile"][0]["layer"] == "pre_logits"
+
+
+def test_cli_assess_bad_inputs_exit_2_with_one_line(home: Path, digits_npz: Path) -> None:
+    runner = CliRunner()
+    base = ["assess", "--data", str(digits_npz), "--home", str(home)]
+    cases = {
+        "--models x --query y": (["--models", MOBILENET, "--query", "mobilenet"], "exactly one of"),
+        "unknown metric": (["--models", MOBILENET, "--metrics", "logmee"], "did you mean 'logme'"),
+        "unknown model": (["--models", "torchvision:mobilenet_v9"], "mobilenet_v9"),
+        "bad query option": (["--query", "mobilenet --max-parms 10M"], "bad --query"),
+        "empty query": (["--query", "nosuchbackbonexyz"], "matches no catalog entry"),
+        "missing data": (["--models", MOBILENET, "--data", "/nonexistent/dir"], "/nonexistent/dir"),
+    }
+    for name, (extra, message) in cases.items():
+        result = runner.invoke(cli, [*base, *extra])
+        assert result.exit_code == 2, (name, result.output)
+        assert message in result.output, (name, result.output)
+        assert "Traceback" not in result.output
+
+
+def test_query_selects_top_k_candidates(home: Path) -> None:
+    with Catalog(home) as catalog:
+        entries = assess_module.resolve_candidates(catalog, None, "mobilenet --source torchvision --sort=-top1", top=2)
+    assert len(entries) == 2 and all(e.source == "torchvision" and "mobilenet" in e.id for e in entries)
+    assert entries[0].top1 >= entries[1].top1  # type: ignore[operator]
+    with pytest.raises(AssessError, match="no candidates"):
+        assess_module.resolve_candidates(Catalog(home), None, None, top=2)

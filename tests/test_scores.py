@@ -1,0 +1,184 @@
+"""Transferability scores against hand computations, per-class references and a generic optimiser."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy.optimize import minimize
+
+import zooprobe.metrics
+from zooprobe.errors import InvalidChoiceError
+from zooprobe.evaluator import scores
+from zooprobe.metrics import Metric
+from zooprobe.plugins.hookspecs import hookimpl
+from zooprobe.plugins.manager import get_plugin_manager
+
+
+def per_class_logme_reference(features: np.ndarray, labels: np.ndarray, iterations: int = 100_000) -> float:
+    """The published algorithm written out per class with explicit matrices (no eigen tricks)."""
+    f = features.astype(np.float64)
+    n, d = f.shape
+    gram = f.T @ f
+    evidences = []
+    for c in np.unique(labels):
+        y = (labels == c).astype(np.float64)
+        alpha, beta = 1.0, 1.0
+        previous = -np.inf
+        for _ in range(iterations):
+            a = alpha * np.eye(d) + beta * gram
+            m = beta * np.linalg.solve(a, f.T @ y)
+            gamma = d - alpha * np.trace(np.linalg.inv(a))
+            residual = float(((y - f @ m) ** 2).sum())
+            mm = float(m @ m)
+            evidence = (
+                d / 2 * math.log(alpha)
+                + n / 2 * math.log(beta)
+                - alpha / 2 * mm
+                - beta / 2 * residual
+                - 0.5 * np.linalg.slogdet(a)[1]
+                - n / 2 * math.log(2 * math.pi)
+            )
+            if abs(evidence - previous) < 1e-13 * max(1.0, abs(evidence)):
+                break
+            previous = evidence
+            alpha, beta = gamma / mm, (n - gamma) / residual
+        evidences.append(evidence / n)
+    return float(np.mean(evidences))
+
+
+def marginal_likelihood(features: np.ndarray, y: np.ndarray, log_alpha: float, log_beta: float) -> float:
+    """log N(y; 0, F F^T / alpha + I / beta): the evidence from its definition, independent of LogME's algebra."""
+    n = len(y)
+    cov = features @ features.T / math.exp(log_alpha) + np.eye(n) / math.exp(log_beta)
+    sign, logdet = np.linalg.slogdet(cov)
+    assert sign > 0
+    return float(-0.5 * (logdet + y @ np.linalg.solve(cov, y) + n * math.log(2 * math.pi)))
+
+
+def optimised_logme(features: np.ndarray, labels: np.ndarray) -> float:
+    values = []
+    for c in np.unique(labels):
+        y = (labels == c).astype(np.float64)
+        result = minimize(
+            lambda p, y=y: -marginal_likelihood(features, y, p[0], p[1]),
+            x0=np.zeros(2),
+            method="Nelder-Mead",
+            options={"xatol": 1e-10, "fatol": 1e-12, "maxiter": 20_000},
+        )
+        values.append(-result.fun / len(y))
+    return float(np.mean(values))
+
+
+def separable(n: int, d: int, classes: int, shift: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % classes
+    centres = rng.normal(size=(classes, d)) * shift
+    return rng.normal(size=(n, d)) + centres[labels], labels
+
+
+@pytest.mark.parametrize(("n", "d", "shift"), [(120, 8, 0.7), (60, 25, 0.7), (20, 40, 0.3), (20, 40, 0.1)])
+def test_logme_equals_per_class_reference_and_generic_optimiser(n: int, d: int, shift: float) -> None:
+    # (20, 40, 0.1) is a few-shot N < D case whose fixed point needs over a thousand iterations.
+    features, labels = separable(n, d, 3, shift=shift)
+    value = scores.logme(features, labels)
+    assert value == pytest.approx(per_class_logme_reference(features, labels), rel=1e-6)
+    assert value == pytest.approx(optimised_logme(features, labels), rel=1e-6)
+
+
+def test_logme_is_invariant_to_feature_scale_and_needs_many_iterations_few_shot() -> None:
+    features, labels = separable(12, 64, 3, shift=0.5, seed=3)  # N < D, few-shot
+    fit = scores.logme_fit(features, labels)
+    assert fit.converged and fit.iterations > 11  # the published code stops after 11
+    for scale in (1e-3, 1.0, 1e4):
+        assert scores.logme(features * scale, labels) == pytest.approx(fit.value, rel=1e-8)
+
+
+def test_logme_ranks_informative_features_above_noise() -> None:
+    informative, labels = separable(300, 16, 4, shift=2.0)
+    noise = np.random.default_rng(9).normal(size=informative.shape)
+    assert scores.logme(informative, labels) > scores.logme(noise, labels)
+
+
+def test_hscore_hand_computed() -> None:
+    # 1-D features: cov(f) = var, cov(E[f|y]) = between-class variance; H = between / total.
+    features = np.array([[0.0], [2.0], [4.0], [6.0]])
+    labels = np.array([0, 0, 1, 1])
+    # mean 3; total variance (9+1+1+9)/4 = 5; class means 1 and 5 -> between variance (4+4)/2 = 4
+    assert scores.hscore(features, labels) == pytest.approx(4 / 5)
+
+
+def test_nce_and_leep_hand_computed() -> None:
+    probabilities = np.array([[0.9, 0.1], [0.8, 0.2], [0.3, 0.7], [0.4, 0.6]])
+    labels = np.array([0, 0, 1, 0])
+    # NCE: argmax z = [0, 0, 1, 1]; P(z=0,y=0)=1/2, P(z=1,y=1)=1/4, P(z=1,y=0)=1/4
+    expected_nce = 0.5 * math.log(1.0) + 0.25 * math.log(0.5) + 0.25 * math.log(0.5)
+    assert scores.nce(probabilities, labels) == pytest.approx(expected_nce)
+    # LEEP: joint P(z, y) = 1/4 sum_i p_i(z) [y_i = y]
+    joint = np.array([[0.9 + 0.8 + 0.4, 0.3], [0.1 + 0.2 + 0.6, 0.7]]) / 4
+    conditional = joint / joint.sum(axis=1, keepdims=True)
+    expected_leep = np.mean([math.log(probabilities[i] @ conditional[:, labels[i]]) for i in range(4)])
+    assert scores.leep(probabilities, labels) == pytest.approx(expected_leep)
+
+
+def test_nce_and_leep_reject_logits() -> None:
+    with pytest.raises(scores.ScoreInputError, match="softmax"):
+        scores.leep(np.array([[2.0, -1.0], [0.5, 3.0]]), np.array([0, 1]))
+
+
+def test_knn_accuracy_hand_computed() -> None:
+    features = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9], [0.8, 0.2]])
+    labels = np.array([0, 0, 1, 1, 1])  # the last one sits among class 0: misclassified
+    assert scores.knn_accuracy(features, labels, k=1) == pytest.approx(4 / 5)
+
+
+def test_linear_probe_separates_and_reports_spread() -> None:
+    features, labels = separable(200, 10, 4, shift=3.0)
+    good = scores.linear_probe(features, labels, folds=4)
+    assert good.accuracy > 0.95 and good.folds == 4 and 0 <= good.accuracy_std < 0.1
+    assert 1e-6 <= good.c <= 1e6 and len(good.sweep) >= 7
+    noise = scores.linear_probe(np.random.default_rng(1).normal(size=(200, 10)), labels, folds=4)
+    assert noise.accuracy < 0.5
+    assert good.balanced_accuracy == pytest.approx(good.accuracy, abs=0.05)
+
+
+def test_bad_inputs_are_one_line_errors() -> None:
+    with pytest.raises(scores.ScoreInputError, match="single class"):
+        scores.logme(np.ones((4, 2)), np.zeros(4))
+    with pytest.raises(scores.ScoreInputError, match="N x D"):
+        scores.hscore(np.ones(4), np.array([0, 1, 0, 1]))
+    with pytest.raises(scores.ScoreInputError, match="NaN"):
+        scores.logme(np.array([[np.nan], [1.0]]), np.array([0, 1]))
+    with pytest.raises(scores.ScoreInputError, match="at least 2 per class"):
+        scores.linear_probe(np.ones((3, 2)), np.array([0, 0, 1]))
+
+
+def test_metric_registry_lists_builtins_and_a_third_party_metric() -> None:
+    assert zooprobe.metrics.names() == [
+        "hscore",
+        "knn_accuracy",
+        "leep",
+        "logme",
+        "nce",
+        "probe_accuracy",
+        "probe_balanced_accuracy",
+    ]
+    features, labels = separable(60, 5, 3, shift=2.0)
+    assert zooprobe.metrics.get("logme")(features, labels) == scores.logme(features, labels)
+    with pytest.raises(InvalidChoiceError, match="did you mean 'logme'"):
+        zooprobe.metrics.get("logm")
+
+    class FisherRatio:
+        @hookimpl
+        def register_metrics(self) -> list[Metric]:
+            def fisher(f: np.ndarray, y: np.ndarray) -> float:
+                means = np.stack([f[y == c].mean(axis=0) for c in np.unique(y)])
+                return float(means.var(axis=0).sum() / f.var(axis=0).sum())
+
+            return [Metric("fisher_ratio", fisher, "features", "between over total variance")]
+
+    pm = get_plugin_manager(load_entrypoints=False)
+    pm.register(FisherRatio(), name="fisher")
+    assert "fisher_ratio" in zooprobe.metrics.names(pm)
+    assert zooprobe.metrics.get("fisher_ratio", pm)(features, labels) > 0.5
