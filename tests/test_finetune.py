@@ -25,7 +25,7 @@ from zooprobe.evaluator.finetune import (
 )
 from zooprobe.registry.runs import EpochRecord, RunStore
 
-from .test_backbone import mobilenet, torch_home  # noqa: F401  (fixtures)
+from .test_backbone import mobilenet  # noqa: F401  (a fixture)
 
 MODEL = "torchvision:mobilenet_v2.IMAGENET1K_V1"
 # 32 px keeps each CPU epoch to seconds: MobileNetV2 still sees a 1x1 map at its last block
@@ -33,7 +33,7 @@ SMALL = {"resolution": 32, "train_size": 60, "batch_size": 16, "progress": False
 
 
 @pytest.fixture
-def weights(torch_home: Path, synced_home: Path, zooprobe_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:  # noqa: F811
+def weights(torch_home: Path, synced_home: Path, zooprobe_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Real MobileNetV2 weights in the torch hub cache and this test's own home holding a copy of the synced
     catalog (runs, checkpoints and features stay per test); returns the home."""
     import sqlite3
@@ -251,6 +251,20 @@ def test_as_is_classifies_by_nearest_class_mean_without_training(weights: Path) 
     assert record.extra == {"method": "nearest class mean"}
     assert record.val_accuracy is not None and record.val_accuracy > 0.5  # chance is 0.1
     assert result.summary["checkpoints"] == {}
+
+
+def test_as_is_uses_the_source_head_when_the_classes_are_its_own(weights: Path, tmp_path: Path) -> None:
+    from sklearn.datasets import load_sample_image
+
+    china, flower = (np.asarray(load_sample_image(name)) for name in ("china.jpg", "flower.jpg"))
+    corners = [(0, 0), (20, 60), (40, 120), (60, 30), (10, 90)]
+    crops = [image[top : top + 360, left : left + 360] for image in (china, flower) for top, left in corners]
+    labels = ["palace"] * 5 + ["honeycomb"] * 5  # what ImageNet MobileNetV2 sees in each photo
+    np.savez(tmp_path / "photos.npz", x=np.stack(crops), y=np.array(labels))
+    result = zooprobe.finetune(str(tmp_path / "photos.npz"), MODEL, "as-is", progress=False)
+    (record,) = result.arms["as-is"]
+    assert record.extra == {"method": "source head"}
+    assert record.val_accuracy == 1.0 and record.val_loss is not None and record.val_loss < 0.5
 
 
 # --- bad arguments and the CLI --------------------------------------------------------------------

@@ -221,6 +221,8 @@ def finetune(
         if data is None or model is None:
             raise ZooprobeError("finetune needs a dataset and a model id (or resume=RUN to continue a run)")
         _check_settings(epochs, lr, batch_size, baseline, train_size, resolution)
+        if strategy.strip() != "recommended":
+            parse_strategy(strategy)  # a typo fails before the dataset and the weights load
         dataset = read_dataset(data, on_error=on_error)
         if dataset.modality != "image":
             raise ZooprobeError(f"dataset '{data}' holds {dataset.modality}; fine-tuning needs an image dataset")
@@ -244,9 +246,7 @@ def finetune(
                 f"'{model}' has no classifier layer to replace: "
                 f"use cut:LAYER with one of {', '.join(backbone.cut_points)}"
             )
-        train_idx, val_idx = stratified_split(dataset, VAL_FRACTION, seed)
-        if train_size is not None:
-            train_idx = _subsample(dataset, train_idx, train_size, seed)
+        train_idx, val_idx = split_indices(dataset, seed, train_size)
         arms = [arm] + ([SCRATCH] if baseline == "scratch" else [])
         if resume is None:
             config = {
@@ -337,12 +337,16 @@ def _check_settings(
         raise ZooprobeError(f"resolution {resolution} px is too small: use at least 8, e.g. --resolution 64")
 
 
-def _subsample(
-    dataset: Dataset, train_idx: npt.NDArray[np.int64], train_size: float, seed: int
-) -> npt.NDArray[np.int64]:
-    """About ``train_size`` of the training indices (a count, or a fraction < 1), each class in proportion."""
+def split_indices(
+    dataset: Dataset, seed: int, train_size: float | None = None
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """The (train, val) indices every arm of a run uses: a stratified 80/20 split, then about ``train_size``
+    of the training part (a count, or a fraction < 1), each class in proportion."""
     import numpy as np
 
+    train_idx, val_idx = stratified_split(dataset, VAL_FRACTION, seed)
+    if train_size is None:
+        return train_idx, val_idx
     fraction = train_size if train_size < 1 else min(1.0, train_size / len(train_idx))
     rng = np.random.default_rng(seed)
     kept = []
@@ -350,7 +354,7 @@ def _subsample(
         members = train_idx[dataset.labels[train_idx] == label]
         if len(members):
             kept.append(rng.permutation(members)[: max(1, round(len(members) * fraction))])
-    return np.sort(np.concatenate(kept)).astype(np.int64)
+    return np.sort(np.concatenate(kept)).astype(np.int64), val_idx
 
 
 def _summary(outcomes: dict[str, dict[str, Any]], strategy_arm: str) -> dict[str, Any]:
@@ -569,7 +573,9 @@ class _Trainer:
 
         from .features import extract_features
 
-        features = extract_features(self.backbone, self.dataset, [layer], progress=self.progress)[layer]
+        features = extract_features(
+            self.backbone, self.dataset, [layer], cache_dir=self.store.home / "features", progress=self.progress
+        )[layer]
         return torch.as_tensor(features[self.train_idx]), torch.as_tensor(features[self.val_idx])
 
     def head_reads_features(self, model: torch.nn.Module, head: torch.nn.Module, layer: str) -> bool:
