@@ -38,6 +38,7 @@ def _register_commands() -> None:
     from .catalog import catalog
     from .finetune import finetune_cmd
     from .plugins import plugins_list
+    from .report import report_cmd
     from .search import search, show
 
     cli.add_command(assess)
@@ -46,6 +47,7 @@ def _register_commands() -> None:
     cli.add_command(search)
     cli.add_command(show)
     cli.add_command(plugins_list)
+    cli.add_command(report_cmd)
 
 
 _register_commands()

@@ -1,0 +1,194 @@
+"""The report's tables as headers and text cells, laid out once for every human-readable format."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ..registry.units import format_count
+from .model import CandidateRow, Decision, FinetuneComparison, LayerProfile, PredictionCheck, Report, RunInfo
+
+MISSING = "-"
+
+
+@dataclass(frozen=True)
+class Table:
+    headers: list[str]
+    rows: list[list[str]]
+    # Cells of numeric columns are right-aligned.
+    numeric: frozenset[int] = frozenset()
+
+
+def number(value: float | None, digits: int = 3) -> str:
+    return MISSING if value is None else f"{value:.{digits}f}"
+
+
+def signed(value: float | None, digits: int = 3) -> str:
+    return MISSING if value is None else f"{value:+.{digits}f}"
+
+
+def timestamp(seconds: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(seconds))
+
+
+def status_text(run: RunInfo) -> str:
+    if run.in_progress:
+        return "in progress"
+    if run.status == "failed":
+        return f"failed: {run.error}" if run.error else "failed"
+    return run.status
+
+
+def runs_table(runs: Sequence[RunInfo]) -> Table:
+    rows = [
+        [run.id, run.kind, run.data, status_text(run), timestamp(run.updated), number(run.seconds, 1)] for run in runs
+    ]
+    return Table(["Run", "Kind", "Data", "Status", "Last update", "Seconds"], rows, frozenset({5}))
+
+
+def _macs(row: CandidateRow) -> str:
+    if row.macs is None:
+        return MISSING
+    at = f" @{row.macs_resolution}px" if row.macs_resolution else ""
+    return f"{row.macs:.2f} {row.macs_unit or ''}".strip() + at
+
+
+def _input(row: CandidateRow) -> str:
+    if not row.input_check:
+        return MISSING
+    return f"{row.input_check} ({'; '.join(row.input_adaptations)})" if row.input_adaptations else row.input_check
+
+
+def _ratio(row: CandidateRow) -> str:
+    parts = [] if row.data_ratio is None else [f"{row.data_ratio:.1e}"]
+    if row.target_examples is not None:
+        parts.append(f"{row.target_examples:,} ex, min {row.examples_per_class_min}/class")
+    return ", ".join(parts) or MISSING
+
+
+def _probe(row: CandidateRow) -> str:
+    if row.probe_accuracy is None:
+        return MISSING
+    spread = f" ± {row.probe_spread:.3f}" if row.probe_spread is not None else ""
+    return f"{row.probe_accuracy:.3f}{spread} @ {row.best_layer or '?'}"
+
+
+def _strategy(row: CandidateRow) -> str:
+    if row.status == "skipped":
+        return f"skipped: {row.skip_reason or 'no reason recorded'}"
+    if row.status == "pending":
+        return "pending (not assessed yet)"
+    return row.finetune_arg or row.strategy or MISSING
+
+
+def candidates_table(candidates: Sequence[CandidateRow], metrics: Sequence[str], with_run: bool) -> Table:
+    headers = ["Rank", "Backbone", "Source", "Params", "MACs", "Input check", "Data ratio", "Probe acc. (± spread)"]
+    headers += [*metrics, "Consensus", "Strategy", "Cut"]
+    rows = []
+    for row in candidates:
+        cells = [
+            str(row.rank) if row.rank is not None else MISSING,
+            row.model,
+            row.source or MISSING,
+            format_count(row.params),
+            _macs(row),
+            _input(row),
+            _ratio(row),
+            _probe(row),
+            *(number(row.scores.get(name)) for name in metrics),
+            number(row.consensus),
+            _strategy(row),
+            row.cut or MISSING,
+        ]
+        rows.append([row.run_id, *cells] if with_run else cells)
+    if with_run:
+        headers = ["Run", *headers]
+    first_metric = headers.index("Probe acc. (± spread)") + 1
+    return Table(headers, rows, frozenset(range(first_metric, first_metric + len(metrics) + 1)))
+
+
+def finetune_table(comparison: FinetuneComparison) -> Table:
+    """Epoch | <arm> Validation Loss | <arm> Accuracy | ... with every arm side by side."""
+    headers = ["Epoch"]
+    for arm in comparison.arms:
+        headers += [f"{arm.name}: Validation Loss", f"{arm.name}: Accuracy"]
+    epochs = sorted({row.epoch for arm in comparison.arms for row in arm.epochs})
+    rows = []
+    for epoch in epochs:
+        cells = [str(epoch)]
+        for arm in comparison.arms:
+            found = next((row for row in arm.epochs if row.epoch == epoch), None)
+            cells += [number(found.val_loss, 4), number(found.val_accuracy, 4)] if found else [MISSING, MISSING]
+        rows.append(cells)
+    return Table(headers, rows, frozenset(range(len(headers))))
+
+
+def finetune_lines(comparison: FinetuneComparison) -> list[str]:
+    """One line per arm (final and best accuracy) and the gain over scratch."""
+    lines = []
+    for arm in comparison.arms:
+        best = f", best {number(arm.best_val_accuracy, 4)} at epoch {arm.best_epoch}" if arm.best_epoch else ""
+        lines.append(f"{arm.name}: final validation accuracy {number(arm.final_val_accuracy, 4)}{best}")
+    if comparison.gain_over_scratch is not None:
+        lines.append(f"gain over scratch (final validation accuracy): {signed(comparison.gain_over_scratch, 4)}")
+    elif comparison.scratch_arm is None:
+        lines.append("no scratch baseline in this run (rerun with --baseline scratch to measure the gain)")
+    if comparison.status == "running":
+        planned = f" of {comparison.epochs_planned}" if comparison.epochs_planned else ""
+        done = max((len(arm.epochs) for arm in comparison.arms), default=0)
+        lines.append(f"in progress: {done}{planned} epochs written so far")
+    return lines
+
+
+def profile_table(profile: LayerProfile) -> Table:
+    rows = [
+        [
+            point.layer + (" (best)" if point.layer == profile.best_layer else ""),
+            f"{point.depth:.2f}",
+            number(point.probe_accuracy),
+            number(point.probe_spread),
+        ]
+        for point in profile.points
+    ]
+    return Table(["Layer", "Depth", "Probe accuracy", "Spread"], rows, frozenset({1, 2, 3}))
+
+
+def predictions_table(checks: Sequence[PredictionCheck]) -> Table:
+    rows = [
+        [
+            check.model,
+            check.predicted_strategy or MISSING,
+            f"{check.predicted:.3f} ± {check.uncertainty or 0:.3f}",
+            number(check.consensus),
+            f"{check.achieved:.3f} ({check.arm})",
+            signed(check.achieved - check.predicted),
+            "yes" if check.within else "no",
+        ]
+        for check in checks
+    ]
+    headers = ["Backbone", "Predicted strategy", "Predicted", "Consensus", "Achieved", "Difference", "Within ±2σ"]
+    return Table(headers, rows, frozenset({2, 3, 5}))
+
+
+def decision_lines(decision: Decision) -> tuple[str, list[str], list[str]]:
+    """The headline, the evidence and the caveats of one decision."""
+    if decision.model is None:
+        headline = f"No recommendation yet for {decision.data}."
+    else:
+        headline = f"Start from {decision.model} with strategy '{decision.finetune_arg or decision.strategy}'"
+        if decision.expected_accuracy is not None:
+            headline += f", expected accuracy {decision.expected_accuracy:.3f} ± {decision.uncertainty or 0:.3f}"
+        if decision.achieved_accuracy is not None:
+            headline += f"; fine-tuning reached {decision.achieved_accuracy:.3f}"
+        if decision.gain_over_scratch is not None:
+            headline += f" ({signed(decision.gain_over_scratch)} over scratch)"
+        headline += "."
+    return headline, decision.evidence, decision.caveats
+
+
+def in_progress_note(report: Report) -> str | None:
+    running = [run.id for run in report.in_progress]
+    if not running:
+        return None
+    return f"In progress: {', '.join(running)} (still running; the numbers below are partial)."
