@@ -335,14 +335,16 @@ def consensus(docs: Sequence[dict[str, Any]]) -> dict[str, float]:
 # --- candidates ----------------------------------------------------------------------------------
 
 
-def resolve_candidates(catalog: Catalog, models: Sequence[str] | None, query: str | None, top: int) -> list[Entry]:
-    """Catalog entries for ``models`` (ids) or the first ``top`` results of ``query``.
+def resolve_candidates(
+    catalog: Catalog, models: Sequence[str | Entry] | None, query: str | None, top: int
+) -> list[Entry]:
+    """Catalog entries for ``models`` (ids, or entries given as they are) or the first ``top`` results of ``query``.
 
     ``query`` is a search command line: words and ``zooprobe search`` options, e.g.
     ``"mobilenet --max-params 10M --sort=-top1"``.
     """
     if models:
-        return [catalog.get(model) for model in models]
+        return [model if isinstance(model, Entry) else catalog.get(model) for model in models]
     if not query:
         raise AssessError("no candidates: pass --models ID,ID,... or --query 'SEARCH FILTERS' --top K")
     return catalog.search(parse_query(query, top))
@@ -385,7 +387,7 @@ def _entry_facts(entry: Entry) -> dict[str, Any]:
 
 def assess(
     data: str | Dataset,
-    models: Sequence[str] | None = None,
+    models: Sequence[str | Entry] | None = None,
     *,
     query: str | None = None,
     top: int = 5,
@@ -407,7 +409,8 @@ def assess(
     Args:
         data: a dataset spec (``sklearn:digits``, an image folder, a CSV/Parquet manifest, ``.npz``,
             a Hugging Face ``save_to_disk`` directory) or a loaded :class:`Dataset`.
-        models: catalog ids of the candidates; or ``query`` (``zooprobe search`` words and options)
+        models: catalog ids of the candidates (or :class:`Entry` records, e.g. of a model of your
+            own, together with ``loader``); or ``query`` (``zooprobe search`` words and options)
             with ``top`` K results.
         metrics: names from :func:`zooprobe.metrics.names` (default: all built-in ones).
         layers: ``auto``, ``all`` or cut-point names.
