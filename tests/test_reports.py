@@ -9,6 +9,8 @@ import io
 import json
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -420,3 +422,15 @@ def test_html_renders_in_headless_chromium_without_network(both_runs: tuple[str,
     assert len(decoded) == 3 and all(ok and width > 300 and height > 200 for ok, width, height in decoded), decoded
     assert headings[:2] == ["Decision", "Candidates"] and "Layer profiles of the top candidates" in headings
     assert first_row[:2] == ["1", MOBILENET] and body_height > 1000
+
+
+def test_text_reports_import_no_plotting_or_framework(both_runs: tuple[str, str], zooprobe_home: Path) -> None:
+    code = (
+        "import sys; from zooprobe.cli import cli\n"
+        "try:\n    cli(['report', '--data', 'sklearn:digits', '--format', 'md'])\n"
+        "except SystemExit:\n    pass\n"
+        "print(sorted(m for m in ('matplotlib', 'torch', 'timm', 'keras', 'numpy') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert "| Rank | Backbone |" in done.stdout
+    assert done.stdout.strip().splitlines()[-1] == "[]"
