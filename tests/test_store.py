@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import fnmatch
 import json
 import random
 import sqlite3
@@ -158,6 +159,8 @@ def brute_force(entries: list[Entry], tokens: list[list[str]], q: Query) -> list
     for position, e in enumerate(entries):
         if not all(any(t.startswith(w) for t in tokens[position]) for w in words):
             continue
+        if q.arch is not None and not fnmatch.fnmatchcase(e.architecture, q.arch):
+            continue
         if q.max_params is not None and (e.params is None or e.params > q.max_params):
             continue
         if q.min_top1 is not None and (e.top1 is None or e.top1 < q.min_top1):
@@ -177,7 +180,7 @@ def test_sort_index_walk_and_sorted_matches_equal_brute_force(tmp_path: Path) ->
     tokens = [search_terms(" ".join((e.id, e.name, e.architecture, *e.tags, e.description or ""))) for e in entries]
     with Catalog(tmp_path) as cat:
         cat.replace_source("demo", "1", entries)
-        walked = 0
+        walked = ranged = 0
         for _ in range(100):
             q = Query(
                 text=" ".join(
@@ -190,6 +193,7 @@ def test_sort_index_walk_and_sorted_matches_equal_brute_force(tmp_path: Path) ->
                 max_params=rng.choice([None, 30e6, 300e6]),
                 min_top1=rng.choice([None, 75.5]),
                 max_gmacs=rng.choice([None, 5.0]),
+                arch=rng.choice([None, None, "res*", "vit1*", "*1"]),
                 sort=(rng.choice(["params", "-params", "top1", "-top1", "gmacs", "-gmacs"]),),
                 limit=rng.choice([1, 5, 20]),
             )
@@ -200,7 +204,12 @@ def test_sort_index_walk_and_sorted_matches_equal_brute_force(tmp_path: Path) ->
             if window is not None:
                 walked += 1
                 assert [json.loads(d)["id"] for d in window] == expected, q
-        assert walked > 20  # the walk answered a good share of the queries, not only the fallback
+            in_range = cat._walk_filter_range(q, window=rng.choice([100, 1000, 5000]))
+            if in_range is not None:
+                ranged += 1
+                assert [json.loads(d)["id"] for d in in_range] == expected, q
+        # each shortcut answered a good share of the queries, not only the fallback
+        assert walked > 20 and ranged > 20
 
 
 def test_walk_gives_up_when_the_window_holds_too_few_matches(tmp_path: Path) -> None:
