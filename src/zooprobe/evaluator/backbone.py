@@ -60,6 +60,18 @@ class Backbone:
         [0, 1] and normalise with the entry's mean and std; grayscale is replicated to 3 channels.
         """
         import torch
+
+        spec = self.entry.input
+        out = self.resize_and_crop(images)
+        if spec.mean and spec.std:
+            mean = torch.tensor(spec.mean).view(1, -1, 1, 1)
+            std = torch.tensor(spec.std).view(1, -1, 1, 1)
+            out = (out - mean) / std
+        return out
+
+    def resize_and_crop(self, images: Sequence[np.ndarray]) -> torch.Tensor:
+        """uint8 H x W x C arrays -> an N x 3 x H x W batch in [0, 1], resized and centre-cropped."""
+        import torch
         import torch.nn.functional as F
 
         spec = self.entry.input
@@ -84,12 +96,7 @@ class Backbone:
             resized = F.interpolate(tensor[None], size=size, mode=mode, antialias=mode != "nearest")[0]
             top, left = (size[0] - height) // 2, (size[1] - width) // 2
             batch.append(resized[:, top : top + height, left : left + width])
-        out = torch.stack(batch).clamp(0, 1)
-        if spec.mean and spec.std:
-            mean = torch.tensor(spec.mean).view(1, -1, 1, 1)
-            std = torch.tensor(spec.std).view(1, -1, 1, 1)
-            out = (out - mean) / std
-        return out
+        return torch.stack(batch).clamp(0, 1)
 
     def check_cut_points(self, layers: Sequence[str]) -> None:
         """:raises InvalidChoiceError: listing the valid cut points when a name is unknown."""

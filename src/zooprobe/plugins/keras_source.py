@@ -16,11 +16,15 @@ from collections.abc import Iterator
 from functools import cache
 from importlib import resources
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from ..errors import SourceUnavailableError
 from ..registry.schema import DATASET_SIZES, Entry, InputSpec, PretrainStage, ReportedMetric
 from .hookspecs import hookimpl
 from .source import Source
+
+if TYPE_CHECKING:
+    from ..evaluator.keras_backbone import KerasBackbone
 
 SNAPSHOT = "keras_snapshot.json"
 
@@ -102,6 +106,26 @@ class KerasSource(Source):
             return version("keras")
         except PackageNotFoundError:
             return None
+
+    def load(self, entry: Entry) -> KerasBackbone:
+        """Build the application with ``weights="imagenet"``: Keras's own weight file, from
+        ``$KERAS_HOME/models`` (downloaded there by ``keras.utils.get_file`` when missing).
+
+        Application weights are HDF5 arrays read by ``load_weights``, which deserialises no code;
+        ``.keras`` files (Kaggle) load through ``load_model(safe_mode=True)`` instead.
+        """
+        self.require()
+        from ..evaluator.keras_backbone import KerasBackbone, keras_cut_points
+
+        builder = application_functions().get(entry.architecture)
+        if builder is None:
+            raise SourceUnavailableError(
+                f"the installed keras {self.package_version()} has no application '{entry.architecture}'; "
+                "run 'zooprobe catalog sync --source keras --force' to list the installed applications"
+            )
+        model = builder(weights="imagenet")
+        cut_points, classifier = keras_cut_points(model)
+        return KerasBackbone(entry=entry, model=model, cut_points=cut_points, classifier=classifier)
 
     def entries(self) -> Iterator[Entry]:
         keras_version = self.package_version()

@@ -64,7 +64,7 @@ class Source:
         """
         raise SourceUnavailableError(
             f"source '{self.name}' lists '{entry.id}' but cannot load weights; "
-            "load a torchvision or timm entry, or a source whose plugin implements load()"
+            "load an entry of a source whose plugin implements load() (torchvision, timm, keras ...)"
         )
 
     def __repr__(self) -> str:
