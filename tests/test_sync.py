@@ -99,5 +99,6 @@ def test_entry_snapshot_round_trips_reproducibly(tmp_path: Path) -> None:
     write_entry_snapshot(first, snapshot)
     write_entry_snapshot(second, EntrySnapshot("demo", "demo-pkg", "3.1", entries[::-1]))
     assert first.read_bytes() == second.read_bytes()
+    assert first.stat().st_mode & 0o777 == 0o644
     assert snapshot_file("demo") == "entries_demo.json.gz"
     assert read_entry_snapshot("no-such-source") is None

@@ -88,6 +88,7 @@ def write_entry_snapshot(path: Path, snapshot: EntrySnapshot) -> None:
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
+        os.chmod(tmp, 0o644)  # package data: mkstemp's 0600 would make an installed copy unreadable to others
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
