@@ -71,7 +71,7 @@ def test_third_party_entry_point_adds_a_source(installed_plugin: str) -> None:
         "hooks": ["register_sources"],
     }
     builtin = {p["name"] for p in plugins if p["builtin"]}
-    assert builtin == {"metrics", "timm", "torchvision", "keras", "tfhub", "kaggle"}
+    assert builtin == {"metrics", "timm", "torchvision", "keras", "tfhub", "kaggle", "hf"}
 
 
 def test_allow_list_blocks_other_plugins(installed_plugin: str, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -106,7 +106,7 @@ def test_misspelled_hook_fails_loudly(tmp_path: Path, monkeypatch: pytest.Monkey
 def test_hook_register_sources_returns_sources() -> None:
     pm = get_plugin_manager(load_entrypoints=False)
     names = sorted(s.name for batch in pm.hook.register_sources() for s in batch)
-    assert names == ["kaggle", "keras", "tfhub", "timm", "torchvision"]
+    assert names == ["hf", "kaggle", "keras", "tfhub", "timm", "torchvision"]
 
 
 def test_duplicate_source_names_are_an_error() -> None:

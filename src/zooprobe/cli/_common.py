@@ -44,15 +44,17 @@ def open_catalog(home: Path | None) -> Catalog:
         raise UserError(str(exc)) from None
 
 
-def sync_with_progress(catalog: Catalog, sources: Sequence[Source], *, force: bool = False) -> list[SyncResult]:
-    """Sync ``sources`` into ``catalog`` with a progress bar on stderr."""
+def sync_with_progress(
+    catalog: Catalog, sources: Sequence[Source], *, force: bool = False, requested: Sequence[str] = ()
+) -> list[SyncResult]:
+    """Sync ``sources`` into ``catalog`` with a progress bar on stderr (``requested``: names the user gave)."""
     with click.progressbar(length=len(sources), label="syncing", file=sys.stderr) as bar:
 
         def step(name: str) -> None:
             bar.label = f"syncing {name}"
             bar.update(1)
 
-        return sync_sources(catalog, sources, force=force, on_progress=step)
+        return sync_sources(catalog, sources, force=force, on_progress=step, requested=requested)
 
 
 def ensure_synced(catalog: Catalog) -> None:

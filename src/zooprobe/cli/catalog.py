@@ -9,10 +9,12 @@ from pathlib import Path
 
 import click
 
+from ..plugins.hf_source import HfSource
 from ..plugins.manager import get_source, get_sources
-from ..registry.store import DB_NAME, default_home
+from ..plugins.source import Source
+from ..registry.store import DB_NAME, Catalog, Query, default_home
 from ..registry.sync import sync_sources
-from ._common import home_option, open_catalog, sync_with_progress
+from ._common import UserError, home_option, open_catalog, sync_with_progress
 
 
 @click.group()
@@ -23,23 +25,58 @@ def catalog() -> None:
 @catalog.command(name="sync")
 @click.option("--source", "source_names", multiple=True, help="Only this source (repeatable) [default: all].")
 @click.option("--force", is_flag=True, help="Re-read sources whose package version has not changed.")
+@click.option(
+    "--task",
+    "tasks",
+    multiple=True,
+    metavar="TASK",
+    help="Hub sources: list only this task (repeatable), e.g. "
+    "image-classification, feature-extraction, sentence-similarity [default: all four backbone tasks].",
+)
+@click.option(
+    "--limit", type=click.IntRange(min=1), help="Hub sources: at most N models per task (most downloaded first)."
+)
 @home_option
-def catalog_sync(source_names: tuple[str, ...], force: bool, home: Path | None) -> None:
+def catalog_sync(
+    source_names: tuple[str, ...], force: bool, tasks: tuple[str, ...], limit: int | None, home: Path | None
+) -> None:
     """Read every source plugin into the local catalog.
 
     A source is re-read only when its package version changed (use --force to re-read anyway);
-    a source whose package is not installed keeps what the catalog already holds.
+    a source whose package is not installed keeps what the catalog already holds. Hub sources
+    that list over the network (hf) are read only when named; --task and --limit shape their
+    listing, and entries of other tasks already stored are kept.
 
     \b
-    Example:
+    Examples:
       zooprobe catalog sync --source timm --source torchvision
+      zooprobe catalog sync --source hf --task sentence-similarity --limit 100
     """
     sources = [get_source(n) for n in source_names] if source_names else list(get_sources().values())
     with open_catalog(home) as cat:
-        results = sync_with_progress(cat, sources, force=force)
+        sources = [_with_listing(cat, s, tasks, limit) for s in sources]
+        if (tasks or limit) and not any(isinstance(s, HfSource) for s in sources):
+            raise UserError("--task and --limit shape a hub listing; add '--source hf'")
+        results = sync_with_progress(cat, sources, force=force, requested=source_names)
     for r in results:
         extra = f" (install with: pip install 'zooprobe[{_extra(r.source)}]')" if r.status == "unavailable" else ""
+        extra += f": {r.note}" if r.note else ""
         click.echo(f"{r.source}: {r.status}, {r.entries} entries, version {r.version or '-'}, {r.seconds:.1f}s{extra}")
+    for source in sources:
+        if source.listed_on_request and source.name not in source_names:
+            click.echo(
+                f"{source.name}: lists over the network only when named: zooprobe catalog sync --source {source.name}"
+            )
+
+
+def _with_listing(cat: Catalog, source: Source, tasks: tuple[str, ...], limit: int | None) -> Source:
+    """The hf source listing the requested tasks, keeping stored entries of the tasks not listed again."""
+    if not isinstance(source, HfSource):
+        return source
+    listing = source.with_listing(tasks, limit)
+    stored = cat.search(Query(source=source.name, limit=None))
+    keep = [e for e in stored if not set(e.tasks) & set(listing.tasks)]
+    return listing.with_listing(listing.tasks, listing.limit, keep)
 
 
 def _extra(source_name: str) -> str:

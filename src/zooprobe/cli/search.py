@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from ..errors import InvalidChoiceError, ZooprobeError
+from ..plugins.manager import get_sources
 from ..registry.schema import MODALITIES
 from ..registry.store import SORT_FIELDS, Query, sort_field
 from ..registry.units import parse_count
@@ -133,6 +134,8 @@ def search(
 def show(entry_id: str, fmt: str, home: Path | None) -> None:
     """Show everything the catalog knows about one entry, and where each number came from.
 
+    For hub entries (hf) it also says whether the weights are in the local download cache.
+
     \b
     Example:
       zooprobe show torchvision:resnet50.IMAGENET1K_V2 --format json
@@ -141,6 +144,10 @@ def show(entry_id: str, fmt: str, home: Path | None) -> None:
         ensure_synced(cat)
         entry = cat.get(entry_id)
     data = entry.to_dict()
+    source = get_sources().get(entry.source)
+    local_cache = source.cache_status(entry) if source is not None else None
+    if local_cache is not None:  # hub sources say whether the weights are already downloaded
+        data["local_cache"] = local_cache
     if fmt == "json":
         click.echo(json.dumps(data, indent=2))
         return

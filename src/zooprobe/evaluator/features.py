@@ -13,7 +13,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -85,6 +85,12 @@ def extract_features(
     """
     import numpy as np
 
+    if dataset.modality == "text":
+        from .text_features import extract_text_features
+
+        return extract_text_features(
+            backbone, dataset, layers, batch_size=batch_size, cache_dir=cache_dir, progress=progress
+        )
     if dataset.modality != "image":
         raise ValueError(f"dataset '{dataset.name}' holds {dataset.modality}; image backbones need images")
     backbone.check_cut_points(layers)
@@ -106,12 +112,17 @@ def _compute(
     batch_size: int,
     num_workers: int | None,
     show_progress: bool,
+    batches: Iterable[tuple[Any, Any]] | None = None,
+    unit: str = "images",
 ) -> None:
+    """Compute ``layers`` into ``paths``; ``batches`` yields (row indices, model input), default the images in order."""
     import click
     import numpy as np
 
     if num_workers is None:
         num_workers = 0 if dataset.paths is None else min(2, os.cpu_count() or 1)
+    if batches is None:
+        batches = ((None, batch) for batch in _images_batches(backbone, dataset, batch_size, num_workers))
     outputs: dict[str, Any] = {}
     temps = {layer: path.with_name(f".{path.stem}.{os.getpid()}.tmp.npy") for layer, path in paths.items()}
     done = 0
@@ -124,18 +135,18 @@ def _compute(
             if show_progress
             else _NoBar() as bar
         ):
-            for batch in _images_batches(backbone, dataset, batch_size, num_workers):
+            for rows, batch in batches:
                 features = backbone.extract(batch, layers)
                 for layer in layers:
-                    values = features[layer].float().numpy()
+                    values = features[layer].float().cpu().numpy()
                     if layer not in outputs:
                         outputs[layer] = np.lib.format.open_memmap(
                             temps[layer], mode="w+", dtype=np.float32, shape=(len(dataset), values.shape[1])
                         )
-                    outputs[layer][done : done + len(values)] = values
+                    outputs[layer][slice(done, done + len(values)) if rows is None else rows] = values
                 done += len(batch)
                 bar.update(len(batch))
-                bar.label = f"extracting {backbone.entry.id} ({done / (time.perf_counter() - started):.0f} images/s)"
+                bar.label = f"extracting {backbone.entry.id} ({done / (time.perf_counter() - started):.0f} {unit}/s)"
         for layer in layers:
             outputs[layer].flush()
             del outputs[layer]

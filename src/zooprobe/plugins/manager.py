@@ -22,6 +22,7 @@ DEFAULT_PLUGINS: dict[str, str] = {
     "keras": "zooprobe.plugins.keras_source",
     "tfhub": "zooprobe.plugins.tfhub_source",
     "kaggle": "zooprobe.plugins.kaggle_source",
+    "hf": "zooprobe.plugins.hf_source",
 }
 
 ALLOW_ENV = "ZOOPROBE_PLUGINS"

@@ -20,13 +20,16 @@ class Source:
     Subclasses set ``name``; ``package`` (the import needed to list entries live) and ``extra``
     (the pip extra that installs it). A source that can list without its package may override
     :meth:`available`; one that ships an entry snapshot sets ``ships_snapshot`` so that a sync
-    without its package lists the snapshot's entries.
+    without its package lists the snapshot's entries. A source listing a remote hub sets
+    ``listed_on_request``: only a sync that names it lists it.
     """
 
     name: str = ""
     package: str | None = None
     extra: str | None = None
     ships_snapshot: bool = False
+    # lists from a remote hub: synced only when named (the listing needs the network and is unbounded)
+    listed_on_request: bool = False
 
     def available(self) -> bool:
         """Whether :meth:`entries` can run here (its package is importable)."""
@@ -56,6 +59,10 @@ class Source:
     def entries(self) -> Iterator[Entry]:
         """Yield every entry of this source."""
         raise NotImplementedError
+
+    def cache_status(self, entry: Entry) -> str | None:
+        """Whether the entry's weights are in the local download cache (None: this source does not say)."""
+        return None
 
     def load(self, entry: Entry) -> Backbone:
         """Load the entry's pretrained model as a :class:`~zooprobe.evaluator.backbone.Backbone`.

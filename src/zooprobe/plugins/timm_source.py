@@ -14,6 +14,7 @@ import gzip
 import json
 import re
 from collections.abc import Iterator
+from dataclasses import replace
 from functools import cache
 from importlib import resources
 from importlib.metadata import PackageNotFoundError, version
@@ -133,6 +134,34 @@ def _float(text: str | None) -> float | None:
     return float(str(text).replace(",", ""))
 
 
+def load_timm_model(entry: Entry, model_name: str) -> Backbone:
+    """``timm.create_model(model_name, pretrained=True)`` as a backbone of ``entry``.
+
+    An entry that knows no preprocessing (a Hub listing) takes the model's own ``pretrained_cfg``.
+    """
+    import timm
+    import torch
+
+    model = timm.create_model(model_name, pretrained=True)
+    model.eval()
+    if entry.input == InputSpec():
+        cfg: dict[str, Any] = getattr(model, "pretrained_cfg", {})
+        channels, height, width = cfg["input_size"]
+        spec = InputSpec(
+            channels=channels,
+            default_resolution=(height, width),
+            fixed_resolution=bool(cfg.get("fixed_input_size")),
+            mean=tuple(cfg["mean"]),
+            std=tuple(cfg["std"]),
+            interpolation=cfg.get("interpolation"),
+            crop_pct=cfg.get("crop_pct"),
+        )
+        entry = replace(entry, input=spec, provenance=(*entry.provenance, ("input", "the loaded timm pretrained_cfg")))
+    head = classifier_of(model)
+    classifier = head if isinstance(head, torch.nn.Module) else None
+    return Backbone(entry=entry, model=model, cut_points=block_cut_points(model, classifier), classifier=classifier)
+
+
 class TimmSource(Source):
     """Every ``timm.list_pretrained()`` tag, one entry each (``timm:arch.tag``)."""
 
@@ -145,14 +174,7 @@ class TimmSource(Source):
         """``timm.create_model(name, pretrained=True)``: weights from the Hugging Face hub cache
         (safetensors preferred by timm), honouring ``HF_HOME``, ``HF_ENDPOINT`` and ``HF_HUB_OFFLINE``."""
         self.require()
-        import timm
-        import torch
-
-        model = timm.create_model(entry.name, pretrained=True)
-        model.eval()
-        head = classifier_of(model)
-        classifier = head if isinstance(head, torch.nn.Module) else None
-        return Backbone(entry=entry, model=model, cut_points=block_cut_points(model, classifier), classifier=classifier)
+        return load_timm_model(entry, entry.name)
 
     def package_version(self) -> str | None:
         try:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 
+from ..errors import ZooprobeError
 from ..plugins.source import Source
 from .store import Catalog
 
@@ -13,10 +14,11 @@ from .store import Catalog
 @dataclass(frozen=True)
 class SyncResult:
     source: str
-    status: str  # "synced", "snapshot", "unchanged", "unavailable"
+    status: str  # "synced", "snapshot", "unchanged", "unavailable", "offline"
     entries: int
     seconds: float
     version: str | None
+    note: str = ""  # why, for "offline"
 
 
 def sync_sources(
@@ -25,16 +27,21 @@ def sync_sources(
     *,
     force: bool = False,
     on_progress: Callable[[str], None] | None = None,
+    requested: Collection[str] = (),
 ) -> list[SyncResult]:
     """Sync each source whose package version differs from the stored one (all with ``force``).
 
     A source whose package is not installed lists the entry snapshot zooprobe ships for it
     (status ``snapshot``, each entry's provenance says so); without a snapshot it is reported
-    ``unavailable`` and its stored entries are kept.
+    ``unavailable`` and its stored entries are kept. A source that lists from a remote hub
+    (``listed_on_request``) is synced only when ``requested`` names it; when its hub cannot be
+    reached it is reported ``offline`` (with the reason in ``note``) and its stored entries are kept.
     """
     stored = catalog.source_versions()
     results = []
     for source in sources:
+        if source.listed_on_request and source.name not in requested:
+            continue
         started = time.perf_counter()
         if not source.available():
             snapshot = source.offline_snapshot()
@@ -56,7 +63,13 @@ def sync_sources(
             continue
         if on_progress:
             on_progress(source.name)
-        count = catalog.replace_source(source.name, current, source.entries(), origin=type(source).__module__)
+        try:
+            count = catalog.replace_source(source.name, current, source.entries(), origin=type(source).__module__)
+        except ZooprobeError as exc:
+            if not source.listed_on_request:
+                raise
+            results.append(SyncResult(source.name, "offline", 0, time.perf_counter() - started, None, str(exc)))
+            continue
         results.append(SyncResult(source.name, "synced", count, time.perf_counter() - started, current))
     return results
 

