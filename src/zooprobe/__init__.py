@@ -5,13 +5,25 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .errors import ZooprobeError
-from .evaluator.finetune import finetune
 from .plugins.hookspecs import hookimpl
 from .plugins.source import Source
 from .registry.schema import Entry, InputSpec, PretrainStage, ReportedMetric
 
 if TYPE_CHECKING:
+    from .evaluator.assess import assess
     from .evaluator.backbone import Backbone
+    from .evaluator.finetune import finetune
+
+# Heavy entry points load on first use, so that `import zooprobe` (and every CLI start) stays light.
+_LAZY = {"assess": ".evaluator.assess", "finetune": ".evaluator.finetune"}
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module 'zooprobe' has no attribute {name!r}")
 
 __version__ = "0.1.0"
 
@@ -49,6 +61,7 @@ __all__ = [
     "Source",
     "ZooprobeError",
     "__version__",
+    "assess",
     "finetune",
     "hookimpl",
     "load",

@@ -26,8 +26,12 @@ def cli() -> None:
 
     \b
     Examples:
+      zooprobe quickstart
       zooprobe search resnet --min-top1 80 --max-params 30M --sort=-top1
       zooprobe show timm:resnet50.a1_in1k
+      zooprobe assess --data ./photos --query "mobilenet --max-params 10M" --top 5
+      zooprobe finetune --data ./photos --model ID --strategy recommended --baseline scratch
+      zooprobe report --latest --format html
       zooprobe catalog stats
       zooprobe plugins --json
     """
@@ -38,6 +42,7 @@ def _register_commands() -> None:
     from .catalog import catalog
     from .finetune import finetune_cmd
     from .plugins import plugins_list
+    from .quickstart import quickstart
     from .report import report_cmd
     from .search import search, show
 
@@ -47,6 +52,7 @@ def _register_commands() -> None:
     cli.add_command(search)
     cli.add_command(show)
     cli.add_command(plugins_list)
+    cli.add_command(quickstart)
     cli.add_command(report_cmd)
 
 
