@@ -219,7 +219,7 @@ def test_markdown_has_the_candidate_table_the_comparison_and_the_decision(both_r
     assert "## Layer profile: #1 " + MOBILENET in out and "| features.14 (best) | 0.67 | 0.947 | 0.010 |" in out
     # predicted 0.947 ± 0.010, achieved 0.893: outside twice the uncertainty, said in both places
     assert f"| {MOBILENET} | {CUT_ARM} | 0.947 ± 0.010 | 0.710 | 0.893 ({CUT_ARM}) | -0.054 | no |" in out
-    assert "outside twice the uncertainty" in out
+    assert "outside twice the uncertainty (fine-tuning had 200 training examples and 3 epochs;" in out
     assert assess_id in out and finetune_id in out and "in progress" not in out.lower()
 
 
@@ -290,10 +290,11 @@ def test_html_without_out_goes_to_the_home_reports_folder(both_runs: tuple[str, 
     _, finetune_id = both_runs
     code, said = run_cli("report", "--latest", "--format", "html")
     assert code == 0, said
-    # --latest is the fine-tuning run; it brings in its assessment, which is older and so named first
-    target = zooprobe_home / "reports" / f"{both_runs[0]}.html"
+    # --latest is the fine-tuning run, which names the report; it brings in its assessment
+    target = zooprobe_home / "reports" / f"{finetune_id}.html"
     assert said.strip() == f"report written to {target}"
-    assert finetune_id in target.read_text()
+    page = target.read_text()
+    assert f"zooprobe report: {finetune_id}" in page and both_runs[0] in page
 
 
 def test_a_run_in_progress_is_reported_as_such(store: RunStore) -> None:

@@ -14,7 +14,7 @@ import builtins
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -189,24 +189,32 @@ class Report:
     finetunes: list[FinetuneComparison]
     predictions: list[PredictionCheck]
     decisions: list[Decision]
+    # The run the report is named after: the first RUN given, else the most recent run covered.
+    name: str = ""
     generated: float = field(default_factory=time.time)
 
     @property
     def in_progress(self) -> list[RunInfo]:
         return [run for run in self.runs if run.in_progress]
 
-    @property
-    def name(self) -> str:
-        """A file-name-safe name: the first run's id."""
-        return self.runs[0].id
-
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
+        data: dict[str, Any] = _plain(self)
         for run, info in zip(data["runs"], self.runs, strict=True):
             run["in_progress"] = info.in_progress
         for check, prediction in zip(data["predictions"], self.predictions, strict=True):
             check["within"] = prediction.within
         return data
+
+
+def _plain(value: Any) -> Any:
+    """Dataclasses, lists and dicts as plain JSON-ready values (``asdict`` without its deep copies)."""
+    if is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    return value
 
 
 # --- selecting runs -------------------------------------------------------------------------------
@@ -310,7 +318,8 @@ def build_report(
     metrics = _metric_names(candidates)
     predictions = _predictions(candidates, finetunes, runs)
     decisions = [_decision(group, candidates, finetunes, predictions) for group in _by_data(runs)]
-    return Report(infos, metrics, candidates, profiles, finetunes, predictions, decisions)
+    name = run_ids[0] if run_ids else max(runs, key=lambda run: run.created).id
+    return Report(infos, metrics, candidates, profiles, finetunes, predictions, decisions, name)
 
 
 def _run_info(run: Run) -> RunInfo:
@@ -543,9 +552,12 @@ def _decision(
             achieved, gain = arm.final_val_accuracy, tune.gain_over_scratch
     for check in predictions:
         if check.finetune_run in ids and not check.within:
+            tune = next(t for t in finetunes if t.run_id == check.finetune_run)
+            budget = f"{tune.train_examples} training examples" if tune.train_examples else "its training split"
             caveats.append(
                 f"the assessment predicted {check.predicted:.3f} ± {check.uncertainty or 0:.3f} for {check.model}"
-                f" and fine-tuning reached {check.achieved:.3f}: outside twice the uncertainty"
+                f" and fine-tuning reached {check.achieved:.3f}, outside twice the uncertainty"
+                f" (fine-tuning had {budget} and {tune.epochs_planned or '?'} epochs; the probe saw the whole data)"
             )
     return Decision(
         data=group[0].data,

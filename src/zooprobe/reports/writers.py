@@ -155,7 +155,8 @@ _STYLE = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1200px; padding: 0 1em; color: #222; }
 h1 { font-size: 1.5em; } h2 { font-size: 1.2em; margin-top: 2em; border-bottom: 1px solid #ddd; }
 table { border-collapse: collapse; margin: .6em 0; font-size: 13px; }
-th, td { border: 1px solid #ccc; padding: 3px 7px; text-align: left; vertical-align: top; }
+th, td { border: 1px solid #ccc; padding: 3px 7px; text-align: left; vertical-align: top; white-space: nowrap; }
+td.wrap { white-space: normal; min-width: 18em; }
 th { background: #f3f3f3; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .progress { background: #fff4d6; border: 1px solid #e0b64c; padding: .5em 1em; }
 .decision { background: #eef6ee; border: 1px solid #8bbf8b; padding: .5em 1em; margin: .6em 0; }
@@ -170,12 +171,16 @@ def _esc(text: str) -> str:
 def _html_table(table: Table) -> str:
     head = "".join(f"<th>{_esc(h)}</th>" for h in table.headers)
     body = "".join(
-        "<tr>"
-        + "".join(f"<td{' class=num' if i in table.numeric else ''}>{_esc(c)}</td>" for i, c in enumerate(row))
-        + "</tr>"
+        "<tr>" + "".join(f"<td{_cell_class(i, c, table)}>{_esc(c)}</td>" for i, c in enumerate(row)) + "</tr>"
         for row in table.rows
     )
     return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
+
+
+def _cell_class(column: int, text: str, table: Table) -> str:
+    if column in table.numeric:
+        return " class=num"
+    return " class=wrap" if len(text) > 40 else ""
 
 
 def _img(png: bytes, alt: str) -> str:
