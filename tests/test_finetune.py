@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from zooprobe.evaluator.finetune import (
     StrategyError,
     build_arm_model,
     freeze_body,
+    lr_factor,
     parse_strategy,
     train_mode,
 )
@@ -152,6 +154,14 @@ def test_whole_model_trains_but_pretrained_batchnorm_keeps_its_statistics(mobile
     assert not torch.equal(before["features.0.1.running_mean"], model.state_dict()["features.0.1.running_mean"])
 
 
+def test_learning_rate_warms_up_linearly_then_decays_by_cosine() -> None:
+    factors = [lr_factor(step, 20, 0.1) for step in range(20)]
+    assert factors[:3] == [0.5, 1.0, 1.0]  # two warm-up steps, then the cosine starts at its peak
+    assert all(a > b for a, b in zip(factors[2:], factors[3:], strict=False))
+    assert factors[11] == pytest.approx(0.5 * (1 + math.cos(math.pi * 9 / 18)))
+    assert 0 < factors[-1] < 0.01
+
+
 # --- runs -----------------------------------------------------------------------------------------
 
 
@@ -175,6 +185,13 @@ def test_head_trains_on_cached_features_and_leaves_the_body_untouched(weights: P
     # the optimizer held the new head's weight and bias, nothing else
     assert {k.split("/")[1] for k in optimizer_keys} == {"0", "1"}
     assert state["optimizer/0/exp_avg"].shape == (10, 1280)
+
+
+def test_an_arm_stops_when_validation_loss_stops_falling(weights: Path) -> None:
+    # at a learning rate of 1e-9 the validation loss stays put after the first epoch
+    result = zooprobe.finetune("sklearn:digits", MODEL, "head", epochs=6, lr=1e-9, patience=2, **SMALL)
+    records = result.arms["head"]
+    assert [r.epoch for r in records] == [1, 2, 3] and records[-1].extra.get("early_stop") is True
 
 
 def test_full_warms_up_the_head_then_trains_everything_with_a_lower_body_rate(weights: Path) -> None:

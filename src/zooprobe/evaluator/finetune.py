@@ -173,6 +173,7 @@ def finetune(
     seed: int = 0,
     train_size: float | None = None,
     resolution: int | None = None,
+    patience: int = 3,
     resume: str | None = None,
     on_error: OnError = "fail",
     home: str | Path | None = None,
@@ -191,6 +192,7 @@ def finetune(
         train_size: keep this many training examples (an int) or this fraction of them (0 < x < 1),
             per class in proportion; the validation split is unchanged.
         resolution: square input size in pixels instead of the entry's own (64 or 96 keep CPU runs short).
+        patience: stop an arm after this many epochs without a lower validation loss.
         resume: a run id: continue that run from the last epoch each arm finished; other arguments but
             ``home``, ``device``, ``progress`` and ``on_epoch`` are read from the run.
         home: the zooprobe home (catalog, run store, checkpoints, feature cache).
@@ -218,9 +220,10 @@ def finetune(
             batch_size, seed = config["batch_size"], config["seed"]
             train_size, resolution = config.get("train_size"), config.get("resolution")
             on_error = config.get("on_error", "fail")
+            patience = config.get("patience", patience)
         if data is None or model is None:
             raise ZooprobeError("finetune needs a dataset and a model id (or resume=RUN to continue a run)")
-        _check_settings(epochs, lr, batch_size, baseline, train_size, resolution)
+        _check_settings(epochs, patience, lr, batch_size, baseline, train_size, resolution)
         if strategy.strip() != "recommended":
             parse_strategy(strategy)  # a typo fails before the dataset and the weights load
         dataset = read_dataset(data, on_error=on_error)
@@ -264,6 +267,7 @@ def finetune(
                 "train_size": train_size,
                 "resolution": resolution,
                 "on_error": on_error,
+                "patience": patience,
             }
             versions = library_versions("torch", "torchvision", "timm", "safetensors")
             run = store.create("finetune", data, config, data_hash=data_hash, versions=versions)
@@ -274,7 +278,7 @@ def finetune(
                     "restore it or start a new run"
                 )
             run = store.reopen(run.id)
-        settings = TrainSettings(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed)
+        settings = TrainSettings(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, patience=patience)
         trainer = _Trainer(
             store=store,
             run_id=run.id,
@@ -319,10 +323,18 @@ def recommended_strategy(store: RunStore, data_hash: str, model: str) -> tuple[s
 
 
 def _check_settings(
-    epochs: int, lr: float, batch_size: int, baseline: str | None, train_size: float | None, resolution: int | None
+    epochs: int,
+    patience: int,
+    lr: float,
+    batch_size: int,
+    baseline: str | None,
+    train_size: float | None,
+    resolution: int | None,
 ) -> None:
     if epochs < 1:
         raise ZooprobeError(f"epochs {epochs} must be at least 1, e.g. --epochs 3")
+    if patience < 1:
+        raise ZooprobeError(f"patience {patience} must be at least 1 epoch, e.g. 3")
     if not lr > 0:
         raise ZooprobeError(f"learning rate {lr} must be positive, e.g. --lr 1e-3")
     if batch_size < 1:
@@ -783,7 +795,11 @@ class _Trainer:
         started = time.perf_counter()
         source_classes = _source_class_names(self.backbone)
         wanted = [name.strip().lower().replace("_", " ") for name in self.dataset.classes]
-        lookup = {name.strip().lower(): i for i, name in enumerate(source_classes or [])}
+        lookup: dict[str, int] = {}
+        for index, description in enumerate(source_classes or []):
+            # timm describes a class by its synonyms ("tench, Tinca tinca"); the first class keeps a shared name
+            for synonym in description.split(","):
+                lookup.setdefault(synonym.strip().lower(), index)
         val_loss: float | None = None
         if source_classes and all(name in lookup for name in wanted):
             columns = torch.tensor([lookup[name] for name in wanted])
