@@ -10,7 +10,7 @@ import pytest
 from zooprobe.evaluator.datasets import read_dataset
 from zooprobe.evaluator.features import extract_features
 
-from .test_backbone import mobilenet, torch_home  # noqa: F401 - fixtures
+from .test_backbone import mobilenet  # noqa: F401 - fixture
 
 
 def write_digits(path: Path, count: int = 48, bump: int = 0) -> Path:
@@ -87,3 +87,40 @@ def test_worker_processes_decode_files_to_the_same_features(mobilenet, tmp_path:
         mobilenet, dataset, ["pre_logits"], batch_size=4, num_workers=0, cache_dir=tmp_path / "b", progress=False
     )
     np.testing.assert_array_equal(two["pre_logits"], none["pre_logits"])
+
+
+def test_channels_last_gives_the_same_features(mobilenet, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    dataset = read_dataset(str(write_digits(tmp_path / "d.npz", count=20)))
+    layers = ["features.3", "pre_logits"]
+    fast = extract_features(mobilenet, dataset, layers, cache_dir=tmp_path / "a", progress=False, channels_last=True)
+    assert mobilenet.channels_last and mobilenet.device == "cpu"
+    assert mobilenet.model.features[0][0].weight.is_contiguous(memory_format=torch_channels_last())
+    plain = extract_features(mobilenet, dataset, layers, cache_dir=tmp_path / "b", progress=False, channels_last=False)
+    assert not mobilenet.model.features[0][0].weight.is_contiguous(memory_format=torch_channels_last())
+    for layer in layers:
+        np.testing.assert_allclose(fast[layer], plain[layer], rtol=1e-4, atol=1e-4)
+
+
+def torch_channels_last() -> object:
+    import torch
+
+    return torch.channels_last
+
+
+def test_device_choice(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from zooprobe.errors import InvalidChoiceError, ZooprobeError
+    from zooprobe.evaluator.backbone import pick_device
+
+    monkeypatch.delenv("ZOOPROBE_DEVICE", raising=False)
+    best = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
+    assert pick_device() == best
+    assert pick_device("cpu") == "cpu"
+    monkeypatch.setenv("ZOOPROBE_DEVICE", "cpu")
+    assert pick_device() == "cpu"
+    with pytest.raises(InvalidChoiceError, match="unknown device 'gpu'.*valid: cpu, cuda, cuda:N, mps"):
+        pick_device("gpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ZooprobeError, match="device 'cuda:1' is not present here"):
+            pick_device("cuda:1")

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..errors import InvalidChoiceError
+from ..errors import InvalidChoiceError, ZooprobeError
 from ..registry.schema import Entry
 
 if TYPE_CHECKING:
@@ -48,6 +48,19 @@ class Backbone:
     model: torch.nn.Module
     cut_points: list[str]
     classifier: torch.nn.Module | None
+    # set by to(); plain class attributes, not dataclass fields, so subclasses may add fields without defaults
+    device = "cpu"
+    channels_last = False
+
+    def to(self, device: str, channels_last: bool = False) -> None:
+        """Run the model on ``device`` (batches move there in :meth:`extract`), optionally channels-last."""
+        import torch
+
+        if isinstance(self.model, torch.nn.Module):
+            memory_format = torch.channels_last if channels_last else torch.contiguous_format
+            self.model.to(device)
+            self.model.to(memory_format=memory_format)
+        self.device, self.channels_last = device, channels_last
 
     @property
     def resolution(self) -> tuple[int, int]:
@@ -105,10 +118,15 @@ class Backbone:
                 raise InvalidChoiceError(f"cut point of {self.entry.id}", layer, self.cut_points)
 
     def extract(self, batch: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
-        """Pooled features of ``batch`` at each of ``layers``, in one forward pass that stops at the deepest."""
+        """Pooled float32 CPU features of ``batch`` at each of ``layers``, in one forward pass that stops
+        at the deepest; on CUDA under autocast (bfloat16 where supported, else float16)."""
         import torch
 
         self.check_cut_points(layers)
+        memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
+        batch = batch.to(self.device, non_blocking=True, memory_format=memory_format)
+        on_cuda = batch.device.type == "cuda"
+        half = torch.bfloat16 if on_cuda and torch.cuda.is_bf16_supported() else torch.float16
         wanted = set(layers)
         deepest = max(layers, key=self.cut_points.index)
         modules = dict(self.model.named_modules())
@@ -130,14 +148,38 @@ class Backbone:
             else:
                 handles.append(modules[name].register_forward_hook(make_hook(name)))
         try:
-            with torch.inference_mode():
+            with torch.inference_mode(), torch.autocast(batch.device.type, dtype=half, enabled=on_cuda):
                 self.model(batch)
         except _StopForward:
             pass
         finally:
             for handle in handles:
                 handle.remove()
-        return {name: captured[name] for name in layers}
+        return {name: captured[name].float().cpu() for name in layers}
+
+
+def pick_device(requested: str | None = None) -> str:
+    """``requested``, else ``$ZOOPROBE_DEVICE``, else the best present: cuda, then mps, then cpu.
+
+    :raises InvalidChoiceError: for a name other than cpu, cuda, cuda:N or mps.
+    :raises ZooprobeError: when the requested accelerator is not present.
+    """
+    import os
+
+    import torch
+
+    requested = requested or os.environ.get("ZOOPROBE_DEVICE") or None
+    if requested is None:
+        if torch.cuda.is_available():
+            return "cuda"
+        return "mps" if torch.backends.mps.is_available() else "cpu"
+    kind = requested.split(":", 1)[0]
+    if kind not in ("cpu", "cuda", "mps") or (kind != "cuda" and requested != kind):
+        raise InvalidChoiceError("device", requested, ["cpu", "cuda", "cuda:N", "mps"])
+    present = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
+    if not present[kind]:
+        raise ZooprobeError(f"device '{requested}' is not present here; use --device cpu or leave it unset (auto)")
+    return requested
 
 
 def last_linear(model: torch.nn.Module) -> torch.nn.Linear | None:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..registry.store import default_home
-from .backbone import Backbone
+from .backbone import Backbone, pick_device
 from .datasets import Dataset
 
 if TYPE_CHECKING:
@@ -60,7 +60,13 @@ def _images_batches(backbone: Backbone, dataset: Dataset, batch_size: int, num_w
     import torch.utils.data
 
     images: Any = _PreprocessedImages(backbone, dataset)
-    return torch.utils.data.DataLoader(images, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    return torch.utils.data.DataLoader(
+        images,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        pin_memory=backbone.device.startswith("cuda"),
+    )
 
 
 def extract_features(
@@ -72,16 +78,23 @@ def extract_features(
     num_workers: int | None = None,
     cache_dir: Path | None = None,
     progress: bool = True,
+    device: str | None = None,
+    channels_last: bool = True,
 ) -> dict[str, npt.NDArray[np.float32]]:
     """Pooled features (N x D, float32) of every image of ``dataset`` at each of ``layers``.
 
     Layers already in the cache are read (memory-mapped), the rest are computed together in one
-    pass over the data: images decoded ahead by DataLoader workers, ``torch.inference_mode``, one
-    forward pass per batch stopping at the deepest layer needed.
+    pass over the data: images decoded ahead by DataLoader workers (into pinned memory for CUDA),
+    ``torch.inference_mode``, autocast on CUDA, one forward pass per batch stopping at the deepest
+    layer needed.
 
     Args:
         cache_dir: where feature files live (default ``$ZOOPROBE_HOME/features``).
         num_workers: decoding processes (default: none for datasets held in memory, else up to 2).
+        device: cpu, cuda, cuda:N or mps (default ``$ZOOPROBE_DEVICE``, else cuda > mps > cpu);
+            the backbone's model moves there.
+        channels_last: run convolutions channels-last (measured faster on CPU, see
+            ``benchmarks/bench_extract.py``).
     """
     import numpy as np
 
@@ -100,6 +113,7 @@ def extract_features(
     paths = {layer: cache / f"{cache_key(backbone, dataset, layer, digest)}.npy" for layer in layers}
     missing = [layer for layer in layers if not paths[layer].exists()]
     if missing:
+        backbone.to(pick_device(device), channels_last=channels_last)
         _compute(backbone, dataset, missing, paths, batch_size, num_workers, progress)
     return {layer: np.load(paths[layer], mmap_mode="r") for layer in layers}
 

@@ -114,6 +114,9 @@ class KerasBackbone(Backbone):
         # DataLoader workers only preprocess: they get the entry, not the Keras graph.
         return {**self.__dict__, "model": None, "classifier": None, "_submodels": {}}
 
+    def to(self, device: str, channels_last: bool = False) -> None:
+        """Nothing to move: Keras places its own variables (on CUDA when present) and batches with them."""
+
     def preprocess(self, images: Sequence[np.ndarray]) -> torch.Tensor:
         """uint8 H x W x C arrays -> N x 3 x H x W, resized, centre-cropped and scaled as Keras would.
 
