@@ -287,6 +287,26 @@ def test_as_is_uses_the_source_head_when_the_classes_are_its_own(weights: Path, 
 # --- bad arguments and the CLI --------------------------------------------------------------------
 
 
+def test_cli_prints_one_json_document_and_a_table_per_arm(weights: Path) -> None:
+    args = ["finetune", "--data", "sklearn:digits", "--model", MODEL, "--strategy", "cut:features.13+mlp:16"]
+    args += ["--epochs", "2", "--resolution", "32", "--train-size", "60", "--batch-size", "16"]
+    runner = CliRunner()
+    as_json = runner.invoke(cli, [*args, "--format", "json"])
+    assert as_json.exit_code == 0, as_json.output
+    document = json.loads(as_json.stdout)
+    (epochs,) = document["arms"].values()
+    assert list(document["arms"]) == ["cut:features.13+mlp:16"]
+    assert [e["epoch"] for e in epochs] == [1, 2]
+    assert set(epochs[0]) >= {"train_loss", "val_loss", "val_accuracy", "val_balanced_accuracy", "seconds"}
+    with RunStore(weights) as store:
+        recorded = store.epochs(document["run_id"], "cut:features.13+mlp:16")
+    assert [r.val_accuracy for r in recorded] == [e["val_accuracy"] for e in epochs]
+    table = runner.invoke(cli, args).stdout.splitlines()
+    assert table[2] == "cut:features.13+mlp:16" and table[3].split()[0] == "Epoch"
+    assert [line.split()[0] for line in table[4:]] == ["1", "2"]
+    assert not any("gain over scratch" in line for line in table)
+
+
 def test_unknown_cut_point_exits_2_listing_the_valid_ones(weights: Path) -> None:
     args = ["finetune", "--data", "sklearn:digits", "--model", MODEL, "--strategy", "cut:features.99"]
     result = CliRunner().invoke(cli, args)
