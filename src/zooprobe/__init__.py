@@ -25,6 +25,7 @@ def __getattr__(name: str) -> object:
         return getattr(importlib.import_module(_LAZY[name], __name__), name)
     raise AttributeError(f"module 'zooprobe' has no attribute {name!r}")
 
+
 __version__ = "0.1.0"
 
 
