@@ -24,6 +24,7 @@ regret of trusting the top-ranked candidate (truth of the best minus truth of th
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import shutil
@@ -250,6 +251,7 @@ def main() -> None:
     parser.add_argument("--train", type=int, default=300, help="training examples per target")
     parser.add_argument("--epochs", type=int, default=6, help="fine-tuning epochs (truth)")
     parser.add_argument("--quick", action="store_true", help="two targets, one learning rate")
+    parser.add_argument("--save", type=Path, metavar="JSON", help="also write every truth, score and assessment here")
     args = parser.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
     home = Path(tempfile.mkdtemp(prefix="zooprobe-bench-ranking-"))
@@ -269,6 +271,7 @@ def main() -> None:
             c.lrs = c.lrs[:1]
     score_names = ["imagenet_top1", "logme", "hscore", "nce", "leep", "knn_accuracy", "probe_accuracy", "consensus"]
     taus: dict[str, list[tuple[float, float, float]]] = {name: [] for name in score_names}
+    saved: dict[str, Any] = {}
     for target, (images, labels) in targets.items():
         rng = np.random.default_rng(0)
         order = rng.permutation(len(labels))
@@ -320,6 +323,7 @@ def main() -> None:
         )
         for doc in result.candidates:
             values["consensus"][doc["model"].split(":", 1)[1]] = doc["consensus"]
+        saved[target] = {"truth": truth, "scores": values, "assessment": result.candidates}
         names = list(truth)
         true = np.array([truth[n] for n in names])
         print(f"\ntarget {target}: {len(train_idx)} training examples, {len(test_idx)} held out")
@@ -339,6 +343,8 @@ def main() -> None:
     for score in score_names:
         array = np.array(taus[score])
         print(f"  {score:<16}{array[:, 0].mean():7.3f}{array[:, 1].mean():8.3f}{array[:, 2].mean():8.3f}")
+    if args.save:
+        args.save.write_text(json.dumps(saved, indent=1, default=str))
     shutil.rmtree(home, ignore_errors=True)
 
 

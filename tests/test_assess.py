@@ -138,18 +138,32 @@ def test_recommendation_reads_the_layer_profile_and_the_data_size() -> None:
 
 def test_consensus_combines_scores_and_the_catalog_prior() -> None:
     docs = [
-        {"model": "a", "best_scores": {"probe_accuracy": 0.9, "logme": 1.0}, "prior_top1": 70.0},
-        {"model": "b", "best_scores": {"probe_accuracy": 0.8, "logme": 0.5}, "prior_top1": 80.0},
-        {"model": "c", "best_scores": {"probe_accuracy": 0.5, "logme": 0.1}, "prior_top1": None},
+        {"model": "a", "final_scores": {"probe_accuracy": 0.9, "logme": 1.0}, "prior_top1": 70.0},
+        {"model": "b", "final_scores": {"probe_accuracy": 0.8, "logme": 0.5}, "prior_top1": 80.0},
+        {"model": "c", "final_scores": {"probe_accuracy": 0.5, "logme": 0.1}, "prior_top1": None},
     ]
     scores = consensus(docs)
     assert scores["a"] > scores["b"] > scores["c"]
     # The prior alone separates two candidates whose data scores tie.
     tied = [
-        {"model": "a", "best_scores": {"probe_accuracy": 0.8}, "prior_top1": 70.0},
-        {"model": "b", "best_scores": {"probe_accuracy": 0.8}, "prior_top1": 80.0},
+        {"model": "a", "final_scores": {"probe_accuracy": 0.8}, "prior_top1": 70.0},
+        {"model": "b", "final_scores": {"probe_accuracy": 0.8}, "prior_top1": 80.0},
     ]
     assert consensus(tied)["b"] > consensus(tied)["a"]
+
+
+def test_consensus_ranks_by_the_deepest_cut_point_not_the_best_layer() -> None:
+    # "early" probes best at an early block, but its last layer (where a new head goes) is poor.
+    docs = [
+        {"model": "early", "best_scores": {"probe_accuracy": 0.98, "logme": 0.9},
+         "final_scores": {"probe_accuracy": 0.70, "logme": 0.1}},
+        {"model": "late", "best_scores": {"probe_accuracy": 0.90, "logme": 0.6},
+         "final_scores": {"probe_accuracy": 0.90, "logme": 0.6}},
+    ]  # fmt: skip
+    assert consensus(docs)["late"] > consensus(docs)["early"]
+    # kNN and H-score are reported but left out: they do not move the consensus.
+    docs[0]["final_scores"] |= {"knn_accuracy": 1.0, "hscore": 50.0}
+    assert consensus(docs)["late"] > consensus(docs)["early"]
 
 
 # --- real runs -----------------------------------------------------------------------------------
@@ -198,7 +212,7 @@ def random_init_loader(calls: list[str]) -> Any:
     return load
 
 
-def test_assess_ranks_pretrained_above_random_init_and_records_the_run(home: Path, digits_npz: Path) -> None:
+def test_assess_ranks_candidates_profiles_layers_and_records_the_run(home: Path, digits_npz: Path) -> None:
     calls: list[str] = []
     result = assess(
         str(digits_npz),
@@ -211,21 +225,25 @@ def test_assess_ranks_pretrained_above_random_init_and_records_the_run(home: Pat
     )
     assert calls == [MOBILENET_V2_WEIGHTS, MOBILENET]
     first, second = result.candidates
-    assert first["model"] == MOBILENET and first["rank"] == 1 and second["rank"] == 2
-    assert first["probe_accuracy"] > second["probe_accuracy"]
+    assert first["rank"] == 1 and second["rank"] == 2 and first["consensus"] > second["consensus"]
+    pretrained, control = (first, second) if first["model"] == MOBILENET else (second, first)
+    # At its best layer the ImageNet body separates digits better than a random one. (At the last
+    # layer, which the ranking reads, 1,280 random ReLU features probe about as well on digits.)
+    assert pretrained["probe_accuracy"] > control["probe_accuracy"]
+    assert pretrained["layer_profile"][-1]["probe_accuracy"] < pretrained["probe_accuracy"]
     assert first["input_check"]["adaptations"] == ["grayscale replicated to 3 channels", "upsampling from 8x8 to 32x32"]
     layers = [p["layer"] for p in first["layer_profile"]]
     assert len(layers) == 6 and layers[-1] == "pre_logits"
     assert set(first["scores"]) >= {"probe_accuracy", "knn_accuracy", "logme", "hscore", "nce", "leep"}
     rec = result.recommended
-    assert rec is not None and rec["model"] == MOBILENET and rec["evidence"].startswith(MOBILENET)
+    assert rec is not None and rec["model"] == first["model"] and rec["evidence"].startswith(first["model"])
     assert rec["finetune_arg"] == first["recommendation"]["finetune_arg"]
 
     with RunStore(home) as runs:
         run = runs.get(result.run_id)
         assert run.status == "done" and run.kind == "assess" and run.config["folds"] == 3
         stored = runs.candidates(result.run_id)
-        assert [d["model"] for d in stored] == [MOBILENET, MOBILENET_V2_WEIGHTS]
+        assert [d["model"] for d in stored] == [first["model"], second["model"]]
         rows = {(s.model, s.layer, s.metric): s for s in runs.scores(result.run_id)}
     # Stored scores are the metric functions' values on the cached features.
     from zooprobe import metrics
@@ -284,7 +302,8 @@ def test_an_interrupted_assessment_resumes_without_recomputing(home: Path, digit
         assert runs.get(run.id).status == "done"
         after = {(s.model, s.layer, s.metric): s.seconds for s in runs.scores(run.id)}
     assert {k: v for k, v in after.items() if k[0] == MOBILENET_V2_WEIGHTS} == first_scores
-    assert [d["model"] for d in result.candidates] == [MOBILENET, MOBILENET_V2_WEIGHTS]
+    assert sorted(d["model"] for d in result.candidates) == [MOBILENET, MOBILENET_V2_WEIGHTS]
+    assert [d["rank"] for d in result.candidates] == [1, 2]
 
 
 def test_cli_assess_prints_the_ranking_and_json(home: Path, digits_npz: Path, monkeypatch: pytest.MonkeyPatch) -> None:
