@@ -366,3 +366,44 @@ def test_pretrained_full_and_head_beat_scratch_at_every_epoch(weights: Path) -> 
     assert table[3].split() == ["Epoch", "Train", "Loss", "Validation", "Loss", "Accuracy", "Balanced", "Acc", "Time"]
     assert [line.split()[0] for line in table[4:7]] == ["1", "2", "3"]
     print("\nfull:", full_accuracy, "\nhead:", head_accuracy, "\nscratch:", scratch)
+
+
+def test_a_killed_run_resumes_from_its_last_recorded_epoch(weights: Path, torch_home: Path) -> None:
+    """SIGKILL mid-run (no cleanup runs at all), then `zooprobe finetune --resume RUN` finishes it."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    args = ["--data", "sklearn:digits", "--model", MODEL, "--strategy", "full", "--epochs", "6"]
+    args += ["--resolution", "32", "--train-size", "60", "--batch-size", "16"]
+    env = {**os.environ, "ZOOPROBE_HOME": str(weights), "TORCH_HOME": str(torch_home)}
+    command = [sys.executable, "-m", "zooprobe", "finetune", *args]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 240
+    recorded: list[EpochRecord] = []
+    try:
+        while time.monotonic() < deadline and process.poll() is None:
+            if (weights / "runs.sqlite3").exists():
+                with RunStore(weights) as store:
+                    runs = store.list(kind="finetune")
+                    recorded = store.epochs(runs[0].id, "full") if runs else []
+                if len(recorded) >= 2:
+                    break
+            time.sleep(0.05)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    assert 2 <= len(recorded) < 6, process.stderr.read().decode()[-2000:] if process.stderr else ""
+    with RunStore(weights) as store:
+        (run,) = store.list(kind="finetune")
+        assert run.status == "running"  # nothing marked it finished or failed
+        before = [r.epoch for r in store.epochs(run.id, "full")]
+    result = CliRunner().invoke(cli, ["finetune", "--resume", run.id, "--format", "json"])
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    epochs = [e["epoch"] for e in document["arms"]["full"]]
+    assert epochs == list(range(1, 7)) and epochs[: len(before)] == before
+    with RunStore(weights) as store:
+        assert store.get(run.id).status == "done"
