@@ -380,7 +380,9 @@ def test_a_killed_run_resumes_from_its_last_recorded_epoch(weights: Path, torch_
     args += ["--resolution", "32", "--train-size", "60", "--batch-size", "16"]
     env = {**os.environ, "ZOOPROBE_HOME": str(weights), "TORCH_HOME": str(torch_home)}
     command = [sys.executable, "-m", "zooprobe", "finetune", *args]
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    log = weights / "killed-run.log"  # a file, not a pipe: a full pipe would block the child
+    with open(log, "wb") as stderr:
+        process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
     deadline = time.monotonic() + 240
     recorded: list[EpochRecord] = []
     try:
@@ -395,7 +397,7 @@ def test_a_killed_run_resumes_from_its_last_recorded_epoch(weights: Path, torch_
     finally:
         process.send_signal(signal.SIGKILL)
         process.wait()
-    assert 2 <= len(recorded) < 6, process.stderr.read().decode()[-2000:] if process.stderr else ""
+    assert 2 <= len(recorded) < 6, log.read_text()[-2000:]
     with RunStore(weights) as store:
         (run,) = store.list(kind="finetune")
         assert run.status == "running"  # nothing marked it finished or failed
