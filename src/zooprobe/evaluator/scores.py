@@ -81,22 +81,23 @@ def logme_fit(features: Any, labels: Any, *, tolerance: float = 1e-10) -> LogMER
     f, y = _check(features, labels)
     n, d = f.shape
     targets = np.eye(y.max() + 1)[y]  # N x C one-hot
-    # Rescaling F moves the optimum (alpha -> s^2 alpha) but not the evidence: condition it first.
-    f = f / math.sqrt(max(float((f**2).sum()) / n, 1e-300))
+    # Rescaling F moves the optimum (alpha -> s^2 alpha) but not the evidence: condition it first,
+    # by scaling the (small) products below rather than copying F.
+    scale = max(float(np.einsum("ij,ij->", f, f)) / n, 1e-300)
     # z2[k, c]: the squared projection of class c's targets on the k-th eigenvector of the column
     # space; residual0: the part of ||y||^2 outside the column space (the least-squares residual).
     yy = (targets**2).sum(axis=0)
     if n > d:
-        lam, vecs = _eigh(f.T @ f)  # D x D covariance: all D eigenvalues, zeros included
+        lam, vecs = _eigh((f.T @ f) / scale)  # D x D covariance: all D eigenvalues, zeros included
         lam = np.clip(lam, 0, None)
-        w2 = (vecs.T @ (f.T @ targets)) ** 2  # D x C, = lam * z2
+        w2 = (vecs.T @ (f.T @ targets)) ** 2 / scale  # D x C, = lam * z2
         positive = lam > 1e-12 * lam.max()
         z2 = np.divide(w2, lam[:, None], out=np.zeros_like(w2), where=positive[:, None])
         residual0 = np.maximum(yy - z2.sum(axis=0), 0.0)
     else:
         # N x N Gram matrix: its N eigenvalues; the other D - N eigenvalues of F^T F are zero and
         # cancel out of the profiled evidence below (thuml/LogME#23 counts them wrongly).
-        lam, vecs = _eigh(f @ f.T)
+        lam, vecs = _eigh((f @ f.T) / scale)
         lam = np.clip(lam, 0, None)
         z2 = (vecs.T @ targets) ** 2  # the eigenvectors span R^N: nothing is left outside
         residual0 = np.zeros(targets.shape[1])
