@@ -296,3 +296,32 @@ def test_migration_4_fills_terms_and_normalises_the_text_index(tmp_path: Path) -
         for sort in ((), ("params",)):
             assert [e.id for e in cat.search(Query(text="reseau resnet", sort=sort))] == [old.id]
         assert cat.get(old.id).weights_url is None
+
+
+def _open_run_store(home: str) -> None:
+    from zooprobe.registry.runs import RunStore
+
+    with RunStore(home) as store:
+        store.list()
+
+
+def _open_catalog(home: str) -> None:
+    with Catalog(home) as catalog:
+        catalog.count()
+
+
+def test_processes_opening_a_new_store_at_once_all_succeed(tmp_path: Path) -> None:
+    """A run in one process and `zooprobe report` in another may both create the store's tables."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    failures = 0
+    for attempt in range(10):
+        home = str(tmp_path / f"home{attempt}")
+        processes = [context.Process(target=f, args=(home,)) for f in [_open_run_store] * 3 + [_open_catalog] * 3]
+        for process in processes:
+            process.start()
+        for process in processes:
+            process.join()
+        failures += sum(process.exitcode != 0 for process in processes)
+    assert failures == 0

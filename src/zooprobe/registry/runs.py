@@ -169,8 +169,10 @@ class RunStore:
             )
         for number in range(version, SCHEMA_VERSION):
             with self._transaction(db):
-                MIGRATIONS[number](db)
-                db.execute(f"PRAGMA user_version={number + 1}")
+                # another process opening the same new store may have migrated it since we read the version
+                if db.execute("PRAGMA user_version").fetchone()[0] <= number:
+                    MIGRATIONS[number](db)
+                    db.execute(f"PRAGMA user_version={number + 1}")
         return db
 
     @staticmethod

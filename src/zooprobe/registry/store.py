@@ -216,8 +216,10 @@ class Catalog:
         for number, migration in enumerate(MIGRATIONS[version:], start=version + 1):
             db.execute("BEGIN IMMEDIATE")
             try:
-                migration(db)
-                db.execute(f"PRAGMA user_version = {number}")
+                # another process opening the same new catalog may have migrated it since we read the version
+                if db.execute("PRAGMA user_version").fetchone()[0] < number:
+                    migration(db)
+                    db.execute(f"PRAGMA user_version = {number}")
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
