@@ -11,7 +11,12 @@ Routes (all read-only, models only):
 
 Errors answer the way the Hub does: ``X-Error-Code: RepoNotFound`` (404), ``RevisionNotFound`` (404),
 ``EntryNotFound`` (404) and ``GatedRepo`` (403 on files of a gated repo). Every request is recorded
-in ``HubServer.requests`` so that tests can assert what the real client asked for.
+in ``HubServer.requests`` (and the ``Range`` header of each ranged one in ``HubServer.ranges``) so
+that tests can assert what the real client asked for.
+
+Faults, per ``(repo_id, path)``, for the next N ``GET``s of that file: ``corrupt`` sends bytes of the
+right length that are not the file's (headers unchanged, as from a bad proxy); ``cut`` sends the
+headers of the whole file, half the body, then closes the connection (a dropped download).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 LFS_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt", ".h5", ".onnx", ".msgpack")
+_INVERT = bytes(255 - i for i in range(256))
 
 
 @dataclass
@@ -111,6 +117,9 @@ class HubServer:
     def __init__(self, repos: list[HubRepo]) -> None:
         self.repos = {r.repo_id: r for r in repos}
         self.requests: list[tuple[str, str]] = []
+        self.ranges: list[tuple[str, str]] = []
+        self.corrupt: dict[tuple[str, str], int] = {}
+        self.cut: dict[tuple[str, str], int] = {}
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
@@ -156,6 +165,20 @@ class HubServer:
                 info.pop("safetensors")
         return infos
 
+    def reset(self) -> None:
+        """Forget the requests and faults of earlier tests."""
+        self.requests.clear()
+        self.ranges.clear()
+        self.corrupt.clear()
+        self.cut.clear()
+
+    def take_fault(self, faults: dict[tuple[str, str], int], repo_id: str, path: str) -> bool:
+        """Whether this request gets the fault (counting it down)."""
+        left = faults.get((repo_id, path), 0)
+        if left > 0:
+            faults[(repo_id, path)] = left - 1
+        return left > 0
+
     def resolve(self, repo_id: str, revision: str, path: str) -> tuple[HubRepo, bytes] | tuple[None, str]:
         repo = self.repos.get(repo_id)
         if repo is None:
@@ -191,6 +214,8 @@ def _handler_for(hub: HubServer) -> type[BaseHTTPRequestHandler]:
             path = unquote(parts.path)
             query = parse_qs(parts.query)
             hub.requests.append((self.command, self.path))
+            if "Range" in self.headers:
+                hub.ranges.append((self.path, self.headers["Range"]))
             if path == "/api/models":
                 return self._json(hub.listing(query), body)
             api = _API_MODEL.match(path)
@@ -240,8 +265,16 @@ def _handler_for(hub: HubServer) -> type[BaseHTTPRequestHandler]:
             self.send_header("Accept-Ranges", "bytes")
             self.send_header("Content-Length", str(end - start))
             self.end_headers()
-            if body:
-                self.wfile.write(data[start:end])
+            if not body:
+                return
+            if hub.take_fault(hub.cut, repo_id, file_path):
+                self.wfile.write(data[start : start + (end - start) // 2])
+                self.wfile.flush()
+                self.close_connection = True
+                return
+            if hub.take_fault(hub.corrupt, repo_id, file_path):
+                data = data.translate(_INVERT)
+            self.wfile.write(data[start:end])
 
         def _json(self, payload: Any, body: bool) -> None:
             raw = json.dumps(payload).encode()

@@ -146,7 +146,7 @@ def hub(hub_server: HubServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setenv("ZOOPROBE_PLUGINS", "hf")
     hf_source._connects.cache_clear()
-    hub_server.requests.clear()
+    hub_server.reset()
     return hub_server
 
 
@@ -401,3 +401,220 @@ def test_timm_entries_hosted_on_the_hub_say_whether_cached(hub: HubServer) -> No
     assert (TimmSource().cache_status(entry) or "").startswith("cached in ")
     elsewhere = Entry(source="timm", name="x.y", architecture="x", handle="https://example.org/y.pth")
     assert TimmSource().cache_status(elsewhere) is None
+
+
+# --- trust_remote_code through the CLI -----------------------------------------------------------
+
+
+def _texts(tmp_path: Path) -> Path:
+    manifest = tmp_path / "texts.csv"
+    manifest.write_text("text,label\n" + "".join(f"sentence number {i},{'ab'[i % 2]}\n" for i in range(20)))
+    return manifest
+
+
+def _sha(repo_id: str, hub: HubServer) -> str:
+    return next(r.sha for r in hub.repos.values() if r.repo_id == repo_id)
+
+
+def test_cli_trust_remote_code_pins_the_commit_and_the_run_records_it(
+    hub: HubServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from zooprobe.registry.runs import RunStore
+
+    synced()
+    monkeypatch.setenv("ZOOPROBE_PLUGINS", "hf,metrics")
+    sha = _sha(TINY_BERT, hub)
+    args = ["assess", "--data", str(_texts(tmp_path)), "--models", f"hf:{TINY_BERT}", "--folds", "2"]
+    args += ["--metrics", "probe_accuracy,knn_accuracy", "--format", "json"]
+    hub.reset()
+    trusted = zooprobe_cli(*args, "--trust-remote-code")
+    assert trusted.exit_code == 0, trusted.output
+    resolved = [path for _method, path in hub.requests if "/resolve/" in path]
+    assert resolved and all(f"/resolve/{sha}/" in path for path in resolved)
+    (doc,) = json.loads(trusted.stdout)["candidates"]
+    assert doc["status"] == "done" and doc["trust_remote_code"] is True and doc["revision"] == sha
+    with RunStore() as runs:
+        run = runs.get(json.loads(trusted.stdout)["run"])
+        assert run.config["trust_remote_code"] is True
+        assert runs.candidates(run.id)[0]["revision"] == sha
+
+    plain = zooprobe_cli(*args)
+    assert plain.exit_code == 0, plain.output
+    (doc,) = json.loads(plain.stdout)["candidates"]
+    assert doc["status"] == "done" and "trust_remote_code" not in doc and "revision" not in doc
+    with RunStore() as runs:
+        assert "trust_remote_code" not in runs.get(json.loads(plain.stdout)["run"]).config
+
+
+def test_cli_finetune_with_trust_remote_code_records_the_pinned_commit(hub: HubServer, tmp_path: Path) -> None:
+    from zooprobe.registry.runs import RunStore
+
+    synced()
+    sha = _sha(TIMM_REPO, hub)
+    images = tmp_path / "images.npz"
+    pixels = np.random.default_rng(0).integers(0, 256, (24, 16, 16, 3), dtype=np.uint8)
+    np.savez(images, x=pixels, y=np.array([0, 1] * 12))
+    args = ["finetune", "--data", str(images), "--model", f"hf:{TIMM_REPO}", "--strategy", "head"]
+    args += ["--epochs", "1", "--resolution", "32", "--format", "json"]
+    hub.reset()
+    result = zooprobe_cli(*args, "--trust-remote-code")
+    assert result.exit_code == 0, result.output
+    resolved = [path for _method, path in hub.requests if "/resolve/" in path]
+    assert resolved and all(f"/resolve/{sha}/" in path for path in resolved)
+    with RunStore() as runs:
+        config = runs.get(json.loads(result.stdout)["run_id"]).config
+    assert config["trust_remote_code"] is True and config["revision"] == sha
+
+
+def test_trust_remote_code_on_a_non_hf_entry_is_a_one_line_error(
+    hub: HubServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import zooprobe
+    from zooprobe.plugins.manager import RemoteCodeError
+    from zooprobe.registry.schema import Entry
+    from zooprobe.registry.store import Catalog
+
+    synced()
+    monkeypatch.setenv("ZOOPROBE_PLUGINS", "hf,torchvision")
+    mobilenet = Entry(source="torchvision", name="mobilenet_v2.IMAGENET1K_V1", architecture="mobilenet_v2")
+    with Catalog() as catalog:
+        catalog.replace_source("torchvision", None, [mobilenet])
+    hub.reset()
+    for args in (
+        ["assess", "--data", str(_texts(tmp_path)), "--models", mobilenet.id],
+        ["finetune", "--data", "sklearn:digits", "--model", mobilenet.id, "--strategy", "head"],
+    ):
+        result = zooprobe_cli(*args, "--trust-remote-code")
+        assert result.exit_code == 2, result.output
+        assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output
+        assert f"applies to Hugging Face Hub (hf:) entries only, not '{mobilenet.id}'" in result.output
+    with pytest.raises(RemoteCodeError, match=r"drop the flag or pick an hf: entry$"):
+        zooprobe.load(mobilenet.id, trust_remote_code=True)
+    assert hub.requests == []  # refused before any download
+
+
+# --- verified, resumable downloads ---------------------------------------------------------------
+
+WEIGHTS = "model.safetensors"
+
+
+def _weights(hub: HubServer) -> bytes:
+    return hub.repos[TINY_BERT].files[WEIGHTS]
+
+
+def _blobs(repo_id: str) -> Path:
+    from zooprobe.plugins.hf_source import hub_cache
+
+    return hub_cache() / f"models--{repo_id.replace('/', '--')}" / "blobs"
+
+
+def _weight_gets(hub: HubServer) -> list[str]:
+    return [path for method, path in hub.requests if method == "GET" and path.endswith(f"/{WEIGHTS}")]
+
+
+def _assert_loaded_weights_are_the_repos(backbone: Any, data: bytes) -> None:
+    import torch
+    from safetensors.torch import load
+
+    state = backbone.model.state_dict()
+    expected = load(data)
+    assert expected
+    for name, tensor in expected.items():
+        torch.testing.assert_close(state[name], tensor, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("partial_name", ["{sha}.incomplete", "{sha}.0123abcd.incomplete"])
+def test_a_partial_blob_of_an_interrupted_download_is_resumed_with_a_range_request(
+    hub: HubServer, partial_name: str
+) -> None:
+    import hashlib
+
+    import zooprobe
+
+    synced()
+    data = _weights(hub)
+    sha = hashlib.sha256(data).hexdigest()
+    half = len(data) // 2
+    blobs = _blobs(TINY_BERT)
+    blobs.mkdir(parents=True)
+    (blobs / partial_name.format(sha=sha)).write_bytes(data[:half])  # as a killed client leaves it
+    hub.reset()
+    backbone = zooprobe.load(f"hf:{TINY_BERT}")
+    assert [(path.rsplit("/", 1)[-1], header) for path, header in hub.ranges] == [(WEIGHTS, f"bytes={half}-")]
+    assert len(_weight_gets(hub)) == 1  # the rest only, never the whole file
+    _assert_loaded_weights_are_the_repos(backbone, data)
+    assert sorted(p.name for p in blobs.iterdir() if p.name.startswith(sha)) == [sha]
+
+
+def test_a_download_cut_off_midway_is_resumed_by_the_client(hub: HubServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    from huggingface_hub import constants
+
+    import zooprobe
+
+    synced()
+    data = _weights(hub)
+    # the client resumes from the last whole chunk it wrote (10 MB by default): smaller than this file here
+    monkeypatch.setattr(constants, "DOWNLOAD_CHUNK_SIZE", 1 << 16)
+    hub.cut[(TINY_BERT, WEIGHTS)] = 1
+    backbone = zooprobe.load(f"hf:{TINY_BERT}")
+    (header,) = [header for path, header in hub.ranges if path.endswith(WEIGHTS)]
+    assert 0 < int(header.removeprefix("bytes=").rstrip("-")) <= len(data) // 2
+    _assert_loaded_weights_are_the_repos(backbone, data)
+
+
+def test_a_corrupt_download_is_detected_and_downloaded_again(
+    hub: HubServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import zooprobe
+
+    synced()
+    data = _weights(hub)
+    hub.corrupt[(TINY_BERT, WEIGHTS)] = 1
+    backbone = zooprobe.load(f"hf:{TINY_BERT}")
+    assert len(_weight_gets(hub)) == 2
+    assert (
+        f"{TINY_BERT}/{WEIGHTS} downloaded corrupt (sha256 mismatch); downloading it again" in capsys.readouterr().err
+    )
+    _assert_loaded_weights_are_the_repos(backbone, data)
+
+
+def test_a_download_corrupt_every_time_is_a_one_line_error_and_nothing_loads(
+    hub: HubServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import zooprobe
+    from zooprobe.plugins import hf_source
+
+    synced()
+    loads: list[str] = []
+    real_load = hf_source._load
+
+    def spy(entry: Any, revision: str | None, trust_remote_code: bool) -> Any:
+        loads.append(entry.name)
+        return real_load(entry, revision, trust_remote_code)
+
+    monkeypatch.setattr(hf_source, "_load", spy)
+    hub.corrupt[(TINY_BERT, WEIGHTS)] = 10
+    with pytest.raises(hf_source.HubError, match=rf"'{WEIGHTS}' of '{TINY_BERT}' downloaded corrupt twice") as info:
+        zooprobe.load(f"hf:{TINY_BERT}")
+    assert "\n" not in str(info.value) and "check the proxy or network" in str(info.value)
+    assert loads == [] and len(_weight_gets(hub)) == 2
+    snapshot = next((_blobs(TINY_BERT).parent / "snapshots").iterdir())
+    assert not (snapshot / WEIGHTS).exists() and not (snapshot / WEIGHTS).is_symlink()
+    assert all(p.stat().st_size != len(_weights(hub)) for p in _blobs(TINY_BERT).iterdir())  # no corrupt copy kept
+
+
+def test_a_cached_blob_corrupted_on_disk_is_refused_offline(hub: HubServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    import zooprobe
+    from zooprobe.plugins.hf_source import HubError
+
+    synced()
+    zooprobe.load(f"hf:{TINY_BERT}")
+    blob = (next((_blobs(TINY_BERT).parent / "snapshots").iterdir()) / WEIGHTS).resolve()
+    blob.write_bytes(_weights(hub).translate(bytes(255 - i for i in range(256))))
+    os.utime(blob, ns=(1, 1))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(HubError, match=rf"cached '{WEIGHTS}' of '{TINY_BERT}' is corrupt .* connect to the Hub"):
+        zooprobe.load(f"hf:{TINY_BERT}")
+    assert not blob.exists()

@@ -29,29 +29,34 @@ def __getattr__(name: str) -> object:
 __version__ = "0.1.0"
 
 
-def load(entry_id: str, home: str | None = None) -> Backbone:
+def load(entry_id: str, home: str | None = None, *, trust_remote_code: bool = False) -> Backbone:
     """Load a catalog entry's pretrained weights, the way its source intends.
 
     Args:
         entry_id: a catalog id, e.g. ``torchvision:mobilenet_v2.IMAGENET1K_V1``.
         home: the catalog directory (default ``$ZOOPROBE_HOME`` or ``~/.cache/zooprobe``).
+        trust_remote_code: run the repository's own Python code (``hf:`` entries only), pinned to
+            the commit it resolves; that commit is the returned backbone's ``entry.source_version``.
 
     Returns:
         a :class:`~zooprobe.evaluator.backbone.Backbone` in eval mode, with its preprocessing,
         ordered ``cut_points`` and ``extract(batch, layers)``.
 
+    Raises:
+        ZooprobeError: for an unknown id, or ``trust_remote_code`` on an entry that is not ``hf:``.
+
     Example:
         >>> backbone = zooprobe.load("torchvision:mobilenet_v2.IMAGENET1K_V1")
         >>> feats = backbone.extract(backbone.preprocess([image]), ["features.7", "pre_logits"])
     """
-    from .plugins.manager import get_source
+    from .plugins.manager import load_entry
     from .registry.store import Catalog
     from .registry.sync import sync_if_empty
 
     with Catalog(home) as catalog:
         sync_if_empty(catalog)
         entry = catalog.get(entry_id)
-    return get_source(entry.source).load(entry)
+    return load_entry(entry, trust_remote_code=trust_remote_code)
 
 
 __all__ = [

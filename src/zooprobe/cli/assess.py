@@ -66,6 +66,11 @@ def _csv(value: str | None) -> list[str] | None:
     help="Unreadable images: drop them (listed) or stop.",
 )
 @click.option("--resume", metavar="RUN", help="Continue an interrupted assessment.")
+@click.option(
+    "--trust-remote-code",
+    is_flag=True,
+    help="Run the repository's own Python code, pinned to the commit it resolves (hf: entries only).",
+)
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @home_option
 def assess(
@@ -82,6 +87,7 @@ def assess(
     batch_size: int,
     on_error: str,
     resume: str | None,
+    trust_remote_code: bool,
     fmt: str,
     home: Path | None,
 ) -> None:
@@ -119,6 +125,7 @@ def assess(
         on_error=on_error,  # type: ignore[arg-type]
         resume=resume,
         home=home,
+        trust_remote_code=trust_remote_code,
     )
     if fmt == "json":
         click.echo(

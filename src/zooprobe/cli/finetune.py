@@ -47,6 +47,11 @@ def _train_size(_ctx: click.Context, _param: click.Parameter, value: str | None)
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @click.option("--resume", metavar="RUN", help="Continue an interrupted run from the last epoch of each arm.")
 @click.option("--on-error", type=click.Choice(["skip", "fail"]), default="fail", show_default=True, help="Bad images.")
+@click.option(
+    "--trust-remote-code",
+    is_flag=True,
+    help="Run the repository's own Python code, pinned to the commit it resolves (hf: entries only).",
+)
 @home_option
 def finetune_cmd(
     data: str | None,
@@ -62,6 +67,7 @@ def finetune_cmd(
     fmt: str,
     resume: str | None,
     on_error: str,
+    trust_remote_code: bool,
     home: Path | None,
 ) -> None:
     """Fine-tune a pretrained backbone on a labelled dataset and print each epoch.
@@ -96,6 +102,7 @@ def finetune_cmd(
         resume=resume,
         on_error="skip" if on_error == "skip" else "fail",
         home=home,
+        trust_remote_code=trust_remote_code,
     )
     if fmt == "json":
         click.echo(json.dumps(result.to_dict(), indent=2))

@@ -410,6 +410,7 @@ def assess(
     home: Path | str | None = None,
     progress: bool = True,
     loader: Callable[[Entry], Backbone] | None = None,
+    trust_remote_code: bool = False,
 ) -> Assessment:
     """Assess candidate backbones on a labelled dataset and recommend one, with a strategy and its evidence.
 
@@ -426,6 +427,9 @@ def assess(
         resolution: score at this input resolution instead of each entry's default (faster on CPU).
         resume: a run id to continue; by default an unfinished run with the same inputs is resumed.
         loader: how to load an entry (default: its source plugin's ``load``).
+        trust_remote_code: run the candidates' repository code (``hf:`` entries only; not with
+            ``loader``), each pinned to the commit it resolves. The run's config records it and each
+            candidate document its ``revision``; a resumed run keeps the setting it started with.
 
     Returns:
         an :class:`Assessment` whose candidates are ranked best first.
@@ -455,6 +459,15 @@ def assess(
         entries = resolve_candidates(catalog, models, query, top)
     if not entries:
         raise AssessError(f"the query {query!r} matches no catalog entry; loosen it (try 'zooprobe search {query}')")
+    if trust_remote_code:
+        if loader is not None:
+            raise AssessError(
+                "trust_remote_code applies to the sources' own loaders; a custom loader decides that itself (drop one)"
+            )
+        from ..plugins.manager import check_remote_code
+
+        for entry in entries:  # before the run exists: a non-hf candidate would otherwise be skipped silently
+            check_remote_code(entry)
     config: dict[str, Any] = {
         "models": [e.id for e in entries],
         "query": query,
@@ -466,6 +479,8 @@ def assess(
         "budget": budget,
         "resolution": resolution,
     }
+    if trust_remote_code:  # only when set: unfinished runs stored before this option still match and resume
+        config["trust_remote_code"] = True
     data_hash = dataset.content_hash()
     runs = RunStore(home)
     resumed = False
@@ -490,6 +505,7 @@ def assess(
     if resumed:
         say.say(f"resuming assessment {run.id}")
         config = run.config
+        trust_remote_code = bool(config.get("trust_remote_code", False))
         entries = [e for e in entries if e.id in config["models"]]
     labels = dataset.labels
     done_scores = {(s.model, s.layer, s.metric): s for s in runs.scores(run.id)}
@@ -528,12 +544,15 @@ def assess(
                 runs.put_candidate(run.id, entry.id, position, doc)
                 continue
             try:
-                backbone = _load(entry, resolution, loader)
+                backbone = _load(entry, resolution, loader, trust_remote_code)
             except (ZooprobeError, OSError, RuntimeError, ValueError) as exc:
                 doc.update(status="skipped", skip_reason=f"cannot load: {exc}".splitlines()[0])
                 runs.put_candidate(run.id, entry.id, position, doc)
                 say.say(f"{entry.id}: skipped ({doc['skip_reason']})")
                 continue
+            if trust_remote_code:
+                # the commit whose code ran, for whoever reads the report
+                doc.update(trust_remote_code=True, revision=backbone.entry.source_version)
             chosen_layers = select_layers(backbone.cut_points, config["layers"])
             say.say(f"{entry.id}: features at {len(chosen_layers)} cut points")
             _score_candidate(
@@ -555,13 +574,19 @@ def assess(
     return Assessment(run.id, result[0], result[1], resumed)
 
 
-def _load(entry: Entry, resolution: int | None, loader: Callable[[Entry], Backbone] | None) -> Backbone:
+def _load(
+    entry: Entry, resolution: int | None, loader: Callable[[Entry], Backbone] | None, trust_remote_code: bool = False
+) -> Backbone:
     if loader is None:
-        from ..plugins.manager import get_source
+        from ..plugins.manager import load_entry
 
-        loader = get_source(entry.source).load
-    backbone = loader(entry)
+        backbone = load_entry(entry, trust_remote_code=trust_remote_code)
+    else:
+        backbone = loader(entry)
+    pinned = backbone.entry
     backbone.entry = _at_resolution(entry, resolution)
+    if trust_remote_code:  # keep the commit the source pinned the code to
+        backbone.entry = replace(backbone.entry, source_version=pinned.source_version, provenance=pinned.provenance)
     return backbone
 
 

@@ -180,6 +180,7 @@ def finetune(
     device: str | None = None,
     progress: bool = True,
     on_epoch: EpochCallback | None = None,
+    trust_remote_code: bool = False,
 ) -> FinetuneResult:
     """Fine-tune ``model`` on ``data`` with ``strategy`` (and the ``scratch`` baseline), recording every epoch.
 
@@ -198,6 +199,8 @@ def finetune(
         home: the zooprobe home (catalog, run store, checkpoints, feature cache).
         device: ``cuda``, ``cpu``, ... (default: CUDA when available; mixed precision there).
         on_epoch: called with (arm, record) after each epoch is recorded.
+        trust_remote_code: run the repository's own code (``hf:`` entries only), pinned to the commit it
+            resolves; the run's config records ``trust_remote_code`` and that ``revision``.
 
     Returns:
         a :class:`FinetuneResult`; the run is also in ``RunStore(home)`` with kind ``finetune``.
@@ -221,6 +224,7 @@ def finetune(
             train_size, resolution = config.get("train_size"), config.get("resolution")
             on_error = config.get("on_error", "fail")
             patience = config.get("patience", patience)
+            trust_remote_code = bool(config.get("trust_remote_code", False))
         if data is None or model is None:
             raise ZooprobeError("finetune needs a dataset and a model id (or resume=RUN to continue a run)")
         _check_settings(epochs, patience, lr, batch_size, baseline, train_size, resolution)
@@ -230,7 +234,7 @@ def finetune(
         if dataset.modality != "image":
             raise ZooprobeError(f"dataset '{data}' holds {dataset.modality}; fine-tuning needs an image dataset")
         data_hash = dataset.content_hash()
-        backbone = load(model, str(home) if home is not None else None)
+        backbone = load(model, str(home) if home is not None else None, trust_remote_code=trust_remote_code)
         if resolution is not None:
             spec = replace(backbone.entry.input, default_resolution=(resolution, resolution))
             backbone = replace(backbone, entry=replace(backbone.entry, input=spec))
@@ -269,6 +273,8 @@ def finetune(
                 "on_error": on_error,
                 "patience": patience,
             }
+            if trust_remote_code:  # the commit whose code ran, for whoever reads the report
+                config.update(trust_remote_code=True, revision=backbone.entry.source_version)
             versions = library_versions("torch", "torchvision", "timm", "safetensors")
             run = store.create("finetune", data, config, data_hash=data_hash, versions=versions)
         else:

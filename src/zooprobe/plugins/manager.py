@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
 from collections.abc import Iterable
 from types import ModuleType
-from typing import Protocol, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 import pluggy
 
 from ..errors import InvalidChoiceError, ZooprobeError
+from ..registry.schema import Entry
 from . import hookspecs
 from .source import Source
+
+if TYPE_CHECKING:
+    from ..evaluator.backbone import Backbone
 
 # Built-in plugins are registered exactly as third-party ones are: by module, under a name.
 DEFAULT_PLUGINS: dict[str, str] = {
@@ -94,6 +99,40 @@ def get_source(name: str, pm: pluggy.PluginManager | None = None) -> Source:
     if name not in sources:
         raise InvalidChoiceError("source", name, sorted(sources))
     return sources[name]
+
+
+class RemoteCodeError(ZooprobeError):
+    """``trust_remote_code`` asked of an entry whose source cannot run (and pin) a repository's code."""
+
+
+def check_remote_code(entry: Entry, pm: pluggy.PluginManager | None = None) -> Source:
+    """The source of ``entry``, checked to take ``trust_remote_code`` (a keyword its ``load`` names).
+
+    A source whose ``load`` only swallows ``**kwargs`` does not count: it would ignore the flag.
+
+    :raises RemoteCodeError: naming the entry, when its source's ``load`` has no such keyword.
+    """
+    source = get_source(entry.source, pm)
+    if "trust_remote_code" not in inspect.signature(source.load).parameters:
+        raise RemoteCodeError(
+            f"--trust-remote-code applies to Hugging Face Hub (hf:) entries only, not '{entry.id}' "
+            f"(source '{entry.source}' runs no repository code); drop the flag or pick an hf: entry"
+        )
+    return source
+
+
+def load_entry(entry: Entry, *, trust_remote_code: bool = False, pm: pluggy.PluginManager | None = None) -> Backbone:
+    """Load ``entry`` through its source plugin, passing ``trust_remote_code`` only when it is set.
+
+    With ``trust_remote_code`` the Hugging Face source runs the repository's Python code, pinned to the
+    40-hex commit it resolves, and records that commit in the backbone's ``entry.source_version``.
+
+    :raises RemoteCodeError: when ``trust_remote_code`` is set and the source cannot honour it.
+    """
+    if not trust_remote_code:
+        return get_source(entry.source, pm).load(entry)
+    source = check_remote_code(entry, pm)
+    return source.load(entry, trust_remote_code=True)  # type: ignore[call-arg]  # checked by check_remote_code
 
 
 def describe_plugins(pm: pluggy.PluginManager) -> list[dict[str, object]]:
