@@ -346,3 +346,24 @@ def test_query_selects_top_k_candidates(home: Path) -> None:
     assert entries[0].top1 >= entries[1].top1  # type: ignore[operator]
     with pytest.raises(AssessError, match="no candidates"):
         assess_module.resolve_candidates(Catalog(home), None, None, top=2)
+
+
+def test_cli_resume_needs_only_the_run_id(home: Path, digits_npz: Path) -> None:
+    def interrupted(entry: Entry) -> Backbone:
+        raise KeyboardInterrupt
+
+    options: dict[str, Any] = {"resolution": 32, "folds": 3, "home": home, "progress": False, "layers": "pre_logits"}
+    with pytest.raises(KeyboardInterrupt):
+        assess(str(digits_npz), [MOBILENET], metrics=["logme", "knn_accuracy"], loader=interrupted, **options)
+    with RunStore(home) as runs:
+        (run,) = runs.list(kind="assess")
+    result = CliRunner().invoke(cli, ["assess", "--resume", run.id, "--home", str(home), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert document["run"] == run.id
+    (candidate,) = document["candidates"]
+    assert candidate["model"] == MOBILENET and set(candidate["final_scores"]) == {"logme", "knn_accuracy"}
+    with RunStore(home) as runs:
+        assert runs.get(run.id).status == "done"
+    no_data = CliRunner().invoke(cli, ["assess", "--models", MOBILENET, "--home", str(home)])
+    assert no_data.exit_code == 2 and "needs a dataset" in no_data.output

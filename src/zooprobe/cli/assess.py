@@ -18,7 +18,6 @@ def _csv(value: str | None) -> list[str] | None:
 @click.command()
 @click.option(
     "--data",
-    required=True,
     metavar="DATA",
     help="sklearn:digits, an image folder, a CSV/Parquet manifest, .npz, or a save_to_disk dir.",
 )
@@ -65,7 +64,7 @@ def _csv(value: str | None) -> list[str] | None:
     show_default=True,
     help="Unreadable images: drop them (listed) or stop.",
 )
-@click.option("--resume", metavar="RUN", help="Continue an interrupted assessment.")
+@click.option("--resume", metavar="RUN", help="Continue an interrupted assessment (its data, candidates and options).")
 @click.option(
     "--trust-remote-code",
     is_flag=True,
@@ -74,7 +73,7 @@ def _csv(value: str | None) -> list[str] | None:
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @home_option
 def assess(
-    data: str,
+    data: str | None,
     models: str | None,
     query: str | None,
     top: int,

@@ -393,7 +393,7 @@ def _entry_facts(entry: Entry) -> dict[str, Any]:
 
 
 def assess(
-    data: str | Dataset,
+    data: str | Dataset | None,
     models: Sequence[str | Entry] | None = None,
     *,
     query: str | None = None,
@@ -425,7 +425,8 @@ def assess(
         seed, folds: of the stratified cross-validation of the probe.
         budget: seconds; candidates not reached in time stay ``pending`` (resume the run later).
         resolution: score at this input resolution instead of each entry's default (faster on CPU).
-        resume: a run id to continue; by default an unfinished run with the same inputs is resumed.
+        resume: a run id to continue with its stored data, candidates and options; by default an
+            unfinished run with the same inputs is resumed.
         loader: how to load an entry (default: its source plugin's ``load``).
         trust_remote_code: run the candidates' repository code (``hf:`` entries only; not with
             ``loader``), each pinned to the commit it resolves. The run's config records it and each
@@ -440,6 +441,22 @@ def assess(
     from .datasets import read_dataset
 
     say = _Progress(progress)
+    if resume:  # the run's own inputs; what the caller passed may only repeat them
+        with RunStore(home) as stored_runs:
+            stored = stored_runs.get(resume)
+        if stored.kind != "assess":
+            raise AssessError(
+                f"run '{resume}' is a {stored.kind} run; continue it with zooprobe {stored.kind} --resume {resume}"
+            )
+        stored_config = stored.config
+        data = data if data is not None else stored.data
+        models, query = stored_config["models"], None
+        metrics, layers = stored_config["metrics"], stored_config["layers"]
+        seed, folds = stored_config["seed"], stored_config["folds"]
+        budget, resolution = stored_config["budget"], stored_config["resolution"]
+        trust_remote_code = bool(stored_config.get("trust_remote_code", False))
+    if data is None:
+        raise AssessError("assess needs a dataset (or resume=RUN to continue a run)")
     dataset = read_dataset(data, on_error=on_error) if isinstance(data, str) else data
     data_spec = data if isinstance(data, str) else dataset.name
     summary = dataset.summary()
