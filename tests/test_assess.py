@@ -348,7 +348,7 @@ def test_query_selects_top_k_candidates(home: Path) -> None:
         assess_module.resolve_candidates(Catalog(home), None, None, top=2)
 
 
-def test_cli_resume_needs_only_the_run_id(home: Path, digits_npz: Path) -> None:
+def test_cli_resume_needs_only_the_run_id(home: Path, digits_npz: Path, tmp_path: Path) -> None:
     def interrupted(entry: Entry) -> Backbone:
         raise KeyboardInterrupt
 
@@ -365,5 +365,9 @@ def test_cli_resume_needs_only_the_run_id(home: Path, digits_npz: Path) -> None:
     assert candidate["model"] == MOBILENET and set(candidate["final_scores"]) == {"logme", "knn_accuracy"}
     with RunStore(home) as runs:
         assert runs.get(run.id).status == "done"
+    other = tmp_path / "other.npz"
+    np.savez(other, x=np.zeros((8, 8, 8), np.uint8), y=np.array([0, 1] * 4))
+    wrong = CliRunner().invoke(cli, ["assess", "--resume", run.id, "--data", str(other), "--home", str(home)])
+    assert wrong.exit_code == 2 and f"run '{run.id}' assessed" in wrong.output and "drop --data" in wrong.output
     no_data = CliRunner().invoke(cli, ["assess", "--models", MOBILENET, "--home", str(home)])
     assert no_data.exit_code == 2 and "needs a dataset" in no_data.output

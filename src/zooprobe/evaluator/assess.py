@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidChoiceError, ZooprobeError
-from ..registry.runs import RunStore, Score, library_versions
+from ..registry.runs import Run, RunStore, Score, library_versions
 from ..registry.schema import Entry
 from ..registry.store import Catalog, Query
 
@@ -441,6 +441,7 @@ def assess(
     from .datasets import read_dataset
 
     say = _Progress(progress)
+    stored: Run | None = None
     if resume:  # the run's own inputs; what the caller passed may only repeat them
         with RunStore(home) as stored_runs:
             stored = stored_runs.get(resume)
@@ -499,6 +500,11 @@ def assess(
     if trust_remote_code:  # only when set: unfinished runs stored before this option still match and resume
         config["trust_remote_code"] = True
     data_hash = dataset.content_hash()
+    if stored is not None and stored.data_hash and data_hash != stored.data_hash:
+        raise AssessError(
+            f"run '{resume}' assessed {stored.data} (content {stored.data_hash[:12]}), not these data"
+            f" ({data_hash[:12]}); drop --data to continue it, or start a new run without --resume"
+        )
     runs = RunStore(home)
     resumed = False
     if resume:
