@@ -179,3 +179,15 @@ def test_preprocess_matches_the_applications_own_preprocess_input(family: str, m
     keras_module = importlib.import_module(f"keras.applications.{module}")
     expected = np.asarray(keras_module.preprocess_input(pixels.copy()))
     np.testing.assert_allclose(backbone.preprocess([image]).permute(0, 2, 3, 1).numpy(), expected, rtol=1e-5, atol=1e-4)
+
+
+def test_finetune_of_a_keras_model_says_it_is_not_supported_yet(keras_mobilenet: KerasBackbone) -> None:
+    from click.testing import CliRunner
+
+    from zooprobe.cli import cli
+
+    args = ["finetune", "--data", "sklearn:digits", "--model", "keras:MobileNetV2", "--strategy", "head"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2, result.output
+    assert "fine-tuning Keras models ('keras:MobileNetV2') is not supported yet" in result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1

@@ -235,6 +235,7 @@ def finetune(
             raise ZooprobeError(f"dataset '{data}' holds {dataset.modality}; fine-tuning needs an image dataset")
         data_hash = dataset.content_hash()
         backbone = load(model, str(home) if home is not None else None, trust_remote_code=trust_remote_code)
+        _check_trainable_here(backbone)
         if resolution is not None:
             spec = replace(backbone.entry.input, default_resolution=(resolution, resolution))
             backbone = replace(backbone, entry=replace(backbone.entry, input=spec))
@@ -353,6 +354,22 @@ def _check_settings(
         )
     if resolution is not None and resolution < 8:
         raise ZooprobeError(f"resolution {resolution} px is too small: use at least 8, e.g. --resolution 64")
+
+
+def _check_trainable_here(backbone: Backbone) -> None:
+    """Keras and TensorFlow models are assessed but not fine-tuned yet: say so before anything runs.
+
+    :raises ZooprobeError: for a Keras Applications, TF-Hub or Kaggle TensorFlow/Keras backbone.
+    """
+    from .keras_backbone import KerasBackbone
+    from .tf_backbone import TFBackbone
+
+    if isinstance(backbone, (KerasBackbone, TFBackbone)):
+        kind = "Keras" if isinstance(backbone, KerasBackbone) else "TensorFlow"
+        raise ZooprobeError(
+            f"fine-tuning {kind} models ('{backbone.entry.id}') is not supported yet; assess it with"
+            " zooprobe assess, or fine-tune a torchvision, timm or Hugging Face backbone"
+        )
 
 
 def split_indices(
