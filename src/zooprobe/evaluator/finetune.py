@@ -357,18 +357,16 @@ def _check_settings(
 
 
 def _check_trainable_here(backbone: Backbone) -> None:
-    """Keras and TensorFlow models are assessed but not fine-tuned yet: say so before anything runs.
+    """TensorFlow models (TF-Hub, Kaggle SavedModels) are assessed but not fine-tuned yet: say so first.
 
-    :raises ZooprobeError: for a Keras Applications, TF-Hub or Kaggle TensorFlow/Keras backbone.
+    :raises ZooprobeError: for a TensorFlow backbone.
     """
-    from .keras_backbone import KerasBackbone
     from .tf_backbone import TFBackbone
 
-    if isinstance(backbone, (KerasBackbone, TFBackbone)):
-        kind = "Keras" if isinstance(backbone, KerasBackbone) else "TensorFlow"
+    if isinstance(backbone, TFBackbone):
         raise ZooprobeError(
-            f"fine-tuning {kind} models ('{backbone.entry.id}') is not supported yet; assess it with"
-            " zooprobe assess, or fine-tune a torchvision, timm or Hugging Face backbone"
+            f"fine-tuning TensorFlow models ('{backbone.entry.id}') is not supported yet; assess it with"
+            " zooprobe assess, or fine-tune a torchvision, timm, Keras Applications or Hugging Face backbone"
         )
 
 
@@ -419,6 +417,21 @@ def build_arm_model(
     classifier replaced by a new head (a linear layer, or an MLP of ``strategy.mlp`` widths)."""
     import torch
 
+    from .keras_backbone import KerasBackbone
+
+    def make_head(width: int) -> torch.nn.Module:
+        layers: list[torch.nn.Module] = []
+        for hidden in strategy.mlp:
+            layers += [torch.nn.Linear(width, hidden), torch.nn.ReLU()]
+            width = hidden
+        layers.append(torch.nn.Linear(width, num_classes))
+        return layers[0] if len(layers) == 1 else torch.nn.Sequential(*layers)
+
+    if isinstance(backbone, KerasBackbone):
+        from .keras_finetune import build_keras_arm
+
+        seed = int(torch.initial_seed()) % 2**31
+        return build_keras_arm(backbone, strategy.layer, resolution, make_head, pretrained=True, seed=seed)
     model = copy.deepcopy(backbone.model)
     if strategy.layer != PRE_LOGITS:
         after = backbone.cut_points.index(strategy.layer) + 1
@@ -433,12 +446,7 @@ def build_arm_model(
     model.eval()
     with torch.inference_mode():
         width = int(model(torch.zeros(1, 3, *resolution)).flatten(1).shape[1])
-    layers: list[torch.nn.Module] = []
-    for hidden in strategy.mlp:
-        layers += [torch.nn.Linear(width, hidden), torch.nn.ReLU()]
-        width = hidden
-    layers.append(torch.nn.Linear(width, num_classes))
-    head = layers[0] if len(layers) == 1 else torch.nn.Sequential(*layers)
+    head = make_head(width)
     model.set_submodule(head_name, head)
     return model, head
 
@@ -470,8 +478,13 @@ def scratch_model(backbone: Backbone) -> torch.nn.Module:
 def freeze_body(model: torch.nn.Module, head: torch.nn.Module, train_body: bool) -> None:
     """Only the head trains (``train_body`` False) or everything does."""
     head_params = {id(p) for p in head.parameters()}
+    untrainable: set[int] = set()
+    for module in model.modules():
+        ids = getattr(module, "untrainable_parameter_ids", None)  # a Keras body: see KerasArm
+        if callable(ids):
+            untrainable |= ids()
     for param in model.parameters():
-        param.requires_grad_(train_body or id(param) in head_params)
+        param.requires_grad_(id(param) not in untrainable and (train_body or id(param) in head_params))
 
 
 def train_mode(model: torch.nn.Module, keep_statistics: bool = False) -> None:
@@ -481,6 +494,9 @@ def train_mode(model: torch.nn.Module, keep_statistics: bool = False) -> None:
 
     model.train()
     for module in model.modules():
+        keras_statistics = getattr(module, "set_statistics_frozen", None)  # a Keras body: see KerasArm
+        if callable(keras_statistics):
+            keras_statistics(keep_statistics)
         if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
             params = list(module.parameters(recurse=False))
             if keep_statistics or (params and not any(p.requires_grad for p in params)):
@@ -638,6 +654,19 @@ class _Trainer:
         torch.manual_seed(self.settings.seed)
         if arm != SCRATCH:
             return build_arm_model(self.backbone, strategy, self.num_classes, self.backbone.resolution)
+        from .keras_backbone import KerasBackbone
+
+        if isinstance(self.backbone, KerasBackbone):
+            from .keras_finetune import build_keras_arm
+
+            return build_keras_arm(
+                self.backbone,
+                PRE_LOGITS,
+                self.backbone.resolution,
+                lambda width: torch.nn.Linear(width, self.num_classes),
+                pretrained=False,
+                seed=self.settings.seed,
+            )
         model = scratch_model(self.backbone)
         if self.backbone.classifier is None:
             raise ZooprobeError(f"'{self.backbone.entry.id}' has no classifier layer: --baseline scratch needs one")

@@ -151,10 +151,34 @@ class KerasBackbone(Backbone):
     def _submodel(self, names: tuple[str, ...]) -> Any:
         import keras
 
+        model = self.flexible_model()
         # cut points may be ops, not layers (ConvNeXt's ``inputs + x``): get_layer cannot find those
-        by_name = {op.name: op for op in self.model.operations}
-        tensors = [self.classifier.input if name == PRE_LOGITS else by_name[name].output for name in names]
-        return keras.Model(self.model.inputs, tensors)
+        by_name = {op.name: op for op in model.operations}
+        if model is not self.model and not all(n == PRE_LOGITS or n in by_name for n in names):
+            model, by_name = self.model, {op.name: op for op in self.model.operations}
+        classifier = by_name.get(self.classifier.name, self.classifier)
+        tensors = [classifier.input if name == PRE_LOGITS else by_name[name].output for name in names]
+        return keras.Model(model.inputs, tensors)
+
+    def flexible_model(self) -> Any:
+        """The model on an input of any height and width, sharing nothing with the original.
+
+        An application built with its top has a fixed 224 x 224 input, but its weights do not depend
+        on it (global pooling precedes the classifier); a model whose layers do (``Flatten``) stays as
+        it is, at its own size.
+        """
+        import keras
+
+        key = ("__flexible__",)
+        if key not in self._submodels:
+            channels = self.model.inputs[0].shape[-1]
+            try:
+                clone = keras.models.clone_model(self.model, input_tensors=keras.Input(shape=(None, None, channels)))
+                clone.set_weights(self.model.get_weights())
+            except (ValueError, TypeError):
+                clone = self.model
+            self._submodels[key] = clone
+        return self._submodels[key]
 
 
 def _pool_channels_last(value: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,93 @@
+"""Fine-tuning Keras Applications (Keras 3 on the torch backend) in zooprobe's torch training loop.
+
+On the torch backend a Keras model is a ``torch.nn.Module`` whose variables are torch parameters, so
+the loop's optimizer, freezing (``requires_grad``), checkpoints (``state_dict``) and autograd apply
+as they are. Two things differ from torch modules and are handled here: Keras layers read NHWC
+batches, and they follow the ``training`` argument rather than ``Module.train()``. This module
+imports Keras and torch at import: import it only where a Keras backbone is being trained.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import keras
+import torch
+
+from .backbone import PRE_LOGITS
+from .keras_backbone import KerasBackbone
+
+
+class KerasArm(torch.nn.Module):
+    """NCHW batches in, logits out: a Keras body (input to the cut point) pooled, then a torch head.
+
+    The body runs in Keras's inference mode (BatchNorm moving statistics untouched, dropout off)
+    while ``frozen_statistics`` is set or none of its weights train, which is Keras's own
+    fine-tuning recipe (``base_model(inputs, training=False)`` with the base unfrozen), and in
+    training mode otherwise (the scratch baseline).
+    """
+
+    def __init__(self, body: Any, head: torch.nn.Module) -> None:
+        super().__init__()
+        self.body = body
+        self.head = head
+        self.frozen_statistics = False
+        # Keras's non-trainable variables (BatchNorm moving statistics) are torch parameters here, not
+        # buffers: they must never receive gradients, whatever the loop unfreezes.
+        self.untrainable = {id(p) for p in body.parameters() if not p.requires_grad}
+
+    def untrainable_parameter_ids(self) -> set[int]:
+        """Ids of the parameters that hold Keras's non-trainable variables."""
+        return self.untrainable
+
+    def set_statistics_frozen(self, frozen: bool) -> None:
+        """Called by the training loop's ``train_mode`` with its ``keep_statistics``."""
+        self.frozen_statistics = frozen or not any(p.requires_grad for p in self.body.parameters())
+
+    def pooled(self, batch: torch.Tensor) -> torch.Tensor:
+        """The body's features at the cut, averaged over H and W as ``KerasBackbone.extract`` pools them."""
+        features: torch.Tensor = self.body(
+            batch.permute(0, 2, 3, 1), training=self.training and not self.frozen_statistics
+        )
+        return features.mean(dim=(1, 2)) if features.ndim == 4 else features.flatten(1)
+
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        logits: torch.Tensor = self.head(self.pooled(batch))
+        return logits
+
+
+def build_keras_arm(
+    backbone: KerasBackbone,
+    layer: str,
+    resolution: tuple[int, int],
+    make_head: Callable[[int], torch.nn.Module],
+    *,
+    pretrained: bool,
+    seed: int,
+) -> tuple[KerasArm, torch.nn.Module]:
+    """(model, head): a copy of the application up to ``layer`` (``pre_logits``: the classifier's
+    input) under a new head of ``make_head(width)``; with ``pretrained`` False the copy keeps the
+    architecture with the application's own random initialisation (the scratch baseline)."""
+    keras.utils.set_random_seed(seed)
+    # new variables, initialised by each layer's initializer, on an input of the training resolution
+    # (an application built with its top has a fixed 224 x 224 input; its weights do not depend on it)
+    inputs = keras.Input(shape=(*resolution, backbone.model.inputs[0].shape[-1]))
+    copy = keras.models.clone_model(backbone.model, input_tensors=inputs)
+    if pretrained:
+        copy.set_weights(backbone.model.get_weights())
+    # cut points may be ops, not layers (ConvNeXt's ``inputs + x``): get_layer cannot find those
+    by_name = {op.name: op for op in copy.operations}
+    if layer == PRE_LOGITS:
+        assert backbone.classifier is not None
+        output = by_name[backbone.classifier.name].input
+    else:
+        output = by_name[layer].output
+    body = keras.Model(copy.inputs, output)
+    arm = KerasArm(body, torch.nn.Identity())
+    arm.eval()
+    with torch.inference_mode():
+        width = int(arm.pooled(torch.zeros(1, 3, *resolution)).shape[1])
+    head = make_head(width)
+    arm.head = head
+    return arm, head
