@@ -244,3 +244,26 @@ def test_keras_full_fine_tuning_beats_scratch_at_every_epoch(keras_mobilenet: Ke
     assert set(arms) == {"full", SCRATCH} and all(len(accuracies) == 3 for accuracies in arms.values())
     assert all(f > s for f, s in zip(arms["full"], arms[SCRATCH], strict=True)), arms
     assert arms["full"][-1] > 0.8
+
+
+def test_a_keras_model_tied_to_its_input_size_names_the_resolution_to_use() -> None:
+    import keras
+    import torch
+
+    from zooprobe.errors import ZooprobeError
+    from zooprobe.evaluator.keras_finetune import build_keras_arm
+    from zooprobe.registry.schema import Entry
+
+    inputs = keras.Input(shape=(8, 8, 3))
+    flat = keras.layers.Flatten()(keras.layers.Conv2D(2, 3, name="conv")(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(4, name="predictions")(flat))
+    entry = Entry(source="keras", name="Tiny", architecture="Tiny")
+    backbone = KerasBackbone(entry=entry, model=model, cut_points=["conv", PRE_LOGITS], classifier=model.layers[-1])
+
+    def head(width: int) -> torch.nn.Module:
+        return torch.nn.Linear(width, 2)
+
+    arm, _ = build_keras_arm(backbone, PRE_LOGITS, (8, 8), head, pretrained=True, seed=0)
+    assert arm(torch.zeros(1, 3, 8, 8)).shape == (1, 2)  # at its own size it builds
+    with pytest.raises(ZooprobeError, match=r"cannot be rebuilt at 16x16 px .*--resolution 8$"):
+        build_keras_arm(backbone, PRE_LOGITS, (16, 16), head, pretrained=True, seed=0)

@@ -15,6 +15,7 @@ from typing import Any
 import keras
 import torch
 
+from ..errors import ZooprobeError
 from .backbone import PRE_LOGITS
 from .keras_backbone import KerasBackbone
 
@@ -72,10 +73,17 @@ def build_keras_arm(
     keras.utils.set_random_seed(seed)
     # new variables, initialised by each layer's initializer, on an input of the training resolution
     # (an application built with its top has a fixed 224 x 224 input; its weights do not depend on it)
+    native = tuple(backbone.model.inputs[0].shape[1:3])
     inputs = keras.Input(shape=(*resolution, backbone.model.inputs[0].shape[-1]))
-    copy = keras.models.clone_model(backbone.model, input_tensors=inputs)
-    if pretrained:
-        copy.set_weights(backbone.model.get_weights())
+    try:
+        copy = keras.models.clone_model(backbone.model, input_tensors=inputs)
+        if pretrained:
+            copy.set_weights(backbone.model.get_weights())
+    except ValueError as exc:  # a Flatten before the classifier ties the weights to the input size
+        raise ZooprobeError(
+            f"'{backbone.entry.id}' cannot be rebuilt at {resolution[0]}x{resolution[1]} px"
+            f" ({str(exc).splitlines()[0]}); fine-tune it at its own size, --resolution {native[0]}"
+        ) from None
     # cut points may be ops, not layers (ConvNeXt's ``inputs + x``): get_layer cannot find those
     by_name = {op.name: op for op in copy.operations}
     if layer == PRE_LOGITS:
