@@ -316,7 +316,7 @@ def test_processes_opening_a_new_store_at_once_all_succeed(tmp_path: Path) -> No
 
     context = multiprocessing.get_context("fork")
     failures = 0
-    for attempt in range(10):
+    for attempt in range(30):
         home = str(tmp_path / f"home{attempt}")
         processes = [context.Process(target=f, args=(home,)) for f in [_open_run_store] * 3 + [_open_catalog] * 3]
         for process in processes:

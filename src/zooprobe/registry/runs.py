@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..errors import StoreError, ZooprobeError
-from .store import default_home
+from .store import default_home, enable_wal
 
 RUNS_DB_NAME = "runs.sqlite3"
 RunKind = Literal["assess", "finetune"]
@@ -155,7 +155,7 @@ class RunStore:
         self.home.mkdir(parents=True, exist_ok=True)
         try:
             db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
-            db.execute("PRAGMA journal_mode=WAL")
+            enable_wal(db)
             db.execute("PRAGMA foreign_keys=ON")
             version = db.execute("PRAGMA user_version").fetchone()[0]
         except sqlite3.DatabaseError as exc:

@@ -184,6 +184,23 @@ def _fts_columns(e: Entry) -> tuple[str, str, str, str, str]:
     return _fts_texts(e.id, e.name, e.architecture, e.tags, e.description)
 
 
+def enable_wal(db: sqlite3.Connection, patience: float = 30.0) -> None:
+    """Switch ``db`` to write-ahead logging, waiting out other processes that hold the file.
+
+    Changing the journal mode needs the database to itself, and SQLite answers "database is locked"
+    at once instead of calling the busy handler when another process is creating the same new file.
+    """
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 class Catalog:
     """The SQLite catalog at ``home/catalog.sqlite3``; created and migrated on open."""
 
@@ -197,7 +214,7 @@ class Catalog:
         try:
             db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
             db.execute("PRAGMA busy_timeout = 30000")
-            db.execute("PRAGMA journal_mode = WAL")
+            enable_wal(db)
             version = db.execute("PRAGMA user_version").fetchone()[0]
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"catalog database {self.path} cannot be read ({exc}); {REBUILD_HINT}") from None
