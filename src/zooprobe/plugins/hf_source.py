@@ -166,9 +166,14 @@ def _connects(endpoint: str) -> tuple[bool, str]:
         return False, f"{host}:{port} cannot be reached ({exc.strerror or type(exc).__name__})"
 
 
+def repo_cache_folder(repo_id: str) -> Path:
+    """Where the Hub client keeps ``repo_id`` (its ``refs``, ``snapshots`` and ``blobs``)."""
+    return hub_cache() / f"models--{repo_id.replace('/', '--')}"
+
+
 def cached_snapshots(repo_id: str) -> list[Path]:
     """Snapshot folders of ``repo_id`` in the local Hub cache (one per cached commit), newest first."""
-    folder = hub_cache() / f"models--{repo_id.replace('/', '--')}" / "snapshots"
+    folder = repo_cache_folder(repo_id) / "snapshots"
     if not folder.is_dir():
         return []
     return sorted((p for p in folder.iterdir() if p.is_dir() and any(p.iterdir())), key=lambda p: -p.stat().st_mtime)
@@ -436,7 +441,7 @@ def verify_cached(repo_id: str) -> Path | None:
 
     :raises HubError: when a cached LFS blob is corrupt (it is deleted; connecting downloads it again).
     """
-    storage = hub_cache() / f"models--{repo_id.replace('/', '--')}"
+    storage = repo_cache_folder(repo_id)
     ref = storage / "refs" / "main"
     folder = storage / "snapshots" / ref.read_text().strip() if ref.is_file() else None
     if folder is None or not folder.is_dir():
@@ -506,7 +511,7 @@ def resume_partial_downloads(repo_id: str, commit: str, ignore: Sequence[str]) -
     wrote, so without this a large download interrupted near its end starts over from zero. The
     client's lock on the blob is held meanwhile, as its own downloads hold it.
     """
-    blobs = hub_cache() / f"models--{repo_id.replace('/', '--')}" / "blobs"
+    blobs = repo_cache_folder(repo_id) / "blobs"
     partials: dict[str, list[Path]] = {}
     if blobs.is_dir():
         for path in blobs.iterdir():
