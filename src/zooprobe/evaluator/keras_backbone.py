@@ -152,12 +152,11 @@ class KerasBackbone(Backbone):
         import keras
 
         model = self.flexible_model()
-        # cut points may be ops, not layers (ConvNeXt's ``inputs + x``): get_layer cannot find those
-        by_name = {op.name: op for op in model.operations}
-        if model is not self.model and not all(n == PRE_LOGITS or n in by_name for n in names):
-            model, by_name = self.model, {op.name: op for op in self.model.operations}
-        classifier = by_name.get(self.classifier.name, self.classifier)
-        tensors = [classifier.input if name == PRE_LOGITS else by_name[name].output for name in names]
+        try:
+            tensors = cut_outputs(model, self.classifier.name, names)
+        except KeyError:  # an op the clone named differently: the original model, at its own size
+            model = self.model
+            tensors = cut_outputs(model, self.classifier.name, names)
         return keras.Model(model.inputs, tensors)
 
     def flexible_model(self) -> Any:
@@ -167,18 +166,39 @@ class KerasBackbone(Backbone):
         on it (global pooling precedes the classifier); a model whose layers do (``Flatten``) stays as
         it is, at its own size.
         """
-        import keras
-
         key = ("__flexible__",)
         if key not in self._submodels:
-            channels = self.model.inputs[0].shape[-1]
             try:
-                clone = keras.models.clone_model(self.model, input_tensors=keras.Input(shape=(None, None, channels)))
-                clone.set_weights(self.model.get_weights())
+                self._submodels[key] = clone_on_input(self.model, (None, None), copy_weights=True)
             except (ValueError, TypeError):
-                clone = self.model
-            self._submodels[key] = clone
+                self._submodels[key] = self.model
         return self._submodels[key]
+
+
+def clone_on_input(model: Any, size: tuple[int | None, int | None], *, copy_weights: bool) -> Any:
+    """A copy of the functional ``model`` on an input of ``size`` (height, width): new variables, set from
+    the model's own weights when ``copy_weights``, else left to each layer's initializer.
+
+    :raises ValueError: when a layer's weights depend on the input size (a ``Flatten`` before a ``Dense``).
+    """
+    import keras
+
+    inputs = keras.Input(shape=(*size, model.inputs[0].shape[-1]))
+    clone = keras.models.clone_model(model, input_tensors=inputs)
+    if copy_weights:
+        clone.set_weights(model.get_weights())
+    return clone
+
+
+def cut_outputs(model: Any, classifier_name: str, names: Sequence[str]) -> list[Any]:
+    """The symbolic outputs of ``model`` at each cut point name (``pre_logits``: the classifier's input).
+
+    Cut points may be ops, not layers (ConvNeXt's ``inputs + x``): ``get_layer`` cannot find those.
+
+    :raises KeyError: for a name that is not an operation of ``model``.
+    """
+    by_name = {op.name: op for op in model.operations}
+    return [by_name[classifier_name].input if name == PRE_LOGITS else by_name[name].output for name in names]
 
 
 def _pool_channels_last(value: torch.Tensor) -> torch.Tensor:

@@ -16,8 +16,7 @@ import keras
 import torch
 
 from ..errors import ZooprobeError
-from .backbone import PRE_LOGITS
-from .keras_backbone import KerasBackbone
+from .keras_backbone import KerasBackbone, clone_on_input, cut_outputs
 
 
 class KerasArm(torch.nn.Module):
@@ -73,24 +72,16 @@ def build_keras_arm(
     keras.utils.set_random_seed(seed)
     # new variables, initialised by each layer's initializer, on an input of the training resolution
     # (an application built with its top has a fixed 224 x 224 input; its weights do not depend on it)
-    native = tuple(backbone.model.inputs[0].shape[1:3])
-    inputs = keras.Input(shape=(*resolution, backbone.model.inputs[0].shape[-1]))
     try:
-        copy = keras.models.clone_model(backbone.model, input_tensors=inputs)
-        if pretrained:
-            copy.set_weights(backbone.model.get_weights())
+        copy = clone_on_input(backbone.model, resolution, copy_weights=pretrained)
     except ValueError as exc:  # a Flatten before the classifier ties the weights to the input size
+        native = backbone.model.inputs[0].shape[1]
         raise ZooprobeError(
             f"'{backbone.entry.id}' cannot be rebuilt at {resolution[0]}x{resolution[1]} px"
-            f" ({str(exc).splitlines()[0]}); fine-tune it at its own size, --resolution {native[0]}"
+            f" ({str(exc).splitlines()[0]}); fine-tune it at its own size, --resolution {native}"
         ) from None
-    # cut points may be ops, not layers (ConvNeXt's ``inputs + x``): get_layer cannot find those
-    by_name = {op.name: op for op in copy.operations}
-    if layer == PRE_LOGITS:
-        assert backbone.classifier is not None
-        output = by_name[backbone.classifier.name].input
-    else:
-        output = by_name[layer].output
+    assert backbone.classifier is not None
+    (output,) = cut_outputs(copy, backbone.classifier.name, [layer])
     body = keras.Model(copy.inputs, output)
     arm = KerasArm(body, torch.nn.Identity())
     arm.eval()
