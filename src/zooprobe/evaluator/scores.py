@@ -111,24 +111,25 @@ def logme_fit(features: Any, labels: Any, *, tolerance: float = 1e-10) -> LogMER
     # in a fixed ~200 evaluations.
     constant = n / 2 * (math.log(n / (2 * math.pi)) - 1)
 
+    def evidence(ratio: FloatArray, energy: FloatArray) -> FloatArray:
+        """The profiled log-evidence from lam / t (K x ...) and E(t)."""
+        value: FloatArray = -0.5 * np.log1p(ratio).sum(axis=0) - n / 2 * np.log(np.maximum(energy, 1e-300))
+        return np.asarray(value + constant, dtype=np.float64)
+
     def profiled(log_t: FloatArray) -> FloatArray:
         """Log-evidence of each class c at its own t = exp(log_t[c])."""
         ratio = lam[:, None] / np.exp(log_t)[None, :]  # K x C
-        energy = residual0 + (z2 / (1 + ratio)).sum(axis=0)
-        value: FloatArray = -0.5 * np.log1p(ratio).sum(axis=0) - n / 2 * np.log(np.maximum(energy, 1e-300))
-        return np.asarray(value + constant, dtype=np.float64)
+        return evidence(ratio, residual0 + (z2 / (1 + ratio)).sum(axis=0))
 
     def profiled_on_grid(log_t: FloatArray) -> FloatArray:
         """Log-evidence of every class at every t = exp(log_t[g]): C x G."""
         ratio = lam[:, None] / np.exp(log_t)[None, :]  # K x G
-        energy = residual0[:, None] + z2.T @ (1 / (1 + ratio))
-        value: FloatArray = -0.5 * np.log1p(ratio).sum(axis=0) - n / 2 * np.log(np.maximum(energy, 1e-300))
-        return np.asarray(value + constant, dtype=np.float64)
+        return evidence(ratio, residual0[:, None] + z2.T @ (1 / (1 + ratio)))
 
-    scale = math.log(max(float(lam.max()), 1e-300))
+    log_top = math.log(max(float(lam.max()), 1e-300))
     step = 0.5
     # t from 1e-13 to 1e13 times the largest eigenvalue
-    grid = np.asarray(scale + np.arange(-60, 61) * step, dtype=np.float64)
+    grid = np.asarray(log_top + np.arange(-60, 61) * step, dtype=np.float64)
     values = profiled_on_grid(grid)
     best = values.argmax(axis=1)
     low, high = grid[best] - step, grid[best] + step
