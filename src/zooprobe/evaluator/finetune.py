@@ -246,10 +246,10 @@ def finetune(
         elif resume is not None:
             arm = run.config["arms"][0]
             assess_run = run.config.get("assess_run")
-        parsed = parse_strategy(arm)
-        if parsed.kind == "cut":
+        parsed = body_output_strategy(backbone, parse_strategy(arm))
+        if parsed.kind == "cut" or parsed.layer != PRE_LOGITS:
             backbone.check_cut_points([parsed.layer])
-        if backbone.classifier is None and parsed.kind != "cut":
+        if backbone.classifier is None and parsed.layer == PRE_LOGITS:
             raise ZooprobeError(
                 f"'{model}' has no classifier layer to replace: "
                 f"use cut:LAYER with one of {', '.join(backbone.cut_points)}"
@@ -276,7 +276,9 @@ def finetune(
             }
             if trust_remote_code:  # the commit whose code ran, for whoever reads the report
                 config.update(trust_remote_code=True, revision=backbone.entry.source_version)
-            versions = library_versions("torch", "torchvision", "timm", "safetensors")
+            versions = library_versions(
+                "torch", "torchvision", "timm", "safetensors", "tensorflow", "tensorflow-cpu", "keras"
+            )
             run = store.create("finetune", data, config, data_hash=data_hash, versions=versions)
         else:
             if run.data_hash != data_hash:
@@ -302,7 +304,7 @@ def finetune(
         try:
             outcomes = {arm: trainer.run_arm(arm, parsed)}
             if baseline == "scratch":
-                outcomes[SCRATCH] = trainer.run_arm(SCRATCH, Strategy("full", train="all"))
+                outcomes[SCRATCH] = trainer.run_arm(SCRATCH, Strategy("full", layer=parsed.layer, train="all"))
         except Exception as exc:
             store.finish(run.id, error=f"{type(exc).__name__}: {exc}")
             raise
@@ -357,17 +359,46 @@ def _check_settings(
 
 
 def _check_trainable_here(backbone: Backbone) -> None:
-    """TensorFlow models (TF-Hub, Kaggle SavedModels) are assessed but not fine-tuned yet: say so first.
+    """Of the channels-last backbones, TF2 SavedModels train (see ``tf_finetune``); say first when one cannot.
 
-    :raises ZooprobeError: for a TensorFlow backbone.
+    :raises ZooprobeError: for a saved ``.keras`` file or a TF1 hub module (callable only by signature).
     """
     from .tf_backbone import TFBackbone
 
-    if isinstance(backbone, TFBackbone):
+    if not isinstance(backbone, TFBackbone):
+        return
+    if backbone.restore is None:
         raise ZooprobeError(
-            f"fine-tuning TensorFlow models ('{backbone.entry.id}') is not supported yet; assess it with"
-            " zooprobe assess, or fine-tune a torchvision, timm, Keras Applications or Hugging Face backbone"
+            f"fine-tuning saved .keras files ('{backbone.entry.id}') is not supported yet; assess it with"
+            " zooprobe assess, or fine-tune a Keras Applications, TF-Hub TF2, torchvision, timm or Hugging Face"
+            " backbone"
         )
+    if not callable(backbone.model):
+        raise ZooprobeError(
+            f"'{backbone.entry.id}' is a TF1 hub module (callable only through its signatures), which cannot be"
+            " fine-tuned; assess it with zooprobe assess, or pick the model's TF2 SavedModel version"
+        )
+
+
+def body_output_strategy(backbone: Backbone, strategy: Strategy) -> Strategy:
+    """``strategy`` with its layer set to the body's output where ``pre_logits`` does not name one.
+
+    A TF-Hub feature-vector model has no classifier: its one output is the pre-logits features, so
+    ``as-is``, ``head`` and ``full`` read that output. With several outputs the user picks one with ``cut:``.
+
+    :raises ZooprobeError: for a model with several outputs and a strategy that does not name one.
+    """
+    from .tf_backbone import TFBackbone
+
+    if not isinstance(backbone, TFBackbone) or strategy.kind == "cut":
+        return strategy
+    if len(backbone.cut_points) != 1:
+        raise ZooprobeError(
+            f"'{backbone.entry.id}' has several outputs ({', '.join(backbone.cut_points)}): name the one a new head"
+            f" reads with cut:OUTPUT, e.g. --strategy cut:{backbone.cut_points[0]}"
+            f"{':train=all' if strategy.kind == 'full' else ''}"
+        )
+    return replace(strategy, layer=backbone.cut_points[0])
 
 
 def split_indices(
@@ -418,6 +449,7 @@ def build_arm_model(
     import torch
 
     from .keras_backbone import KerasBackbone
+    from .tf_backbone import TFBackbone
 
     def make_head(width: int) -> torch.nn.Module:
         layers: list[torch.nn.Module] = []
@@ -432,6 +464,10 @@ def build_arm_model(
 
         seed = int(torch.initial_seed()) % 2**31
         return build_keras_arm(backbone, strategy.layer, resolution, make_head, pretrained=True, seed=seed)
+    if isinstance(backbone, TFBackbone):
+        from .tf_finetune import build_tf_arm
+
+        return build_tf_arm(backbone, strategy.layer, resolution, make_head, pretrained=True, seed=0)
     model = copy.deepcopy(backbone.model)
     if strategy.layer != PRE_LOGITS:
         after = backbone.cut_points.index(strategy.layer) + 1
@@ -655,7 +691,19 @@ class _Trainer:
         if arm != SCRATCH:
             return build_arm_model(self.backbone, strategy, self.num_classes, self.backbone.resolution)
         from .keras_backbone import KerasBackbone
+        from .tf_backbone import TFBackbone
 
+        if isinstance(self.backbone, TFBackbone):
+            from .tf_finetune import build_tf_arm
+
+            return build_tf_arm(
+                self.backbone,
+                strategy.layer,
+                self.backbone.resolution,
+                lambda width: torch.nn.Linear(width, self.num_classes),
+                pretrained=False,
+                seed=self.settings.seed,
+            )
         if isinstance(self.backbone, KerasBackbone):
             from .keras_finetune import build_keras_arm
 
@@ -680,7 +728,7 @@ class _Trainer:
     def run_arm(self, arm: str, strategy: Strategy) -> dict[str, Any]:
         """Train (or resume) one arm; returns its summary with the path of its best checkpoint."""
         if strategy.kind == "as-is":
-            return self.as_is(arm)
+            return self.as_is(arm, strategy.layer)
         model, head = self.arm_model(arm, strategy)
         pretrained = arm != SCRATCH
         state = _ArmState()
@@ -839,9 +887,9 @@ class _Trainer:
 
     # --- as-is ---
 
-    def as_is(self, arm: str) -> dict[str, Any]:
+    def as_is(self, arm: str, layer: str = PRE_LOGITS) -> dict[str, Any]:
         """Epoch 0: the model's own head when every class name is one of its source classes, otherwise
-        nearest class mean (cosine) on its pooled features; nothing trains."""
+        nearest class mean (cosine) on its pooled features at ``layer``; nothing trains."""
         import torch
 
         started = time.perf_counter()
@@ -866,7 +914,7 @@ class _Trainer:
             predicted = restricted.argmax(1)
             method = "source head"
         else:
-            train_features, val_features = self.cached_features(PRE_LOGITS)
+            train_features, val_features = self.cached_features(layer)
             train_features = torch.nn.functional.normalize(train_features.float(), dim=1)
             val_features = torch.nn.functional.normalize(val_features.float(), dim=1)
             means = torch.stack([train_features[self.train_labels == c].mean(0) for c in range(self.num_classes)])

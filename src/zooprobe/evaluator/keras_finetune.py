@@ -16,10 +16,11 @@ import keras
 import torch
 
 from ..errors import ZooprobeError
+from .foreign_arm import PooledBodyArm
 from .keras_backbone import KerasBackbone, clone_on_input, cut_outputs
 
 
-class KerasArm(torch.nn.Module):
+class KerasArm(PooledBodyArm):
     """NCHW batches in, logits out: a Keras body (input to the cut point) pooled, then a torch head.
 
     The body runs in Keras's inference mode (BatchNorm moving statistics untouched, dropout off)
@@ -29,9 +30,8 @@ class KerasArm(torch.nn.Module):
     """
 
     def __init__(self, body: Any, head: torch.nn.Module) -> None:
-        super().__init__()
+        super().__init__(head)
         self.body = body
-        self.head = head
         self.frozen_statistics = False
         # Keras's non-trainable variables (BatchNorm moving statistics) are torch parameters here, not
         # buffers: they must never receive gradients, whatever the loop unfreezes.
@@ -51,10 +51,6 @@ class KerasArm(torch.nn.Module):
             batch.permute(0, 2, 3, 1), training=self.training and not self.frozen_statistics
         )
         return features.mean(dim=(1, 2)) if features.ndim == 4 else features.flatten(1)
-
-    def forward(self, batch: torch.Tensor) -> torch.Tensor:
-        logits: torch.Tensor = self.head(self.pooled(batch))
-        return logits
 
 
 def build_keras_arm(
@@ -84,9 +80,4 @@ def build_keras_arm(
     (output,) = cut_outputs(copy, backbone.classifier.name, [layer])
     body = keras.Model(copy.inputs, output)
     arm = KerasArm(body, torch.nn.Identity())
-    arm.eval()
-    with torch.inference_mode():
-        width = int(arm.pooled(torch.zeros(1, 3, *resolution)).shape[1])
-    head = make_head(width)
-    arm.head = head
-    return arm, head
+    return arm, arm.attach_head(make_head, resolution)

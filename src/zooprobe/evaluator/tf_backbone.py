@@ -13,11 +13,12 @@ feature vector), or the keys of the dictionary it returns (``pooled_output``, ``
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from importlib.util import find_spec
 from typing import TYPE_CHECKING, Any
 
+from ..errors import ZooprobeError
 from ..registry.schema import Entry
 from .backbone import Backbone
 
@@ -104,15 +105,27 @@ class TFBackbone(Backbone):
     """A backbone whose model is called on channels-last batches (TF SavedModel or Keras model).
 
     ``model`` is what ``hub.load``/``tf.saved_model.load`` or ``keras.saving.load_model`` returned;
-    ``classifier`` is always None (hub feature-vector models have no head to cut before).
+    ``classifier`` is always None (hub feature-vector models have no head to cut before);
+    ``restore`` loads another, independent copy of a SavedModel (None for Keras models), which
+    fine-tuning trains so that this one stays as loaded.
     """
 
     model: Any
     classifier: None = None
+    restore: Callable[[], Any] | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         # DataLoader workers only preprocess: they get the entry, not the (unpicklable) TF graph.
-        return {**self.__dict__, "model": None}
+        return {**self.__dict__, "model": None, "restore": None}
+
+    def restore_copy(self) -> Any:
+        """A fresh copy of the SavedModel, with its own variables.
+
+        :raises ZooprobeError: for a model that is not a restorable SavedModel.
+        """
+        if self.restore is None:
+            raise ZooprobeError(f"'{self.entry.id}' is not a SavedModel that zooprobe can restore a copy of")
+        return self.restore()
 
     def _call(self, inputs: Any) -> dict[str, npt.NDArray[np.float32]]:
         if callable(self.model):

@@ -195,7 +195,12 @@ def load_handle(
             input=InputSpec(channels=3, default_resolution=resolution) if modality == "image" else InputSpec(),
             handle=handle,
         )
-    return TFBackbone(entry=with_resolution(entry, resolution), model=model, cut_points=output_names(model))
+    return TFBackbone(
+        entry=with_resolution(entry, resolution),
+        model=model,
+        cut_points=output_names(model),
+        restore=lambda: _restore(handle),
+    )
 
 
 def _static_resolution(model: Any) -> tuple[int, int] | None:
