@@ -136,6 +136,16 @@ def test_pinned_savedmodel_resolves_from_kagglehub_cache(tmp_path: Path) -> None
     features = backbone.extract(batch, ["output"])["output"].numpy()
     expected = module(import_tensorflow().constant(batch.permute(0, 2, 3, 1).numpy())).numpy()
     np.testing.assert_allclose(features, expected, rtol=1e-5, atol=1e-6)
+    # and it fine-tunes: a restored copy trains, its kernel receives a gradient from TensorFlow
+    import torch
+
+    from zooprobe.evaluator.finetune import Strategy, _check_trainable_here, build_arm_model
+
+    _check_trainable_here(backbone)
+    model, _ = build_arm_model(backbone, Strategy("full", layer="output", train="all"), 3, (RESOLUTION, RESOLUTION))
+    torch.nn.functional.cross_entropy(model(batch), torch.tensor([0, 1, 2])).backward()
+    (kernel,) = model.body_parameters()
+    assert kernel.grad is not None and float(kernel.grad.abs().sum()) > 0
 
 
 def test_keras_variant_loads_with_safe_mode(tmp_path: Path) -> None:
@@ -150,6 +160,10 @@ def test_keras_variant_loads_with_safe_mode(tmp_path: Path) -> None:
     batch = backbone.preprocess([np.full((40, 40, 3), 128, dtype=np.uint8)])
     expected = keras.ops.convert_to_numpy(model(batch.permute(0, 2, 3, 1).numpy()))
     np.testing.assert_allclose(backbone.extract(batch, ["output"])["output"].numpy(), expected, rtol=1e-5)
+    from zooprobe.evaluator.finetune import _check_trainable_here
+
+    with pytest.raises(ZooprobeError, match=r"fine-tuning saved \.keras files .* is not supported yet"):
+        _check_trainable_here(backbone)
 
 
 @pytest.mark.parametrize(

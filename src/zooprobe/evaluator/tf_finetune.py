@@ -26,7 +26,7 @@ import torch
 
 from ..errors import ZooprobeError
 from .foreign_arm import PooledBodyArm
-from .tf_backbone import TFBackbone, import_tensorflow
+from .tf_backbone import TFBackbone, concrete_functions, import_tensorflow
 
 tf = import_tensorflow()
 
@@ -41,6 +41,19 @@ def has_training_argument(model: Any) -> bool:
         return "training" in inspect.signature(model.__call__).parameters
     except (TypeError, ValueError):
         return False
+
+
+def saved_model_variables(model: Any) -> list[Any]:
+    """The variables a restored SavedModel exposes (the Reusable SavedModel API's ``.variables``, as Keras
+    exports and TF-Hub models have), else those its traced ``__call__`` functions capture."""
+    exposed = getattr(model, "variables", None)
+    if exposed is not None:
+        return list(exposed)
+    found: dict[int, Any] = {}
+    for function in concrete_functions(model):
+        for variable in function.variables:
+            found.setdefault(id(variable), variable)
+    return list(found.values())
 
 
 def _parameter_key(name: str, taken: set[str]) -> str:
@@ -168,9 +181,10 @@ class TFArm(PooledBodyArm):
         self.layer = layer
         self.frozen_statistics = False
         self.takes_training = has_training_argument(model)
-        variables = list(getattr(model, "variables", ()))
-        self.trainable_variables = [v for v in variables if v.trainable]
-        self.statistic_variables = [v for v in variables if not v.trainable]
+        variables = saved_model_variables(model)
+        trainable = {id(v) for v in getattr(model, "trainable_variables", variables) if v.trainable}
+        self.trainable_variables = [v for v in variables if id(v) in trainable]
+        self.statistic_variables = [v for v in variables if id(v) not in trainable]
         taken: set[str] = set()
         self.weights = torch.nn.ParameterDict()
         for variable in self.trainable_variables:
