@@ -211,6 +211,7 @@ def finetune(
         >>> result.summary["gain_over_scratch"]
     """
     from .. import load
+    from .tf_backbone import TFBackbone
 
     with RunStore(home) as store:
         if resume is not None:
@@ -304,7 +305,9 @@ def finetune(
         try:
             outcomes = {arm: trainer.run_arm(arm, parsed)}
             if baseline == "scratch":
-                outcomes[SCRATCH] = trainer.run_arm(SCRATCH, Strategy("full", layer=parsed.layer, train="all"))
+                # the whole architecture: up to the classifier, or for a TF model the output its arm reads
+                scratch_layer = parsed.layer if isinstance(backbone, TFBackbone) else PRE_LOGITS
+                outcomes[SCRATCH] = trainer.run_arm(SCRATCH, Strategy("full", layer=scratch_layer, train="all"))
         except Exception as exc:
             store.finish(run.id, error=f"{type(exc).__name__}: {exc}")
             raise
@@ -448,9 +451,6 @@ def build_arm_model(
     classifier replaced by a new head (a linear layer, or an MLP of ``strategy.mlp`` widths)."""
     import torch
 
-    from .keras_backbone import KerasBackbone
-    from .tf_backbone import TFBackbone
-
     def make_head(width: int) -> torch.nn.Module:
         layers: list[torch.nn.Module] = []
         for hidden in strategy.mlp:
@@ -459,15 +459,9 @@ def build_arm_model(
         layers.append(torch.nn.Linear(width, num_classes))
         return layers[0] if len(layers) == 1 else torch.nn.Sequential(*layers)
 
-    if isinstance(backbone, KerasBackbone):
-        from .keras_finetune import build_keras_arm
-
-        seed = int(torch.initial_seed()) % 2**31
-        return build_keras_arm(backbone, strategy.layer, resolution, make_head, pretrained=True, seed=seed)
-    if isinstance(backbone, TFBackbone):
-        from .tf_finetune import build_tf_arm
-
-        return build_tf_arm(backbone, strategy.layer, resolution, make_head, pretrained=True, seed=0)
+    foreign = foreign_arm_model(backbone, strategy.layer, resolution, make_head, pretrained=True)
+    if foreign is not None:
+        return foreign
     model = copy.deepcopy(backbone.model)
     if strategy.layer != PRE_LOGITS:
         after = backbone.cut_points.index(strategy.layer) + 1
@@ -485,6 +479,33 @@ def build_arm_model(
     head = make_head(width)
     model.set_submodule(head_name, head)
     return model, head
+
+
+def foreign_arm_model(
+    backbone: Backbone,
+    layer: str,
+    resolution: tuple[int, int],
+    make_head: Callable[[int], torch.nn.Module],
+    *,
+    pretrained: bool,
+) -> tuple[torch.nn.Module, torch.nn.Module] | None:
+    """(model, head) for a Keras or TensorFlow backbone (its body up to ``layer`` under a torch head of
+    ``make_head(width)``, random-initialised unless ``pretrained``, seeded by torch's seed), else None."""
+    import torch
+
+    from .keras_backbone import KerasBackbone
+    from .tf_backbone import TFBackbone
+
+    seed = int(torch.initial_seed()) % 2**31
+    if isinstance(backbone, KerasBackbone):
+        from .keras_finetune import build_keras_arm
+
+        return build_keras_arm(backbone, layer, resolution, make_head, pretrained=pretrained, seed=seed)
+    if isinstance(backbone, TFBackbone):
+        from .tf_finetune import build_tf_arm
+
+        return build_tf_arm(backbone, layer, resolution, make_head, pretrained=pretrained, seed=seed)
+    return None
 
 
 def scratch_model(backbone: Backbone) -> torch.nn.Module:
@@ -690,31 +711,15 @@ class _Trainer:
         torch.manual_seed(self.settings.seed)
         if arm != SCRATCH:
             return build_arm_model(self.backbone, strategy, self.num_classes, self.backbone.resolution)
-        from .keras_backbone import KerasBackbone
-        from .tf_backbone import TFBackbone
-
-        if isinstance(self.backbone, TFBackbone):
-            from .tf_finetune import build_tf_arm
-
-            return build_tf_arm(
-                self.backbone,
-                strategy.layer,
-                self.backbone.resolution,
-                lambda width: torch.nn.Linear(width, self.num_classes),
-                pretrained=False,
-                seed=self.settings.seed,
-            )
-        if isinstance(self.backbone, KerasBackbone):
-            from .keras_finetune import build_keras_arm
-
-            return build_keras_arm(
-                self.backbone,
-                PRE_LOGITS,
-                self.backbone.resolution,
-                lambda width: torch.nn.Linear(width, self.num_classes),
-                pretrained=False,
-                seed=self.settings.seed,
-            )
+        foreign = foreign_arm_model(
+            self.backbone,
+            strategy.layer,
+            self.backbone.resolution,
+            lambda width: torch.nn.Linear(width, self.num_classes),
+            pretrained=False,
+        )
+        if foreign is not None:
+            return foreign
         model = scratch_model(self.backbone)
         if self.backbone.classifier is None:
             raise ZooprobeError(f"'{self.backbone.entry.id}' has no classifier layer: --baseline scratch needs one")
