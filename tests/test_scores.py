@@ -87,6 +87,17 @@ def test_logme_equals_per_class_reference_and_generic_optimiser(n: int, d: int, 
     assert value == pytest.approx(optimised_logme(features, labels), rel=1e-6)
 
 
+@pytest.mark.parametrize("n", [60, 20])
+def test_logme_with_dead_and_duplicated_features(n: int) -> None:
+    # ReLU features often hold all-zero and repeated columns: a rank-deficient Gram matrix, whose
+    # zero eigenvalues the tridiagonal solves must neither divide by nor count.
+    features, labels = separable(n, 12, 3, shift=0.7, seed=5)
+    features = np.hstack([np.maximum(features, 0), np.zeros((n, 3)), np.maximum(features[:, :4], 0)])
+    value = scores.logme(features, labels)
+    assert value == pytest.approx(optimised_logme(features, labels), rel=1e-6)
+    assert value == pytest.approx(per_class_logme_reference(features, labels), rel=1e-6)
+
+
 def test_logme_is_invariant_to_feature_scale_and_not_stopped_early_few_shot() -> None:
     features, labels = separable(12, 64, 3, shift=0.5, seed=3)  # N < D, few-shot
     value = scores.logme(features, labels)
