@@ -95,9 +95,15 @@ def run(n: int, d: int, classes: int, seed: int = 0) -> None:
         logits -= logits.max(axis=1, keepdims=True)
         probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
     print(f"\nN={n:,} D={d:,} C={classes}")
-    # warm-up: the probe's first call imports torch and starts its thread pool, as assess has by then
+    # warm-up: first calls import scipy.linalg and torch and start thread pools, as assess has by then
     scores.linear_probe(features[:200, :8], labels[:200] % 2)
+    scores.logme(features[:200, :8], labels[:200] % 2)
+    scores.hscore(features[:200, :8], labels[:200] % 2)
+    scores.knn_accuracy(features[:200, :8], labels[:200] % 2)
+    # The decomposition and zooprobe's LogME are each timed twice, keeping the faster: a first call
+    # at a new size also pays one-off page faults and BLAS buffers (0.3-0.4 s here), shown apart.
     decomposed, decomposition_seconds = timed(decomposition, features)
+    decomposition_seconds = min(decomposition_seconds, timed(decomposition, features)[1])
     (published_value, _), published_seconds = timed(reference_logme, decomposed, labels)
     published_seconds += decomposition_seconds
     sample = np.unique(labels)[: min(classes, 10)]
@@ -105,10 +111,12 @@ def run(n: int, d: int, classes: int, seed: int = 0) -> None:
         reference_logme, decomposed, labels, iterations=1_000_000, classes=sample
     )
     converged_seconds = decomposition_seconds + sample_seconds * classes / len(sample)
-    fit, seconds = timed(scores.logme_fit, features, labels)
+    fit, first_seconds = timed(scores.logme_fit, features, labels)
+    seconds = min(first_seconds, timed(scores.logme_fit, features, labels)[1])
     value = fit.value
     print(
-        f"  logme           {seconds:7.2f} s  value {value:.6f}, {fit.evaluations} evaluations\n"
+        f"  logme           {seconds:7.2f} s  value {value:.6f}, {fit.evaluations} evaluations"
+        f" (first call {first_seconds:.2f} s: {converged_seconds / first_seconds:.1f}x)\n"
         f"    vs converged reference {converged_seconds:7.2f} s -> {converged_seconds / seconds:.1f}x faster"
         f" ({converged_iterations / len(sample):.0f} iterations per class; timed on {len(sample)} classes,"
         f" scaled to {classes}; its evidence on them {converged_sample:.6f},"
