@@ -461,11 +461,13 @@ def linear_probe(
     runs on a stratified subset of that split. The chosen C is then evaluated on every fold, each
     fitted from zeros except the first, which starts from the sweep's solution (it never saw that
     fold's test rows). Folds shrink to what the smallest class allows (at least 2). Features are
-    standardised in float32 by each fold's training rows.
+    standardised in float32 by each fold's training rows. With fewer training rows than features,
+    a fit runs in an orthonormal basis of the rows' span, where its optimum lies, at N/D of the cost.
     Each fit runs at most ``max_iter`` L-BFGS iterations (scikit-learn's default, 100: on real
     features 200 changed no accuracy by more than 0.001 and cost 20% more).
     """
     import numpy as np
+    import torch
 
     # float32 throughout, as the fits run: a float64 copy of N x D costs more than the folds gain from it
     f, y = _check(features, labels, dtype=np.float32)
@@ -475,8 +477,6 @@ def linear_probe(
     folds = int(max(2, min(folds, counts.min())))
     fold_of = _stratified_folds(y, folds, seed)
     classes = int(y.max()) + 1
-    import torch
-
     # torch only moves the parameters here; its idle OpenMP workers spin and starve OpenBLAS's (2x slower)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -551,8 +551,8 @@ def _probe(
         x_train, y_train, x_test, y_test, basis = split(fold)
         # A fit stops at a tolerance, so it remembers where it started: only a start that never saw
         # this fold's test rows keeps the estimate honest. The sweep trained on the other folds'
-        # rows, so it may seed fold 0 alone; chaining folds inflated accuracy by 3-8 points. (The
-        # sweep's rows are a subset of fold 0's training rows: its solution lies in their span.)
+        # rows, so it may seed fold 0 alone; chaining folds inflated accuracy by 3-8 points. (In
+        # fold 0's row basis, if it has one, the start is the sweep's solution projected on it.)
         start = None
         if fold == 0:
             weight, bias = fitted[best_c]
