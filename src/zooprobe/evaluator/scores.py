@@ -309,9 +309,7 @@ def leep(probabilities: Any, labels: Any) -> float:
 
     p, y = _probabilities(probabilities, labels)
     n = len(y)
-    joint = np.zeros((p.shape[1], y.max() + 1))  # K x C: P(z, y)
-    np.add.at(joint.T, y, p)
-    joint /= n
+    joint = _class_sums(p, y, int(y.max()) + 1).T / n  # K x C: P(z, y)
     marginal = joint.sum(axis=1, keepdims=True)
     conditional = np.divide(joint, marginal, out=np.zeros_like(joint), where=marginal > 0)  # P(y | z)
     likelihood = (p * conditional[:, y].T).sum(axis=1)
