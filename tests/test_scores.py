@@ -98,11 +98,21 @@ def test_logme_with_dead_and_duplicated_features(n: int) -> None:
     assert value == pytest.approx(per_class_logme_reference(features, labels), rel=1e-6)
 
 
+@pytest.mark.parametrize("shape", [(20, 3), (3, 20)])
+def test_logme_of_all_zero_features_is_the_evidence_without_features(shape: tuple[int, int]) -> None:
+    # With F = 0 the model is y ~ N(0, I / beta) at the best beta = N / ||y||^2.
+    labels = np.arange(shape[0]) % 2
+    counts = np.bincount(labels)
+    n = shape[0]
+    expected = np.mean(-n / 2 * np.log(2 * np.pi * counts / n) - n / 2) / n
+    assert scores.logme(np.zeros(shape), labels) == pytest.approx(expected, rel=1e-9)
+
+
 def test_logme_is_invariant_to_feature_scale_and_not_stopped_early_few_shot() -> None:
     features, labels = separable(12, 64, 3, shift=0.5, seed=3)  # N < D, few-shot
     value = scores.logme(features, labels)
     assert value == pytest.approx(optimised_logme(features, labels), rel=1e-6)
-    for scale in (1e-3, 1.0, 1e4):
+    for scale in (1e-150, 1e-3, 1.0, 1e4, 1e150):
         assert scores.logme(features * scale, labels) == pytest.approx(value, rel=1e-8)
     # The published code's 11 fixed-point iterations stop 1% short of the maximum here.
     features, labels = separable(20, 40, 3, shift=0.1)

@@ -201,7 +201,8 @@ def logme_fit(features: Any, labels: Any, *, tolerance: float = 1e-8) -> LogMERe
         quadratic = (stacked_rhs * x).reshape(classes, -1).sum(axis=1)
         return evidence(t, quadratic, (x * x).reshape(classes, -1).sum(axis=1))
 
-    log_top = math.log(max(float(lam.max()), 1e-300))
+    # lam sums to N after the scaling above, unless every feature is zero: then no t matters (t = 1)
+    log_top = math.log(float(lam.max())) if lam.max() > 0 else 0.0
     # t from 1e-13 to 1e13 times the largest eigenvalue, a factor e apart
     grid = log_top + np.arange(-30, 31, dtype=np.float64)
     on_grid = [at_shared(float(log_t)) for log_t in grid]
