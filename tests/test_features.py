@@ -31,6 +31,17 @@ def test_extracts_every_image_at_several_layers(mobilenet, tmp_path: Path) -> No
     np.testing.assert_allclose(feats["pre_logits"][17], one[0].numpy(), rtol=1e-4, atol=1e-5)
 
 
+def test_progress_off_a_terminal_is_two_lines(mobilenet, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    # click prints every new label of a progress bar on its own line when stderr is not a terminal:
+    # a log (CI, nohup) gets the label once and a closing rate, not one line per batch.
+    dataset = read_dataset(str(write_digits(tmp_path / "d.npz")))
+    extract_features(mobilenet, dataset, ["pre_logits"], batch_size=8, progress=True)
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 2, lines
+    assert lines[0] == f"extracting {mobilenet.entry.id}"
+    assert lines[1].startswith("extracted 48 images in ") and lines[1].endswith("images/s)")
+
+
 def test_cache_hit_runs_no_model_and_changed_data_recomputes(mobilenet, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
     import torch
 

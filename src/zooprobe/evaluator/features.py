@@ -141,6 +141,7 @@ def _compute(
     temps = {layer: path.with_name(f".{path.stem}.{os.getpid()}.tmp.npy") for layer, path in paths.items()}
     done = 0
     started = time.perf_counter()
+    interactive = show_progress and sys.stderr.isatty()
     try:
         with (
             click.progressbar(
@@ -160,7 +161,13 @@ def _compute(
                     outputs[layer][slice(done, done + len(values)) if rows is None else rows] = values
                 done += len(batch)
                 bar.update(len(batch))
-                bar.label = f"extracting {backbone.entry.id} ({done / (time.perf_counter() - started):.0f} {unit}/s)"
+                if interactive:  # off a terminal click prints every new label on its own line
+                    rate = done / (time.perf_counter() - started)
+                    bar.label = f"extracting {backbone.entry.id} ({rate:.0f} {unit}/s)"
+        if show_progress and not interactive:
+            seconds = time.perf_counter() - started
+            rate = done / max(seconds, 1e-9)
+            click.echo(f"extracted {done} {unit} in {seconds:.1f} s ({rate:.0f} {unit}/s)", err=True)
         for layer in layers:
             outputs[layer].flush()
             del outputs[layer]
