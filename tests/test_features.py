@@ -35,7 +35,7 @@ def test_progress_off_a_terminal_is_two_lines(mobilenet, tmp_path: Path, capsys:
     # click prints every new label of a progress bar on its own line when stderr is not a terminal:
     # a log (CI, nohup) gets the label once and a closing rate, not one line per batch.
     dataset = read_dataset(str(write_digits(tmp_path / "d.npz")))
-    extract_features(mobilenet, dataset, ["pre_logits"], batch_size=8, progress=True)
+    extract_features(mobilenet, dataset, ["pre_logits"], batch_size=8, cache_dir=tmp_path / "cache", progress=True)
     lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(lines) == 2, lines
     assert lines[0] == f"extracting {mobilenet.entry.id}"
