@@ -81,6 +81,23 @@ def test_grayscale_is_replicated_to_three_channels(mobilenet) -> None:  # type: 
     assert bool((batch[0, 0] * 0.229 + 0.485 - (batch[0, 1] * 0.224 + 0.456)).abs().max() < 1e-5)
 
 
+def test_weights_neither_cached_nor_downloadable_say_where_to_put_them(
+    tmp_path: Path, synced: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An empty torch cache, and a network that refuses the download (a proxy on a closed port).
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("https_proxy", "http://127.0.0.1:9")
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    cached = tmp_path / "torch" / "hub" / "checkpoints" / "mobilenet_v2-7ebf99e0.pth"
+    with pytest.raises(zooprobe.errors.ZooprobeError) as caught:
+        zooprobe.load("torchvision:mobilenet_v2.IMAGENET1K_V2")
+    message = str(caught.value)
+    assert "\n" not in message and f"not in torch's cache ({cached})" in message
+    assert "downloading them failed" in message and "set TORCH_HOME" in message
+
+
 def test_source_without_loader_says_so() -> None:
     class ListingOnly(zooprobe.Source):
         name = "listing"

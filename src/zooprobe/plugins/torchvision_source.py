@@ -11,9 +11,12 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+import urllib.error
+import urllib.parse
 import warnings
 from collections.abc import Iterator
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from typing import Any
 
 from ..errors import ZooprobeError
@@ -226,8 +229,18 @@ def load_backbone(entry: Entry) -> Backbone:
 
     weights_name = entry.name.split(".", 1)[1]
     weights = get_model_weights(entry.architecture)[weights_name]
-    with _safe_state_dict_loading():
-        model = get_model(entry.architecture, weights=weights)
+    try:
+        with _safe_state_dict_loading():
+            model = get_model(entry.architecture, weights=weights)
+    except urllib.error.URLError as exc:
+        import torch
+
+        cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(urllib.parse.urlparse(weights.url).path).name
+        raise ZooprobeError(
+            f"the weights of '{entry.id}' are not in torch's cache ({cached}) and downloading them failed"
+            f" ({exc.reason}); fetch {weights.url} once with network access, or set TORCH_HOME to a cache"
+            " that holds the file"
+        ) from exc
     model.eval()
     classifier = last_linear(model)
     return Backbone(entry=entry, model=model, cut_points=block_cut_points(model, classifier), classifier=classifier)
