@@ -379,10 +379,10 @@ def _balanced_accuracy(truth: npt.NDArray[np.int64], predicted: npt.NDArray[np.i
 class _Softmax:
     """Multinomial logistic regression fitted by full-batch L-BFGS (sklearn's objective and C).
 
-    The loss and its gradient are written out in NumPy: through autograd a fit on a few thousand
-    examples spent 5x longer in graph bookkeeping than in arithmetic, and OpenBLAS's float32
-    products run 2-5x faster than torch's MKL ones on the AMD CPUs this was measured on. torch's
-    L-BFGS only moves the parameters, whose memory the NumPy views below share.
+    The loss and its gradient are written out in NumPy: on the AMD CPU this was measured on,
+    OpenBLAS's float32 products run 2-6x faster than the MKL ones torch calls, and an evaluation on
+    1,437 x 1,280 features took 8 ms through autograd against 1.7 ms here. torch's L-BFGS only
+    moves the parameters, whose memory the NumPy views below share.
     """
 
     def __init__(self, dim: int, classes: int, start: tuple[Any, Any] | None = None) -> None:
