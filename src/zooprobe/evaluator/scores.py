@@ -175,9 +175,13 @@ def logme_fit(features: Any, labels: Any, *, tolerance: float = 1e-8) -> LogMERe
     # solve gives x = (T + t I)^-1 q, the quadratic q^T x and its t-derivative -x^T x.
     constant = n / 2 * (math.log(n / (2 * math.pi)) - 1)
 
+    def ridge_energy(t: FloatArray, quadratic: FloatArray) -> FloatArray:
+        """E(t) of each class from q^T (T + t I)^-1 q."""
+        return np.maximum(counts - quadratic if n > d else t * quadratic, 1e-300)
+
     def evidence(t: FloatArray, quadratic: FloatArray, squared: FloatArray) -> tuple[FloatArray, FloatArray]:
         """Each class's profiled log-evidence and its slope in log t, from q^T x and x^T x at its t."""
-        energy = np.maximum(counts - quadratic if n > d else t * quadratic, 1e-300)
+        energy = ridge_energy(t, quadratic)
         energy_slope = t * squared if n > d else t * quadratic - t * t * squared  # dE / d log t
         ratio = lam[:, None] / t[None, :]
         value: FloatArray = -0.5 * np.log1p(ratio).sum(axis=0) - n / 2 * np.log(energy) + constant
@@ -194,12 +198,15 @@ def logme_fit(features: Any, labels: Any, *, tolerance: float = 1e-8) -> LogMERe
     stacked_rhs = np.ascontiguousarray(rotated.T).ravel()
     stacked_off = np.tile(np.append(off_diagonal, 0.0), classes)[:-1]
 
+    def solve_each(t: FloatArray) -> tuple[FloatArray, FloatArray]:
+        """(q^T x, x^T x) of each class c, x = (T + t[c] I)^-1 q_c."""
+        x = _solve_tridiagonal((diagonal[None, :] + t[:, None]).ravel(), stacked_off, stacked_rhs)
+        return (stacked_rhs * x).reshape(classes, -1).sum(axis=1), (x * x).reshape(classes, -1).sum(axis=1)
+
     def at_each(log_t: FloatArray) -> tuple[FloatArray, FloatArray]:
         """Class c's evidence and slope at t = exp(log_t[c])."""
         t = np.exp(log_t)
-        x = _solve_tridiagonal((diagonal[None, :] + t[:, None]).ravel(), stacked_off, stacked_rhs)
-        quadratic = (stacked_rhs * x).reshape(classes, -1).sum(axis=1)
-        return evidence(t, quadratic, (x * x).reshape(classes, -1).sum(axis=1))
+        return evidence(t, *solve_each(t))
 
     # lam sums to N after the scaling above, unless every feature is zero: then no t matters (t = 1)
     log_top = math.log(float(lam.max())) if lam.max() > 0 else 0.0
@@ -234,9 +241,7 @@ def logme_fit(features: Any, labels: Any, *, tolerance: float = 1e-8) -> LogMERe
         improved = inside & (trial_value > value)
         log_t, value = np.where(improved, trial, log_t), np.where(improved, trial_value, value)
     t = np.exp(log_t)
-    x = _solve_tridiagonal((diagonal[None, :] + t[:, None]).ravel(), stacked_off, stacked_rhs)
-    quadratic = (stacked_rhs * x).reshape(classes, -1).sum(axis=1)
-    beta = n / np.maximum(counts - quadratic if n > d else t * quadratic, 1e-300)
+    beta = n / ridge_energy(t, solve_each(t)[0])
     return LogMEResult(float((value / n).mean()), value / n, alpha=t * beta, beta=beta, evaluations=evaluations)
 
 
