@@ -291,6 +291,8 @@ def _probabilities(probabilities: Any, labels: Any) -> tuple[FloatArray, npt.NDA
             "NCE and LEEP take the source head's class probabilities (rows >= 0 summing to 1);"
             " apply softmax to the logits first"
         )
+    if not np.may_share_memory(p, probabilities):  # a copy already: clip it in place
+        return np.clip(p, 0, None, out=p), y
     return np.clip(p, 0, None), y
 
 
@@ -318,7 +320,7 @@ def leep(probabilities: Any, labels: Any) -> float:
     joint = _class_sums(p, y, int(y.max()) + 1).T / n  # K x C: P(z, y)
     marginal = joint.sum(axis=1, keepdims=True)
     conditional = np.divide(joint, marginal, out=np.zeros_like(joint), where=marginal > 0)  # P(y | z)
-    likelihood = (p * conditional[:, y].T).sum(axis=1)
+    likelihood = (p @ conditional)[np.arange(n), y]  # every class's, then the true one's: no N x K temporaries
     return float(np.log(np.maximum(likelihood, 1e-300)).mean())
 
 
