@@ -466,9 +466,9 @@ class _Softmax:
             normaliser = probabilities.sum(axis=1)
             loss = float(np.mean(np.log(normaliser) - true_class, dtype=np.float64))
             loss += penalty * float(np.einsum("ij,ij->", weight, weight, dtype=np.float64))
-            probabilities /= normaliser[:, None]
-            probabilities[rows, y] -= 1.0
-            probabilities /= n  # the gradient of the mean loss with respect to the logits
+            # the gradient of the mean loss with respect to the logits: (softmax - one-hot) / N
+            probabilities *= (1.0 / (n * normaliser))[:, None]
+            probabilities[rows, y] -= np.float32(1.0 / n)
             grad = np.empty_like(parameters)
             grad_weight = grad[:size].reshape(self.dim, self.classes)
             if isinstance(x, _LowerTriangular):
