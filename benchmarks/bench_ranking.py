@@ -18,7 +18,10 @@ assessment (layer profile, kNN, LogME, H-score, NCE/LEEP, and the catalog's Imag
 Reported per target: Kendall's tau and weighted tau between each score and the truth, and the
 regret of trusting the top-ranked candidate (truth of the best minus truth of the chosen).
 
-    python benchmarks/bench_ranking.py [--quick] [--train 300] [--epochs 6]
+With ``--holdout`` it also scores targets that played no part in choosing the consensus weights
+(Fashion-MNIST from Debian's ``dataset-fashion-mnist``, and digits turned 90 degrees), averaged apart.
+
+    python benchmarks/bench_ranking.py [--quick] [--train 300] [--epochs 6] [--holdout]
 """
 
 from __future__ import annotations
@@ -86,6 +89,22 @@ def textures(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
         wave = np.sin(frequency * (xx * math.cos(angle) + yy * math.sin(angle)) + rng.uniform(0, 2 * math.pi))
         images[i] = 0.5 + 0.5 * rng.uniform(0.3, 1.0) * wave + rng.normal(0, 0.2, size=wave.shape)
     return (np.clip(images, 0, 1) * 255).astype(np.uint8), labels
+
+
+FASHION = Path("/usr/share/datasets/fashion-mnist")  # Debian's dataset-fashion-mnist
+
+
+def fashion(n: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """A random n-image subset of Fashion-MNIST's test set from Debian's files (None if not installed)."""
+    import gzip
+
+    images_file, labels_file = FASHION / "t10k-images-idx3-ubyte.gz", FASHION / "t10k-labels-idx1-ubyte.gz"
+    if not (images_file.exists() and labels_file.exists()):
+        return None
+    images = np.frombuffer(gzip.decompress(images_file.read_bytes()), np.uint8, offset=16).reshape(-1, 28, 28)
+    labels = np.frombuffer(gzip.decompress(labels_file.read_bytes()), np.uint8, offset=8).astype(np.int64)
+    keep = np.random.default_rng(9).permutation(len(labels))[:n]
+    return images[keep], labels[keep]
 
 
 def to_batch(images: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...]) -> Any:
@@ -252,6 +271,12 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=6, help="fine-tuning epochs (truth)")
     parser.add_argument("--quick", action="store_true", help="two targets, one learning rate")
     parser.add_argument("--save", type=Path, metavar="JSON", help="also write every truth, score and assessment here")
+    parser.add_argument(
+        "--holdout",
+        action="store_true",
+        help="also score targets that played no part in choosing the consensus weights: Fashion-MNIST"
+        " (Debian's dataset-fashion-mnist; skipped if not installed) and digits turned 90 degrees",
+    )
     args = parser.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
     home = Path(tempfile.mkdtemp(prefix="zooprobe-bench-ranking-"))
@@ -269,6 +294,15 @@ def main() -> None:
         targets = {k: targets[k] for k in ("digits5to9", "shapes")}
         for c in candidates:
             c.lrs = c.lrs[:1]
+    tuning = list(targets)
+    if args.holdout:
+        all_digits, digit_labels = digits(range(0, 10))
+        targets["digits-turned"] = (np.ascontiguousarray(np.rot90(all_digits, axes=(1, 2))), digit_labels)
+        clothes = fashion(1200)
+        if clothes is None:
+            print(f"Fashion-MNIST not found under {FASHION} (apt install dataset-fashion-mnist): skipped")
+        else:
+            targets["fashion"] = clothes
     score_names = ["imagenet_top1", "logme", "hscore", "nce", "leep", "knn_accuracy", "probe_accuracy", "consensus"]
     taus: dict[str, list[tuple[float, float, float]]] = {name: [] for name in score_names}
     saved: dict[str, Any] = {}
@@ -338,11 +372,16 @@ def main() -> None:
             regret = float(true.max() - truth[chosen])
             taus[score].append((tau, wtau, regret))
             print(f"  {score:<16}{tau:7.3f}{wtau:8.3f}{regret:8.3f}  {chosen}")
-    print(f"\nmean over {len(targets)} targets ({time.perf_counter() - started:.0f}s in all)")
-    print(f"  {'score':<16}{'tau':>7}{'w.tau':>8}{'regret':>8}")
-    for score in score_names:
-        array = np.array(taus[score])
-        print(f"  {score:<16}{array[:, 0].mean():7.3f}{array[:, 1].mean():8.3f}{array[:, 2].mean():8.3f}")
+    print(f"\n{time.perf_counter() - started:.0f}s in all")
+    groups = {"the targets the consensus weights were chosen on": slice(0, len(tuning))}
+    if len(targets) > len(tuning):
+        groups["the held-out targets"] = slice(len(tuning), len(targets))
+    for group, rows in groups.items():
+        print(f"mean over {group} ({', '.join(list(targets)[rows])})")
+        print(f"  {'score':<16}{'tau':>7}{'w.tau':>8}{'regret':>8}")
+        for score in score_names:
+            array = np.array(taus[score][rows])
+            print(f"  {score:<16}{array[:, 0].mean():7.3f}{array[:, 1].mean():8.3f}{array[:, 2].mean():8.3f}")
     if args.save:
         args.save.write_text(json.dumps(saved, indent=1, default=str))
     shutil.rmtree(home, ignore_errors=True)
