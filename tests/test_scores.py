@@ -179,9 +179,11 @@ def test_probe_fit_reaches_scikit_learns_optimum(c: float) -> None:
     model.fit(features, labels, c, 500)
     weight, bias = model.state()
     reference = LogisticRegression(C=c, tol=1e-10, max_iter=10_000).fit(features.astype(np.float64), labels)
-    # softmax is unchanged by a constant added to every class: compare centred parameters
-    np.testing.assert_allclose(weight - weight.mean(axis=1, keepdims=True), reference.coef_.T, atol=2e-4)
-    np.testing.assert_allclose(bias - bias.mean(), reference.intercept_ - reference.intercept_.mean(), atol=2e-4)
+    # softmax is unchanged by a constant added to every class: compare centred parameters. The fit
+    # runs in float32 and stops when the loss moves by < 1e-9, which float32 logits resolve to a few
+    # 1e-4 in these weights (up to 1.3); a penalty gradient off by a factor 2 moves them by 0.07.
+    np.testing.assert_allclose(weight - weight.mean(axis=1, keepdims=True), reference.coef_.T, atol=5e-4)
+    np.testing.assert_allclose(bias - bias.mean(), reference.intercept_ - reference.intercept_.mean(), atol=5e-4)
 
 
 def test_probe_fit_in_the_span_of_few_training_rows_is_the_same_fit() -> None:

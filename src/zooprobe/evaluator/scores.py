@@ -458,25 +458,27 @@ class _Softmax:
 
         def objective(parameters: Any) -> tuple[float, Any]:
             weight, bias = parameters[:size].reshape(self.dim, self.classes), parameters[size:]
-            logits = x @ weight
-            logits += bias
-            logits -= logits.max(axis=1, keepdims=True)
-            true_class = logits[rows, y]
+            # C x N: NumPy reduces a short last axis row by row (64 us for max over 10 classes of
+            # 1,437 rows, 2.5 us over the first axis), so the softmax runs on the transpose
+            logits = (x @ weight).T.copy()
+            logits += bias[:, None]
+            logits -= logits.max(axis=0)
+            true_class = logits[y, rows]
             probabilities = np.exp(logits, out=logits)
-            normaliser = probabilities.sum(axis=1)
+            normaliser = probabilities.sum(axis=0)
             loss = float(np.mean(np.log(normaliser) - true_class, dtype=np.float64))
             loss += penalty * float(np.einsum("ij,ij->", weight, weight, dtype=np.float64))
             # the gradient of the mean loss with respect to the logits: (softmax - one-hot) / N
-            probabilities *= (1.0 / (n * normaliser))[:, None]
-            probabilities[rows, y] -= np.float32(1.0 / n)
+            probabilities *= 1.0 / (n * normaliser)
+            probabilities[y, rows] -= np.float32(1.0 / n)
             grad = np.empty_like(parameters)
             grad_weight = grad[:size].reshape(self.dim, self.classes)
             if isinstance(x, _LowerTriangular):
-                x.transpose_times(probabilities, out=grad_weight)
+                x.transpose_times(probabilities.T, out=grad_weight)
             else:
-                np.matmul(x.T, probabilities, out=grad_weight)
+                np.matmul(x.T, probabilities.T, out=grad_weight)
             grad_weight += np.float32(2.0 * penalty) * weight
-            probabilities.sum(axis=0, out=grad[size:])
+            probabilities.sum(axis=1, out=grad[size:])
             return loss, grad
 
         self.parameters = minimize(objective, self.parameters, max_iter=max_iter, history=20).x
