@@ -563,19 +563,18 @@ def _probe(
             x_train, x_test = _LowerTriangular(np.ascontiguousarray(triangular.T)), x_test @ basis
         return x_train, y[train], x_test, y[test], basis
 
-    def full_coordinates(state: tuple[Any, Any], basis: Any) -> tuple[Any, Any]:
-        return (state[0] if basis is None else basis @ state[0]), state[1]
-
-    x_train, y_train, x_test, y_test, basis = split(0, sweep_examples)
+    sweep_split = split(0, sweep_examples)
+    x_train, y_train, x_test, y_test, sweep_basis = sweep_split
+    subsampled = len(y_train) + len(y_test) < len(y)
     model = _Softmax(x_train.shape[1], classes)
     sweep: dict[float, float] = {}
-    fitted: dict[float, tuple[Any, Any]] = {}
+    fitted: dict[float, tuple[Any, Any]] = {}  # in the sweep split's coordinates
 
     def evaluate(c: float) -> float:
         if c not in sweep:
             model.fit(x_train, y_train, c, max_iter)
             sweep[c] = float((model.predict(x_test) == y_test).mean())
-            fitted[c] = full_coordinates(model.state(), basis)
+            fitted[c] = model.state()
         return sweep[c]
 
     for exponent in range(-6, 7, 2):
@@ -590,15 +589,16 @@ def _probe(
 
     accuracies, balanced = [], []
     for fold in range(folds):
-        x_train, y_train, x_test, y_test, basis = split(fold)
+        # fold 0 is the sweep's own split unless the sweep ran on a subset of it
+        x_train, y_train, x_test, y_test, basis = sweep_split if fold == 0 and not subsampled else split(fold)
         # A fit stops at a tolerance, so it remembers where it started: only a start that never saw
         # this fold's test rows keeps the estimate honest. The sweep trained on the other folds'
-        # rows, so it may seed fold 0 alone; chaining folds inflated accuracy by 3-8 points. (In
-        # fold 0's row basis, if it has one, the start is the sweep's solution projected on it.)
-        start = None
-        if fold == 0:
-            weight, bias = fitted[best_c]
-            start = (weight if basis is None else np.ascontiguousarray(basis.T @ weight)), bias
+        # rows, so it may seed fold 0 alone; chaining folds inflated accuracy by 3-8 points. (From a
+        # subset, the start goes from the subset's row basis, if any, to fold 0's.)
+        start = fitted[best_c] if fold == 0 else None
+        if start is not None and subsampled:
+            weight = start[0] if sweep_basis is None else sweep_basis @ start[0]
+            start = (weight if basis is None else np.ascontiguousarray(basis.T @ weight)), start[1]
         model = _Softmax(x_train.shape[1], classes, start)
         model.fit(x_train, y_train, best_c, max_iter)
         predicted = model.predict(x_test)
