@@ -58,7 +58,12 @@ def marginal_likelihood(features: np.ndarray, y: np.ndarray, log_alpha: float, l
 
 
 def optimised_logme(features: np.ndarray, labels: np.ndarray) -> float:
-    values = []
+    return float(np.mean([value for value, _ in optimised_evidence(features, labels)]))
+
+
+def optimised_evidence(features: np.ndarray, labels: np.ndarray) -> list[tuple[float, np.ndarray]]:
+    """Per class: the maximised evidence per example and (log alpha, log beta), by Nelder-Mead."""
+    found = []
     for c in np.unique(labels):
         y = (labels == c).astype(np.float64)
         result = minimize(
@@ -67,8 +72,8 @@ def optimised_logme(features: np.ndarray, labels: np.ndarray) -> float:
             method="Nelder-Mead",
             options={"xatol": 1e-10, "fatol": 1e-12, "maxiter": 20_000},
         )
-        values.append(-result.fun / len(y))
-    return float(np.mean(values))
+        found.append((-result.fun / len(y), result.x))
+    return found
 
 
 def separable(n: int, d: int, classes: int, shift: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -120,6 +125,25 @@ def test_logme_is_invariant_to_feature_scale_and_not_stopped_early_few_shot() ->
     assert abs(stopped_early - scores.logme(features, labels)) > 1e-3 * abs(stopped_early)
 
 
+@pytest.mark.parametrize(("n", "d"), [(120, 8), (20, 40)])
+def test_logme_fitted_precisions_are_the_evidence_maximisers(n: int, d: int) -> None:
+    # alpha belongs to the features as given (the fit runs on rescaled ones): it scales as s^2 with them
+    features, labels = separable(n, d, 3, shift=0.7, seed=2)
+    features *= 4.0  # away from unit scale, where a missing rescaling would go unnoticed
+    fit = scores.logme_fit(features, labels)
+    optima = optimised_evidence(features, labels)
+    # where a class is fitted exactly (N < D) the evidence rises for ever with beta: no maximiser to match
+    interior = [c for c, (_, (_, log_beta)) in enumerate(optima) if log_beta < 20]
+    assert len(interior) >= 2
+    for c in interior:
+        log_alpha, log_beta = optima[c][1]
+        assert math.log(fit.alpha[c]) == pytest.approx(log_alpha, abs=1e-4)
+        assert math.log(fit.beta[c]) == pytest.approx(log_beta, abs=1e-4)
+    scaled = scores.logme_fit(features * 1e3, labels)
+    np.testing.assert_allclose(scaled.alpha, fit.alpha * 1e6, rtol=1e-6)
+    np.testing.assert_allclose(scaled.beta, fit.beta, rtol=1e-6)
+
+
 def test_logme_ranks_informative_features_above_noise() -> None:
     informative, labels = separable(300, 16, 4, shift=2.0)
     noise = np.random.default_rng(9).normal(size=informative.shape)
@@ -166,6 +190,20 @@ def test_linear_probe_separates_and_reports_spread() -> None:
     noise = scores.linear_probe(np.random.default_rng(1).normal(size=(200, 10)), labels, folds=4)
     assert noise.accuracy < 0.5
     assert good.balanced_accuracy == pytest.approx(good.accuracy, abs=0.05)
+
+
+def test_probe_and_knn_do_not_depend_on_feature_scale_or_offset() -> None:
+    # Both compute in float32: tiny or huge features, or an offset far above the spread, must not
+    # underflow, overflow or round away what they measure.
+    features, labels = separable(150, 12, 3, shift=0.6, seed=4)
+    probe = scores.linear_probe(features, labels, folds=3)
+    knn = scores.knn_accuracy(features, labels)
+    assert 0.5 < probe.accuracy < 0.98 and 0.5 < knn < 0.98
+    for scale in (1e-13, 1e-6, 1e18):
+        scaled = scores.linear_probe(features * scale, labels, folds=3)
+        assert scaled.accuracy == pytest.approx(probe.accuracy, abs=0.02)
+        assert scores.knn_accuracy(features * scale, labels) == pytest.approx(knn, abs=1e-9)
+    assert scores.linear_probe(features + 1e8, labels, folds=3).accuracy == pytest.approx(probe.accuracy, abs=0.02)
 
 
 @pytest.mark.parametrize("c", [0.01, 1.0])
@@ -236,6 +274,10 @@ def test_bad_inputs_are_one_line_errors() -> None:
         scores.hscore(np.ones(4), np.array([0, 1, 0, 1]))
     with pytest.raises(scores.ScoreInputError, match="NaN"):
         scores.logme(np.array([[np.nan], [1.0]]), np.array([0, 1]))
+    with pytest.raises(scores.ScoreInputError, match="empty"):
+        scores.logme(np.zeros((4, 0)), np.array([0, 1, 0, 1]))
+    with pytest.raises(scores.ScoreInputError, match="labels contain NaN"):
+        scores.knn_accuracy(np.ones((4, 2)), np.array([0.0, 1.0, np.nan, 1.0]))
     with pytest.raises(scores.ScoreInputError, match="at least 2 per class"):
         scores.linear_probe(np.ones((3, 2)), np.array([0, 0, 1]))
 

@@ -48,12 +48,41 @@ def _check(
         raise ScoreInputError(f"{what} must be an N x D array, got shape {x.shape}; reshape to (N, D)")
     if y.ndim != 1 or len(y) != len(x):
         raise ScoreInputError(f"labels must be N={len(x)} integers, got shape {y.shape}; pass one label per row")
+    if x.size == 0:
+        raise ScoreInputError(f"{what} are empty (shape {x.shape}); a score needs at least one row and one column")
     if not np.isfinite(x).all():
         raise ScoreInputError(f"{what} contain NaN or infinite values; check the extraction")
+    if y.dtype.kind in "fc" and not np.isfinite(y).all():
+        raise ScoreInputError("labels contain NaN or infinite values; drop those rows or give them a class")
     _, codes = np.unique(y, return_inverse=True)
     if codes.max(initial=0) < 1:
         raise ScoreInputError("labels hold a single class; a transferability score needs at least two")
     return x, codes.astype(np.int64)
+
+
+def _float32_ready(features: Any, *, centre: bool) -> Any:
+    """``features`` as they may be rounded to float32 without losing what the float32 scores use.
+
+    The probe and kNN compute in float32 (squares summed over rows, norms, an absolute 1e-8 guard
+    on standard deviations), which assumes ordinary magnitudes. Features whose largest magnitude
+    lies outside [2^-10, 2^20] are multiplied by a power of two, which is exact and leaves cosine
+    similarities and standardised features as they were. With ``centre`` (the probe, which
+    standardises anyway), wider input is first centred in its own precision, so an offset far above
+    the spread does not swamp it. Anything malformed is returned as is, for :func:`_check` to report.
+    """
+    import numpy as np
+
+    x = np.asarray(features)
+    if x.ndim != 2 or x.size == 0 or x.dtype.kind not in "iuf":
+        return x
+    if centre and x.dtype != np.float32:
+        x = x.astype(np.float64)
+        x -= x.mean(axis=0)
+    peak = float(np.abs(x).max())
+    if not math.isfinite(peak) or peak == 0 or 2.0**-10 <= peak <= 2.0**20:
+        return x
+    x = np.asarray(x, dtype=np.float32 if x.dtype == np.float32 else np.float64)
+    return np.ldexp(x, -math.frexp(peak)[1])
 
 
 def _tridiagonal_form(matrix: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
@@ -242,7 +271,9 @@ def logme_fit(features: Any, labels: Any, *, tolerance: float = 1e-8) -> LogMERe
         log_t, value = np.where(improved, trial, log_t), np.where(improved, trial_value, value)
     t = np.exp(log_t)
     beta = n / ridge_energy(t, solve_each(t)[0])
-    return LogMEResult(float((value / n).mean()), value / n, alpha=t * beta, beta=beta, evaluations=evaluations)
+    # t is alpha / beta for the features divided by sqrt(scale); alpha for F itself is scale times it
+    alpha = t * beta * scale
+    return LogMEResult(float((value / n).mean()), value / n, alpha=alpha, beta=beta, evaluations=evaluations)
 
 
 def logme(features: Any, labels: Any, *, tolerance: float = 1e-8) -> float:
@@ -338,7 +369,7 @@ def knn_accuracy(
     import numpy as np
     import torch
 
-    f32, y = _check(features, labels, dtype=np.float32)
+    f32, y = _check(_float32_ready(features, centre=False), labels, dtype=np.float32)
     f32 = f32 / np.maximum(np.linalg.norm(f32, axis=1, keepdims=True), np.float32(1e-12))
     n = len(f32)
     k = max(1, min(k, int(np.bincount(y).min()) - 1 or 1, n - 1))
@@ -515,7 +546,7 @@ def linear_probe(
     import numpy as np
 
     # float32 throughout, as the fits run: a float64 copy of N x D costs more than the folds gain from it
-    f, y = _check(features, labels, dtype=np.float32)
+    f, y = _check(_float32_ready(features, centre=True), labels, dtype=np.float32)
     counts = np.bincount(y)
     if counts.min() < 2:
         raise ScoreInputError("a class has a single example; a cross-validated probe needs at least 2 per class")
