@@ -17,6 +17,7 @@ from zooprobe.errors import InvalidChoiceError, SourceUnavailableError
 from zooprobe.evaluator import assess as assess_module
 from zooprobe.evaluator.assess import (
     AssessError,
+    _margin,
     assess,
     check_data_ratio,
     check_input,
@@ -134,6 +135,30 @@ def test_recommendation_reads_the_layer_profile_and_the_data_size() -> None:
     as_is = recommend(decision_doc(rising, examples=300, knn_last=0.9))
     assert as_is is not None and as_is["strategy"] == "as-is" and as_is["expected_accuracy"] == 0.9
     assert recommend(decision_doc([], examples=300)) is None
+
+
+def test_recommendation_never_uses_as_is_or_the_final_features_against_the_profile() -> None:
+    # kNN matching a poor last layer is no reason to use it as is when an earlier layer probes far better
+    peaked = profile(0.6, 0.9, 0.6)
+    cut = recommend(decision_doc(peaked, examples=300, knn_last=0.6))
+    assert cut is not None and cut["strategy"] == "cut" and cut["cut"] == "l1" and cut["expected_accuracy"] == 0.9
+    # Layers named by hand without the final cut point: the final features were never measured.
+    partial = profile(0.6, 0.8, 0.9)
+    partial[-1]["final"] = False
+    for knn in (0.0, 0.9):
+        rec = recommend(decision_doc(partial, examples=300, knn_last=knn))
+        assert rec is not None and rec["strategy"] == "cut" and rec["cut"] == "l2"
+        assert "final cut point was not assessed" in rec["evidence"]
+
+
+def test_margin_names_which_way_the_probe_disagrees() -> None:
+    def doc(model: str, accuracy: float) -> dict[str, Any]:
+        return {"model": model, "consensus": 0.0, "probe_accuracy": accuracy, "probe_spread": 0.01}
+
+    assert "a clear lead" in _margin([doc("A", 0.95), doc("B", 0.7)])
+    assert "tied" in _margin([doc("A", 0.95), doc("B", 0.945)])
+    behind = _margin([doc("A", 0.7), doc("B", 0.95)])
+    assert "B probes better by 0.250" in behind and "tied" not in behind
 
 
 def test_consensus_combines_scores_and_the_catalog_prior() -> None:

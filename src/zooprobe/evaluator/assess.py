@@ -215,16 +215,18 @@ def recommend(doc: dict[str, Any]) -> dict[str, Any] | None:
 
     Rules, in order:
 
-    - kNN on the frozen final features does as well as a trained probe (within the fold spread):
-      (1) use as is — nothing to train.
-    - the probe peaks at the last cut point, or the last is within the spread of the peak: the
-      source's final features serve the target; (2) new head on the frozen body for a small target,
-      (3) new head and retrain everything otherwise.
+    - the probe peaks at the last cut point, or the last is within the spread of the peak, and kNN on
+      those frozen final features does as well as the probe: (1) use as is — nothing to train.
+    - the same profile without kNN's match: the source's final features serve the target; (2) new
+      head on the frozen body for a small target, (3) new head and retrain everything otherwise.
     - an earlier cut point beats the last by more than the spread: the later layers are specific to
       the source task; (4) cut at the earliest layer within the spread of the peak, add new layers,
       train those only (small target) or everything.
+    - the network's final cut point was not assessed (layers named by hand): (1)-(3) would rest on
+      features nobody measured, so (4) at the earliest layer within the spread of the assessed peak.
 
-    The expected accuracy is the probe's (kNN's for as-is) at that layer, ± its spread over folds.
+    The expected accuracy is the probe's (kNN's for as-is) at that layer, ± the probe's spread over
+    folds there.
     """
     profile = doc.get("layer_profile") or []
     if not profile:
@@ -250,7 +252,9 @@ def recommend(doc: dict[str, Any]) -> dict[str, Any] | None:
             "evidence": why,
         }
 
-    if knn_last is not None and knn_last >= last["probe_accuracy"] - noise:
+    final_assessed = last.get("final", True)
+    last_serves = final_assessed and last["probe_accuracy"] >= best["probe_accuracy"] - noise
+    if last_serves and knn_last is not None and knn_last >= last["probe_accuracy"] - noise:
         return rec(
             "as-is",
             None,
@@ -262,7 +266,7 @@ def recommend(doc: dict[str, Any]) -> dict[str, Any] | None:
             f" probe ({last['probe_accuracy']:.3f} ± {last['probe_spread']:.3f}):"
             " training a head buys nothing measurable.",
         )
-    if last["probe_accuracy"] >= best["probe_accuracy"] - noise:
+    if last_serves:
         peak = (
             f"probe accuracy is highest at the last cut point {last['layer']}"
             f" ({last['probe_accuracy']:.3f} ± {last['probe_spread']:.3f})"
@@ -294,6 +298,21 @@ def recommend(doc: dict[str, Any]) -> dict[str, Any] | None:
     plateau = next(p for p in profile if p["probe_accuracy"] >= best["probe_accuracy"] - noise)
     train = "new" if small else "all"
     width = 256
+    reached = (
+        f"Probe accuracy peaks at {best['layer']} ({best['probe_accuracy']:.3f} ± {best['probe_spread']:.3f}),"
+        f" reached within the spread by {plateau['layer']}"
+    )
+    if final_assessed:
+        why = (
+            f"{reached}, and falls to {last['probe_accuracy']:.3f} at {last['layer']}: the later layers are specific"
+            " to the source task"
+        )
+    else:
+        why = (
+            f"The network's final cut point was not assessed (deepest assessed: {last['layer']}); among the layers"
+            f" assessed, {reached[0].lower()}{reached[1:]}. Assess the final one (--layers auto) to see whether the"
+            " whole body serves"
+        )
     return rec(
         "cut",
         plateau["layer"],
@@ -301,10 +320,8 @@ def recommend(doc: dict[str, Any]) -> dict[str, Any] | None:
         f"cut:{plateau['layer']}+mlp:{width}:train={train}",
         plateau["probe_accuracy"],
         plateau["probe_spread"],
-        f"Probe accuracy peaks at {best['layer']} ({best['probe_accuracy']:.3f} ± {best['probe_spread']:.3f}), reached"
-        f" within the spread by {plateau['layer']}, and falls to {last['probe_accuracy']:.3f} at {last['layer']}:"
-        f" the later layers are specific to the source task; cut at {plateau['layer']}, add new layers and train"
-        f" {'only those' if small else 'everything'} ({size}).",
+        f"{why}; cut at {plateau['layer']}, add new layers and train {'only those' if small else 'everything'}"
+        f" ({size}).",
     )
 
 
@@ -710,6 +727,7 @@ def _summarise_candidate(
             {
                 "layer": layer,
                 "depth": list(cut_points).index(layer) / last_index,
+                "final": layer == cut_points[-1],
                 "probe_accuracy": probe.value,
                 "probe_spread": probe.spread or 0.0,
             }
@@ -791,8 +809,13 @@ def _margin(ranked: Sequence[dict[str, Any]]) -> str:
     if a is None or b is None:
         return f"consensus {first['consensus']:.2f} vs {second['consensus']:.2f}"
     spread = math.hypot(first.get("probe_spread") or 0.0, second.get("probe_spread") or 0.0)
-    verdict = "a clear lead" if a - b > spread else "within the fold-to-fold spread: treat the top two as tied"
-    return f"probe {a:.3f} vs {b:.3f} for {second['model']}, {verdict}"
+    if a - b > spread:
+        verdict = "a clear lead"
+    elif b - a > spread:
+        verdict = f"{second['model']} probes better by {b - a:.3f}; the other scores and the prior put it second"
+    else:
+        verdict = "within the fold-to-fold spread: treat the top two as tied"
+    return f"best-layer probe {a:.3f} vs {b:.3f} for {second['model']}, {verdict}"
 
 
 def _caveats(ranked: Sequence[dict[str, Any]], docs: Sequence[dict[str, Any]]) -> list[str]:
