@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from zooprobe.cli import cli
@@ -156,3 +157,120 @@ def test_corrupt_catalog_gives_rebuild_hint(zooprobe_home: Path) -> None:
     (zooprobe_home / "catalog.sqlite3").write_bytes(b"garbage" * 500)
     code, out = run("search", "x")
     assert code == 2 and "zooprobe catalog rebuild" in out
+
+
+def strict_json(text: str) -> object:
+    """``json.loads`` that fails on NaN and Infinity, which are not JSON."""
+    return json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} in the JSON output"))
+
+
+def one_line_error(out: str) -> str:
+    assert "Traceback" not in out and len(out.strip().splitlines()) == 1, out
+    return out
+
+
+def test_id_without_source_suggests_ids(synced: Path) -> None:
+    code, out = run("show", "resnet50")
+    assert code == 2
+    assert "'resnet50' is not a catalog id; ids look like 'source:name'" in one_line_error(out)
+    assert "'timm:resnet50." in out and "'torchvision:resnet50.IMAGENET1K_V2'" in out
+
+
+def test_unmeasured_accuracy_is_missing_not_nan(synced: Path) -> None:
+    code, out = run("search", "vgg16", "--source", "torchvision", "--format", "json", "--fields", "id,top1")
+    assert code == 0
+    rows = {r["id"]: r["top1"] for r in strict_json(out)}  # type: ignore[attr-defined]
+    assert rows["torchvision:vgg16.IMAGENET1K_FEATURES"] is None and rows["torchvision:vgg16.IMAGENET1K_V1"] > 70
+    code, out = run("show", "torchvision:vgg16.IMAGENET1K_FEATURES", "--format", "json")
+    data = strict_json(out)
+    assert data["metrics"] == [] and "metrics" not in data["provenance"]  # type: ignore[index]
+    code, out = run("search", "vgg16.IMAGENET1K_FEATURES", "--fields", "id,top1")
+    assert out.splitlines()[1].split() == ["torchvision:vgg16.IMAGENET1K_FEATURES", "-"]
+
+
+def test_rebuild_keeps_every_backup(zooprobe_home: Path, monkeypatch) -> None:
+    monkeypatch.setenv("ZOOPROBE_PLUGINS", "keras")
+    zooprobe_home.mkdir(parents=True)
+    (zooprobe_home / "catalog.sqlite3").write_bytes(b"the corrupt original")
+    code, out = run("catalog", "rebuild")
+    assert code == 0 and f"moved the old catalog to {zooprobe_home / 'catalog.sqlite3.bak'}\n" in out
+    code, out = run("catalog", "rebuild")
+    assert code == 0
+    assert f"moved the old catalog to {zooprobe_home / 'catalog.sqlite3.bak.2'} (1 earlier backup kept" in out
+    assert (zooprobe_home / "catalog.sqlite3.bak").read_bytes() == b"the corrupt original"
+    assert (zooprobe_home / "catalog.sqlite3.bak.2").stat().st_size > 0
+    code, out = run("search", "MobileNetV2", "--fields", "id")
+    assert code == 0 and "keras:MobileNetV2" in out
+
+
+def test_filter_value_absent_from_the_catalog_is_refused(synced: Path) -> None:
+    for option, value, expected in (
+        ("--task", "image-clasification", "unknown task 'image-clasification'; did you mean 'image-classification'"),
+        ("--framework", "pytorh", "unknown framework 'pytorh'; did you mean 'pytorch'"),
+        ("--pretrain-dataset", "imagenet21k", "unknown pretraining dataset 'imagenet21k'; did you mean 'imagenet-21k'"),
+    ):
+        code, out = run("search", option, value)
+        assert code == 2 and expected in one_line_error(out)
+        assert "(valid: " in out
+    code, out = run("search", "--framework", "pytorch", "--task", "image-classification", "--limit", "1")
+    assert code == 0 and len(out.splitlines()) == 2
+
+
+def test_compute_sorts_in_one_unit(synced: Path) -> None:
+    code, out = run("search", "--sort=-compute")
+    assert code == 2
+    expected = "cannot sort by compute: the matches report it in GFLOPS (torchvision) and GMACs (timm)"
+    assert expected in one_line_error(out)
+    args = ("--source", "torchvision", "--format", "json", "--fields", "id,compute,compute_unit", "--limit", "200")
+    code, out = run("search", "--sort=-compute", *args)
+    rows = json.loads(out)
+    assert code == 0 and {r["compute_unit"] for r in rows} == {"GFLOPS"}
+    assert [r["compute"] for r in rows] == sorted((r["compute"] for r in rows), reverse=True)
+    result = CliRunner().invoke(cli, ["search", "--sort=gmacs", *args])
+    assert result.exit_code == 0
+    assert "report compute in GFLOPS, not GMACs, so --sort=gmacs lists them last" in result.stderr
+    result = CliRunner().invoke(cli, ["search", "--sort=gmacs", "--source", "timm"])
+    assert result.exit_code == 0 and "not GMACs" not in result.stderr
+
+
+def test_sync_task_without_a_hub_source_is_refused(zooprobe_home: Path) -> None:
+    code, out = run("catalog", "sync", "--task", "image-classification")
+    assert code == 2
+    assert "(sources that take them: hf)" in one_line_error(out)
+    assert "zooprobe catalog sync --source hf --task image-classification" in out
+    assert not (zooprobe_home / "catalog.sqlite3").exists()  # refused before anything was synced
+
+
+def test_empty_field_list_is_refused(synced: Path) -> None:
+    for value in (",", "", " , "):
+        code, out = run("search", "--fields", value)
+        assert code == 2 and "names no field; give one or more of id, source" in one_line_error(out)
+
+
+def test_plugins_lists_metrics_and_takes_format(zooprobe_home: Path) -> None:
+    from zooprobe.metrics import names
+
+    code, out = run("plugins")
+    assert code == 0 and "metrics (zooprobe assess --metrics NAME,NAME):" in out
+    listed = [line.split()[0] for line in out.split("metrics (zooprobe assess")[1].splitlines()[1:]]
+    assert listed == names()
+    code, out = run("plugins", "--format", "json")
+    plugins = {p["name"]: p for p in json.loads(out)}
+    assert [m["name"] for m in plugins["metrics"]["metrics"]] == names()
+    assert plugins["metrics"]["metrics"][0].keys() == {"name", "input", "description", "reference"}
+    assert plugins["timm"]["metrics"] == []
+    assert run("plugins", "--json")[1] == out  # the old flag stays, as a hidden alias
+    code, help_text = run("plugins", "--help")
+    assert "--format [text|json]" in help_text and "--json" not in help_text
+    code, out = run("plugins", "--json", "--format", "text")
+    assert code == 2 and "contradict" in one_line_error(out)
+
+
+def test_stats_format_json_and_home_help(synced: Path) -> None:
+    code, out = run("catalog", "stats", "--format", "json")
+    assert code == 0 and json.loads(out)["total"] > 0
+    code, out = run("catalog", "stats", "--format", "text")
+    assert code == 0 and out.splitlines()[-1].startswith("total")
+    code, help_text = run("catalog", "stats", "--help")
+    assert "--format [text|json]" in help_text and "--json" not in help_text
+    assert "Catalog directory" not in help_text and "the catalog, runs, reports" in " ".join(help_text.split())

@@ -41,16 +41,21 @@ def register_sources():
 @pytest.fixture
 def installed_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """A real installed distribution declaring a 'zooprobe' entry point (dist-info on sys.path)."""
-    site = tmp_path / "site"
-    (site / "toyzoo_plugin.py").parent.mkdir(parents=True)
-    (site / "toyzoo_plugin.py").write_text(PLUGIN_MODULE)
-    dist = site / "zooprobe_toyzoo-0.3.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: zooprobe-toyzoo\nVersion: 0.3\n")
-    (dist / "entry_points.txt").write_text("[zooprobe]\ntoyzoo = toyzoo_plugin\n")
-    monkeypatch.syspath_prepend(str(site))
+    install_plugin(tmp_path, monkeypatch, "toyzoo", "0.3", PLUGIN_MODULE)
     yield "toyzoo"
     sys.modules.pop("toyzoo_plugin", None)
+
+
+def install_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, version: str, code: str) -> None:
+    """Module ``{name}_plugin`` in distribution ``zooprobe-{name}``, registered as plugin ``name``."""
+    site = tmp_path / "site"
+    site.mkdir(parents=True, exist_ok=True)
+    (site / f"{name}_plugin.py").write_text(code)
+    dist = site / f"zooprobe_{name}-{version}.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: zooprobe-{name}\nVersion: {version}\n")
+    (dist / "entry_points.txt").write_text(f"[zooprobe]\n{name} = {name}_plugin\n")
+    monkeypatch.syspath_prepend(str(site))
 
 
 def test_third_party_entry_point_adds_a_source(installed_plugin: str) -> None:
@@ -69,9 +74,45 @@ def test_third_party_entry_point_adds_a_source(installed_plugin: str) -> None:
         "module": "toyzoo_plugin",
         "builtin": False,
         "hooks": ["register_sources"],
+        "metrics": [],
     }
     builtin = {p["name"] for p in plugins if p["builtin"]}
     assert builtin == {"metrics", "timm", "torchvision", "keras", "tfhub", "kaggle", "hf"}
+
+
+METRIC_PLUGIN_MODULE = """
+from zooprobe import hookimpl
+from zooprobe.metrics import Metric
+
+
+def feature_norm(features, labels, **options):
+    return 0.0
+
+
+@hookimpl
+def register_metrics():
+    return [Metric("feature_norm", feature_norm, "features", "mean feature norm", "nobody 2024")]
+"""
+
+
+def test_plugins_lists_a_third_party_metric(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    install_plugin(tmp_path, monkeypatch, "normzoo", "1.2", METRIC_PLUGIN_MODULE)
+    try:
+        runner = CliRunner()
+        text = runner.invoke(cli, ["plugins"], catch_exceptions=False).output
+        assert "  feature_norm             features       mean feature norm [normzoo]" in text
+        assert "  logme " in text
+        plugins = {p["name"]: p for p in json.loads(runner.invoke(cli, ["plugins", "--format", "json"]).output)}
+        assert plugins["normzoo"]["metrics"] == [
+            {
+                "name": "feature_norm",
+                "input": "features",
+                "description": "mean feature norm",
+                "reference": "nobody 2024",
+            }
+        ]
+    finally:
+        sys.modules.pop("normzoo_plugin", None)
 
 
 def test_allow_list_blocks_other_plugins(installed_plugin: str, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+import json
+import math
+
 import pytest
 
-from zooprobe.errors import ZooprobeError
+from zooprobe.errors import InvalidIdError, ZooprobeError
 from zooprobe.plugins.timm_source import pretraining_from_tag
 from zooprobe.registry.schema import Compute, Entry, InputSpec, PretrainStage, ReportedMetric, split_id
 from zooprobe.registry.units import format_count, parse_count
@@ -46,8 +49,31 @@ def test_compute_keeps_units() -> None:
 
 @pytest.mark.parametrize("bad", ["resnet50", ":x", "timm:"])
 def test_split_id_rejects(bad: str) -> None:
-    with pytest.raises(ValueError, match="source:name"):
+    with pytest.raises(ValueError, match="source:name") as info:
         split_id(bad)
+    assert isinstance(info.value, InvalidIdError) and isinstance(info.value, ZooprobeError)
+
+
+def test_nan_metrics_and_compute_count_as_missing() -> None:
+    entry = make_entry(
+        metrics=(ReportedMetric("imagenet-1k", "top1", math.nan), ReportedMetric("imagenet-1k", "top5", 90.0)),
+        compute=Compute(math.inf, "GFLOPS", 224),
+        provenance=(("macs", "meta _ops"), ("metrics", "meta _metrics"), ("params", "test")),
+    )
+    assert entry.top1 is None and entry.metric("imagenet-1k", "top5") == 90.0
+    assert entry.compute is None and dict(entry.provenance) == {"metrics": "meta _metrics", "params": "test"}
+    nothing = make_entry(metrics=(ReportedMetric("imagenet-1k", "top1", math.nan),), provenance=(("metrics", "x"),))
+    assert nothing.metrics == () and "metrics" not in dict(nothing.provenance)
+    # an entry stored with NaN before the guard is cleaned as it is read back, and its JSON is valid JSON
+    stored = json.loads(
+        json.dumps(
+            make_entry().to_dict()
+            | {"metrics": [{"dataset": "imagenet-1k", "metric": "top1", "value": math.nan, "resolution": None}]}
+        )
+    )
+    read = Entry.from_dict(stored)
+    assert read.metrics == ()
+    json.loads(read.to_json(), parse_constant=lambda name: pytest.fail(f"{name} in the JSON"))
 
 
 @pytest.mark.parametrize(

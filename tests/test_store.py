@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from zooprobe.errors import InvalidChoiceError, StoreError, UnknownEntryError
-from zooprobe.registry.schema import Compute, Entry, ReportedMetric
+from zooprobe.errors import InvalidChoiceError, InvalidIdError, MixedUnitsError, StoreError, UnknownEntryError
+from zooprobe.registry.schema import Compute, Entry, PretrainStage, ReportedMetric
 from zooprobe.registry.store import MIGRATIONS, SCHEMA_VERSION, Catalog, Query, _row, search_terms
 
 from .test_schema_units import make_entry
@@ -77,6 +77,114 @@ def test_get_and_did_you_mean(catalog: Catalog) -> None:
     assert catalog.get("demo:big.a").params == 90_000_000
     with pytest.raises(UnknownEntryError, match="did you mean 'demo:big.a'"):
         catalog.get("demo:bg.a")
+
+
+def test_compute_sorts_within_one_unit_and_refuses_a_mix(catalog: Catalog) -> None:
+    catalog.replace_source(
+        "tv",
+        "1",
+        [
+            make_entry(source="tv", name="a", compute=Compute(4.1, "GFLOPS", 224)),
+            make_entry(source="tv", name="b", compute=Compute(0.7, "GFLOPS", 224)),
+            make_entry(source="tv", name="c", compute=None),
+        ],
+    )
+    ids = lambda q: [e.id for e in catalog.search(q)]  # noqa: E731
+    assert ids(Query(source="tv", sort=("compute",))) == ["tv:b", "tv:a", "tv:c"]  # unknown last
+    assert ids(Query(source="tv", sort=("-compute",))) == ["tv:a", "tv:b", "tv:c"]
+    assert ids(Query(source="tv", sort=("compute",), limit=2)) == ["tv:b", "tv:a"]
+    assert catalog._walk_sort_index(Query(source="tv", sort=("compute",), limit=2)) is not None
+    assert ids(Query(source="demo", min_top1=50, sort=("-compute",))) == ["demo:big.a", "demo:tiny.a"]  # GMACs
+    with pytest.raises(MixedUnitsError, match=r"matches report it in GFLOPS \(demo, tv\) and GMACs \(demo\)"):
+        catalog.search(Query(sort=("-compute",)))
+    # gmacs sorts what is reported in GMACs and lists the rest after it
+    assert ids(Query(sort=("gmacs",))) == ["demo:tiny.a", "demo:big.a", "demo:mid.a", "tv:a", "tv:b", "tv:c"]
+
+
+def test_id_without_source_suggests_ids_of_each_source(tmp_path: Path) -> None:
+    top1 = lambda value: (ReportedMetric("imagenet-1k", "top1", value),)  # noqa: E731
+    with Catalog(tmp_path) as cat:
+        cat.replace_source(
+            "timm",
+            "1",
+            [
+                make_entry(source="timm", name="resnet50.tv_in1k", architecture="resnet50", metrics=top1(76.1)),
+                make_entry(source="timm", name="resnet50.a1_in1k", architecture="resnet50", metrics=top1(81.2)),
+                make_entry(source="timm", name="resnet50d.ra2_in1k", architecture="resnet50d", metrics=top1(80.5)),
+                make_entry(source="timm", name="vit_small.augreg", architecture="vit_small"),
+            ],
+        )
+        cat.replace_source(
+            "torchvision",
+            "1",
+            [
+                make_entry(
+                    source="torchvision", name="resnet50.IMAGENET1K_V1", architecture="resnet50", metrics=top1(76.1)
+                ),
+                make_entry(
+                    source="torchvision", name="resnet50.IMAGENET1K_V2", architecture="resnet50", metrics=top1(80.9)
+                ),
+            ],
+        )
+
+        def suggested(typed: str) -> list[str]:
+            with pytest.raises(InvalidIdError) as info:
+                cat.get(typed)
+            assert isinstance(info.value, ValueError) and "ids look like 'source:name'" in str(info.value)
+            return info.value.suggestions
+
+        best = ["timm:resnet50.a1_in1k", "torchvision:resnet50.IMAGENET1K_V2", "timm:resnet50.tv_in1k"]
+        assert suggested("resnet50") == best
+        assert suggested(":RESNET50") == best
+        assert suggested("resnt50") == best  # close to an architecture
+        assert suggested("resnet50.IMAGENET1K_V2")[0] == "torchvision:resnet50.IMAGENET1K_V2"
+        assert suggested("resnet50d") == ["timm:resnet50d.ra2_in1k"]
+        assert suggested("vit") == ["timm:vit_small.augreg"]
+        assert suggested("zzz") == [] and suggested("timm:") == []
+        with pytest.raises(
+            InvalidIdError, match="did you mean 'timm:resnet50.a1_in1k', 'torchvision:resnet50.IMAGENET1K_V2'"
+        ):
+            cat.get("resnet50")
+
+
+def test_filter_values_no_entry_has_are_refused(tmp_path: Path) -> None:
+    with Catalog(tmp_path) as cat:
+        assert cat.search(Query(task="anything")) == []  # an empty catalog has nothing to compare with
+        wide = make_entry(
+            name="net.v2",
+            tasks=("image-classification", "image-feature-extraction"),
+            pretraining=(PretrainStage("ImageNet-21k"),),
+            framework="pytorch",
+        )
+        cat.replace_source("demo", "1", [make_entry(framework="pytorch"), wide])
+        ids = lambda q: [e.id for e in cat.search(q)]  # noqa: E731
+        assert ids(Query(task="image-feature-extraction")) == ["demo:net.v2"]
+        assert ids(Query(pretrain_dataset="imagenet-21K")) == ["demo:net.v2"]
+        assert ids(Query(framework="pytorch", sort=("id",))) == ["demo:net.v1", "demo:net.v2"]
+        assert ids(Query(framework="pytorch", source="nowhere")) == []  # each value exists: no error
+        with pytest.raises(
+            InvalidChoiceError,
+            match=r"unknown task 'image-clasification'; did you mean 'image-classification'.*"
+            r"\(valid: image-classification, image-feature-extraction\); hub tasks come with "
+            r"'zooprobe catalog sync --source hf --task TASK'",
+        ):
+            cat.search(Query(task="image-clasification"))
+        with pytest.raises(
+            InvalidChoiceError, match=r"unknown framework 'pytorh'; did you mean 'pytorch'\? \(valid: pytorch\)"
+        ):
+            cat.search(Query(framework="pytorh"))
+        with pytest.raises(
+            InvalidChoiceError,
+            match=r"pretraining dataset 'imagenet21k'; did you mean 'imagenet-21k'.*imagenet-1k, imagenet-21k",
+        ):
+            cat.search(Query(pretrain_dataset="imagenet21k", sort=("-top1",), limit=5))
+        # the known values follow each source's entries as they are replaced
+        cat.replace_source("other", "1", [make_entry(source="other", framework="keras")])
+        assert ids(Query(framework="keras")) == ["other:net.v1"]
+        cat.replace_source("other", "2", [])
+        with pytest.raises(InvalidChoiceError, match="unknown framework 'keras'"):
+            cat.search(Query(framework="keras"))
+        assert cat.facet_values("framework") == ["pytorch"]
 
 
 def test_replace_source_is_whole_and_counted(catalog: Catalog) -> None:
@@ -167,7 +275,12 @@ def brute_force(entries: list[Entry], tokens: list[list[str]], q: Query) -> list
             continue
         if q.max_gmacs is not None and (e.compute is None or e.compute.gmacs > q.max_gmacs):
             continue
-        value = {"params": e.params, "top1": e.top1, "gmacs": e.compute.gmacs if e.compute else None}[field]
+        value = {
+            "params": e.params,
+            "top1": e.top1,
+            "gmacs": e.compute.gmacs if e.compute else None,
+            "compute": e.compute.value if e.compute else None,
+        }[field]
         hits.append(
             (value is None, 0 if value is None else (-value if desc else value), -position if desc else position, e.id)
         )
@@ -194,7 +307,7 @@ def test_sort_index_walk_and_sorted_matches_equal_brute_force(tmp_path: Path) ->
                 min_top1=rng.choice([None, 75.5]),
                 max_gmacs=rng.choice([None, 5.0]),
                 arch=rng.choice([None, None, "res*", "vit1*", "*1"]),
-                sort=(rng.choice(["params", "-params", "top1", "-top1", "gmacs", "-gmacs"]),),
+                sort=(rng.choice(["params", "-params", "top1", "-top1", "gmacs", "-gmacs", "compute", "-compute"]),),
                 limit=rng.choice([1, 5, 20]),
             )
             expected = brute_force(entries, tokens, q)
@@ -296,6 +409,23 @@ def test_migration_4_fills_terms_and_normalises_the_text_index(tmp_path: Path) -
         for sort in ((), ("params",)):
             assert [e.id for e in cat.search(Query(text="reseau resnet", sort=sort))] == [old.id]
         assert cat.get(old.id).weights_url is None
+
+
+def test_migration_5_fills_the_filter_values(tmp_path: Path) -> None:
+    db = sqlite3.connect(tmp_path / "catalog.sqlite3", isolation_level=None)
+    for migration in MIGRATIONS[:4]:
+        migration(db)
+    db.execute("PRAGMA user_version = 4")
+    old = make_entry(framework="keras", compute=Compute(0.3, "GMACs", 224))
+    db.execute(f"INSERT INTO entries VALUES ({','.join('?' * 21)})", _row(old))
+    db.close()
+    with Catalog(tmp_path) as cat:
+        assert cat.facet_values("framework") == ["keras"]
+        assert cat.facet_values("task") == ["image-classification"]
+        assert cat.facet_values("pretrain_dataset") == ["imagenet-1k"]
+        with pytest.raises(InvalidChoiceError, match="did you mean 'keras'"):
+            cat.search(Query(framework="kera"))
+        assert [e.id for e in cat.search(Query(sort=("-compute",)))] == [old.id]
 
 
 def _open_run_store(home: str) -> None:

@@ -23,13 +23,31 @@ class UnknownEntryError(ZooprobeError, LookupError):
 class InvalidChoiceError(ZooprobeError, ValueError):
     """A value outside a fixed set of choices."""
 
-    def __init__(self, what: str, value: str, choices: Iterable[str]) -> None:
+    def __init__(self, what: str, value: str, choices: Iterable[str], fix: str = "") -> None:
         choices = list(choices)
         close = difflib.get_close_matches(value, choices, n=3, cutoff=0.5)
         hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-        super().__init__(f"unknown {what} '{value}'{hint} (valid: {', '.join(choices)})")
+        tail = f"; {fix}" if fix else ""
+        super().__init__(f"unknown {what} '{value}'{hint} (valid: {', '.join(choices)}){tail}")
         self.value = value
         self.choices = choices
+
+
+class InvalidIdError(ZooprobeError, ValueError):
+    """A catalog id that is not of the form ``source:name``; suggests ids that look like what was typed."""
+
+    def __init__(self, entry_id: str, suggestions: Iterable[str] = ()) -> None:
+        self.entry_id = entry_id
+        self.suggestions = list(suggestions)
+        hint = f"; did you mean {', '.join(repr(s) for s in self.suggestions)}?" if self.suggestions else ""
+        super().__init__(
+            f"'{entry_id}' is not a catalog id; ids look like 'source:name', e.g. 'timm:resnet50.a1_in1k'{hint}"
+            " (list ids with 'zooprobe search')"
+        )
+
+
+class MixedUnitsError(ZooprobeError, ValueError):
+    """Numbers in different units asked to be ordered together (zooprobe never converts units)."""
 
 
 class StoreError(ZooprobeError):

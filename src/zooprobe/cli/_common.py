@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+from click.core import ParameterSource
 
 from ..errors import ZooprobeError
 from ..plugins.source import Source
@@ -33,8 +34,35 @@ def home_option(func: F) -> F:
         "--home",
         type=click.Path(file_okay=False, path_type=Path),
         default=None,
-        help="Catalog directory [default: $ZOOPROBE_HOME or ~/.cache/zooprobe].",
+        help="zooprobe's data directory: the catalog, runs, reports and cached features "
+        "[default: $ZOOPROBE_HOME or ~/.cache/zooprobe].",
     )(func)
+
+
+def format_option(json_help: str) -> Callable[[F], F]:
+    """``--format [text|json]`` (``fmt``), with ``--json`` (``as_json``) kept as a hidden alias."""
+
+    def decorate(func: F) -> F:
+        func = click.option("--json", "as_json", is_flag=True, hidden=True, help="Same as --format json.")(func)
+        return click.option(
+            "--format",
+            "fmt",
+            type=click.Choice(["text", "json"]),
+            default="text",
+            show_default=True,
+            help=json_help,
+        )(func)
+
+    return decorate
+
+
+def output_format(fmt: str, as_json: bool) -> str:
+    """The format asked for: ``--json`` is ``--format json``; ``--json --format text`` contradicts itself."""
+    if as_json and fmt != "json":
+        if click.get_current_context().get_parameter_source("fmt") is ParameterSource.COMMANDLINE:
+            raise UserError("--json and --format text contradict each other; pass one (--format json or text)")
+        return "json"
+    return fmt
 
 
 def open_catalog(home: Path | None) -> Catalog:

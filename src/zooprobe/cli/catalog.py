@@ -14,7 +14,7 @@ from ..plugins.manager import get_source, get_sources
 from ..plugins.source import Source
 from ..registry.store import DB_NAME, Catalog, Query, default_home
 from ..registry.sync import sync_sources
-from ._common import UserError, home_option, open_catalog, sync_with_progress
+from ._common import UserError, format_option, home_option, open_catalog, output_format, sync_with_progress
 
 
 @click.group()
@@ -52,11 +52,18 @@ def catalog_sync(
       zooprobe catalog sync --source timm --source torchvision
       zooprobe catalog sync --source hf --task sentence-similarity --limit 100
     """
-    sources = [get_source(n) for n in source_names] if source_names else list(get_sources().values())
+    named = [get_source(n) for n in source_names]
+    if (tasks or limit) and not any(isinstance(s, HfSource) for s in named):
+        hubs = [name for name, s in get_sources().items() if isinstance(s, HfSource)]
+        options = " ".join(f"--task {t}" for t in tasks) + (f" --limit {limit}" if limit else "")
+        raise UserError(
+            f"--task and --limit shape the listing of a hub source named with --source (sources that take them: "
+            f"{', '.join(hubs) or 'none loaded'}); e.g. zooprobe catalog sync --source {hubs[0] if hubs else 'hf'} "
+            f"{options.strip()}"
+        )
+    sources = named or list(get_sources().values())
     with open_catalog(home) as cat:
         sources = [_with_listing(cat, s, tasks, limit) for s in sources]
-        if (tasks or limit) and not any(isinstance(s, HfSource) for s in sources):
-            raise UserError("--task and --limit shape a hub listing; add '--source hf'")
         results = sync_with_progress(cat, sources, force=force, requested=source_names)
     for r in results:
         extra = f" (install with: pip install 'zooprobe[{_extra(r.source)}]')" if r.status == "unavailable" else ""
@@ -79,19 +86,33 @@ def _with_listing(cat: Catalog, source: Source, tasks: tuple[str, ...], limit: i
     return listing.with_listing(listing.tasks, listing.limit, keep)
 
 
+def _backups(path: Path) -> list[Path]:
+    return [p for p in path.parent.glob(path.name + ".bak*") if not p.name.endswith(("-wal", "-shm"))]
+
+
+def _free_backup_path(path: Path) -> Path:
+    """``path``.bak, else the first ``path``.bak.N (N = 2, 3, ...) that neither it nor its -wal/-shm uses."""
+    number = 1
+    while True:
+        backup = path.with_name(f"{path.name}.bak" + (f".{number}" if number > 1 else ""))
+        if not any(backup.with_name(backup.name + suffix).exists() for suffix in ("", "-wal", "-shm")):
+            return backup
+        number += 1
+
+
 def _extra(source_name: str) -> str:
     return get_sources()[source_name].extra or source_name
 
 
 @catalog.command(name="stats")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@format_option('text, or json: {"total": N, "sources": [{source, version, origin, synced_at, entries}]}.')
 @home_option
-def catalog_stats(as_json: bool, home: Path | None) -> None:
+def catalog_stats(fmt: str, as_json: bool, home: Path | None) -> None:
     """How many entries each source holds, from which package version, synced when."""
     with open_catalog(home) as cat:
         stats = cat.stats()
         total = cat.count()
-    if as_json:
+    if output_format(fmt, as_json) == "json":
         click.echo(json.dumps({"total": total, "sources": stats}, indent=2))
         return
     if not stats:
@@ -106,17 +127,23 @@ def catalog_stats(as_json: bool, home: Path | None) -> None:
 @catalog.command(name="rebuild")
 @home_option
 def catalog_rebuild(home: Path | None) -> None:
-    """Move an unreadable or too-new catalog aside (to catalog.sqlite3.bak) and sync a fresh one."""
+    """Move an unreadable or too-new catalog aside and sync a fresh one.
+
+    The old file goes to catalog.sqlite3.bak, or catalog.sqlite3.bak.2, .bak.3 ... when earlier
+    backups are there: no backup is ever overwritten.
+    """
     root = home or default_home()
     path = root / DB_NAME
     if path.exists():
-        backup = path.with_name(DB_NAME + ".bak")
+        backup = _free_backup_path(path)
         shutil.move(path, backup)
         for suffix in ("-wal", "-shm"):
             side = path.with_name(DB_NAME + suffix)
             if side.exists():
                 shutil.move(side, backup.with_name(backup.name + suffix))
-        click.echo(f"moved the old catalog to {backup}")
+        earlier = len(_backups(path)) - 1
+        kept = f" ({earlier} earlier backup{'s' * (earlier != 1)} kept beside it)" if earlier else ""
+        click.echo(f"moved the old catalog to {backup}{kept}")
     with open_catalog(root) as cat:
         for r in sync_sources(cat, get_sources().values(), force=True):
             click.echo(f"{r.source}: {r.status}, {r.entries} entries")

@@ -7,19 +7,30 @@ import json
 import click
 
 from ..plugins.manager import describe_plugins, get_plugin_manager
+from ._common import format_option, output_format
 
 
 @click.command(name="plugins")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON: a list of {name, version, module, builtin, hooks}.")
-def plugins_list(as_json: bool) -> None:
-    """List the plugins zooprobe loaded (built-in and from the 'zooprobe' entry-point group).
+@format_option("text, or json: a list of {name, version, module, builtin, hooks, metrics}.")
+def plugins_list(fmt: str, as_json: bool) -> None:
+    """List the plugins zooprobe loaded (built-in and from the 'zooprobe' entry-point group),
+    and the transferability metrics they register (names for 'zooprobe assess --metrics').
 
     Set ZOOPROBE_PLUGINS=name,name to load only the plugins named.
     """
     plugins = describe_plugins(get_plugin_manager())
-    if as_json:
+    if output_format(fmt, as_json) == "json":
         click.echo(json.dumps(plugins, indent=2))
         return
+    metrics: list[tuple[str, dict[str, str]]] = []
     for p in plugins:
         kind = "built-in" if p["builtin"] else "installed"
         click.echo(f"{p['name']:<14} {p['version']:<10} {kind:<9} hooks: {', '.join(p['hooks'])}")  # type: ignore[arg-type]
+        metrics += [(str(p["name"]), m) for m in p["metrics"]]  # type: ignore[attr-defined]
+    if not metrics:
+        click.echo("\nno metrics registered (zooprobe assess needs at least one)")
+        return
+    click.echo("\nmetrics (zooprobe assess --metrics NAME,NAME):")
+    width = max(len(m["name"]) for _, m in metrics)
+    for plugin, m in sorted(metrics, key=lambda item: item[1]["name"]):
+        click.echo(f"  {m['name']:<{width}}  {m['input']:<13}  {m['description']} [{plugin}]")

@@ -10,10 +10,10 @@ import click
 
 from ..errors import InvalidChoiceError, ZooprobeError
 from ..plugins.manager import get_sources
-from ..registry.schema import MODALITIES
+from ..registry.schema import MODALITIES, Entry
 from ..registry.store import SORT_FIELDS, Query, sort_field
 from ..registry.units import parse_count
-from ._common import DEFAULT_FIELDS, FIELDS, ensure_synced, home_option, open_catalog, render
+from ._common import DEFAULT_FIELDS, FIELDS, UserError, ensure_synced, home_option, open_catalog, render
 
 
 def _count(_ctx: click.Context, _param: click.Parameter, value: str | None) -> float | None:
@@ -26,9 +26,13 @@ def _count(_ctx: click.Context, _param: click.Parameter, value: str | None) -> f
 
 
 def _fields(value: str | None) -> tuple[str, ...]:
-    if not value:
+    if value is None:
         return DEFAULT_FIELDS
     names = tuple(v.strip() for v in value.split(",") if v.strip())
+    if not names:
+        raise UserError(
+            f"--fields {value!r} names no field; give one or more of {', '.join(FIELDS)}, e.g. --fields id,params,top1"
+        )
     for name in names:
         if name not in FIELDS:
             raise InvalidChoiceError("field", name, FIELDS)
@@ -75,7 +79,11 @@ def query_from_params(params: dict[str, Any], limit: int | None) -> Query:
 @click.option("--license", "license_", metavar="TEXT", help="Weights license containing TEXT, e.g. apache.")
 @click.option("--resolution", type=int, metavar="PX", help="Default input resolution equal to PX.")
 @click.option(
-    "--sort", "sort", metavar="FIELD[,FIELD]", help=f"Sort keys, '-' for descending: {', '.join(SORT_FIELDS)}."
+    "--sort",
+    "sort",
+    metavar="FIELD[,FIELD]",
+    help=f"Sort keys, '-' for descending: {', '.join(SORT_FIELDS)}. 'gmacs' orders entries reported in GMACs "
+    "(the others last); 'compute' orders the reported number in its own unit, one unit at a time.",
 )
 @click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True, help="At most this many rows.")
 @click.option("--fields", "fields", metavar="F[,F]", help=f"Columns to print: {', '.join(FIELDS)}.")
@@ -125,6 +133,21 @@ def search(
         click.echo("no entries match; loosen the filters or check 'zooprobe catalog stats'", err=True)
         return
     click.echo(render(entries, out_fields, fmt))
+    _note_unsorted_units(entries, _sort_keys(sort))
+
+
+def _note_unsorted_units(entries: list[Entry], sort: tuple[str, ...]) -> None:
+    """Say when a gmacs sort listed entries whose compute is in GFLOPS (they come last, in no order)."""
+    if not any(sort_field(key) == "gmacs" for key in sort):
+        return
+    other = [e for e in entries if e.compute is not None and e.compute.gmacs is None]
+    if other:
+        units = sorted({e.compute.unit for e in other if e.compute is not None})
+        click.echo(
+            f"note: {len(other)} of these entries report compute in {', '.join(units)}, not GMACs, so --sort=gmacs "
+            "lists them last, unordered; order them in their own unit with --sort=compute and --source",
+            err=True,
+        )
 
 
 @click.command()

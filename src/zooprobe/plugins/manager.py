@@ -7,7 +7,7 @@ import inspect
 import os
 from collections.abc import Iterable
 from types import ModuleType
-from typing import TYPE_CHECKING, Protocol, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar, cast
 
 import pluggy
 
@@ -18,6 +18,7 @@ from .source import Source
 
 if TYPE_CHECKING:
     from ..evaluator.backbone import Backbone
+    from ..metrics import Metric
 
 # Built-in plugins are registered exactly as third-party ones are: by module, under a name.
 DEFAULT_PLUGINS: dict[str, str] = {
@@ -136,8 +137,13 @@ def load_entry(entry: Entry, *, trust_remote_code: bool = False, pm: pluggy.Plug
 
 
 def describe_plugins(pm: pluggy.PluginManager) -> list[dict[str, object]]:
-    """Name, version (of the distribution, for third-party plugins) and hooks of each plugin."""
+    """Name, version (of the distribution, for third-party plugins), hooks and metrics of each plugin.
+
+    ``metrics`` lists what the plugin's ``register_metrics`` returns, each as ``{name, input,
+    description, reference}`` (empty for a plugin without that hook).
+    """
     dists = {id(plugin): dist for plugin, dist in pm.list_plugin_distinfo()}
+    metric_hooks = {impl.plugin_name: impl.function for impl in pm.hook.register_metrics.get_hookimpls()}
     out: list[dict[str, object]] = []
     for name, plugin in sorted(pm.list_name_plugin(), key=lambda item: item[0]):
         if plugin is None:
@@ -146,6 +152,7 @@ def describe_plugins(pm: pluggy.PluginManager) -> list[dict[str, object]]:
         hooks = sorted(h.name for h in pm.get_hookcallers(plugin) or [])
         version = dist.version if dist is not None else _own_version()
         module = plugin.__name__ if isinstance(plugin, ModuleType) else type(plugin).__module__
+        metrics = cast("Iterable[Metric]", metric_hooks[name]()) if name in metric_hooks else ()
         out.append(
             {
                 "name": name,
@@ -153,9 +160,17 @@ def describe_plugins(pm: pluggy.PluginManager) -> list[dict[str, object]]:
                 "module": module,
                 "builtin": dist is None and name in DEFAULT_PLUGINS,
                 "hooks": hooks,
+                "metrics": _describe_metrics(metrics),
             }
         )
     return out
+
+
+def _describe_metrics(metrics: Iterable[Metric]) -> list[dict[str, str]]:
+    return [
+        {"name": m.name, "input": m.input, "description": m.description, "reference": m.reference}
+        for m in sorted(metrics, key=lambda m: m.name)
+    ]
 
 
 def _own_version() -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+import math
 import urllib.error
 import urllib.parse
 import warnings
@@ -124,6 +125,8 @@ class TorchvisionSource(Source):
                 metrics = []
                 for ds, values in meta.get("_metrics", {}).items():
                     for metric, value in values.items():
+                        if value is None or math.isnan(float(value)):
+                            continue  # torchvision writes NaN for weights it did not measure (vgg16 features)
                         metrics.append(
                             ReportedMetric(_DATASETS.get(ds, ds), metric.replace("acc@", "top"), float(value))
                         )

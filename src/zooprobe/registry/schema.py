@@ -7,8 +7,11 @@ fact named in :data:`PROVENANCE_FIELDS` that is not ``None`` has an entry in ``p
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
+
+from ..errors import InvalidIdError
 
 Modality = Literal["image", "video", "text", "audio", "multimodal"]
 MODALITIES: tuple[str, ...] = ("image", "video", "text", "audio", "multimodal")
@@ -137,6 +140,23 @@ class Entry:
     description: str | None = None
     provenance: tuple[tuple[str, str], ...] = ()
 
+    def __post_init__(self) -> None:
+        # Sources write "not measured" as NaN (torchvision's _metrics); unknown is None here, and a
+        # stored NaN would also reach the JSON output, which has no NaN. Entries stored before this
+        # guard are cleaned as they are read back.
+        metrics = tuple(m for m in self.metrics if _finite(m.value))
+        compute = self.compute if self.compute is None or _finite(self.compute.value) else None
+        if len(metrics) == len(self.metrics) and compute is self.compute:
+            return
+        provenance = dict(self.provenance)
+        if not metrics:
+            provenance.pop("metrics", None)
+        if compute is None:
+            provenance.pop("macs", None)
+        object.__setattr__(self, "metrics", metrics)
+        object.__setattr__(self, "compute", compute)
+        object.__setattr__(self, "provenance", tuple(sorted(provenance.items())))
+
     @property
     def id(self) -> str:
         return f"{self.source}:{self.name}"
@@ -192,12 +212,17 @@ class Entry:
         return cls(**data)
 
 
+def _finite(value: object) -> bool:
+    """Whether a reported number is a number (NaN and infinities are not)."""
+    return not isinstance(value, float) or math.isfinite(value)
+
+
 def split_id(entry_id: str) -> tuple[str, str]:
     """Split ``source:name`` into its parts.
 
-    :raises ValueError: when there is no ``:`` or either part is empty.
+    :raises InvalidIdError: (a ``ValueError``) when there is no ``:`` or either part is empty.
     """
     source, sep, name = entry_id.partition(":")
     if not sep or not source or not name:
-        raise ValueError(f"'{entry_id}' is not a catalog id; ids look like 'source:name', e.g. 'timm:resnet50.a1_in1k'")
+        raise InvalidIdError(entry_id)
     return source, name

@@ -12,6 +12,7 @@ Invariants:
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import re
@@ -22,7 +23,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..errors import InvalidChoiceError, StoreError, UnknownEntryError
+from ..errors import InvalidChoiceError, InvalidIdError, MixedUnitsError, StoreError, UnknownEntryError
 from .aliases import derive_aliases
 from .schema import Entry, split_id
 
@@ -95,23 +96,45 @@ def m004_weights_url_aliases_terms(db: sqlite3.Connection) -> None:
         )
 
 
+def m005_facets_compute_sort(db: sqlite3.Connection) -> None:
+    # ``facets`` holds the distinct values of the word-list filters (task, framework, pretraining
+    # dataset) per source, kept by replace_source: a value no entry has is then reported from a few
+    # rows instead of a scan of every entry.
+    db.execute(
+        "CREATE TABLE facets (field TEXT NOT NULL, value TEXT NOT NULL, source TEXT NOT NULL,"
+        " PRIMARY KEY (field, value, source)) WITHOUT ROWID"
+    )
+    found: set[tuple[str, str, str]] = set()
+    for row in db.execute("SELECT DISTINCT source, framework, tasks, pretrain_datasets FROM entries"):
+        found |= _facets(*row)
+    db.executemany("INSERT INTO facets VALUES (?, ?, ?)", sorted(found))
+    # sorting on the reported compute number (within one unit): the same index pair as m003's
+    db.execute("CREATE INDEX entries_compute_value ON entries(compute_value)")
+    db.execute("CREATE INDEX entries_compute_value_nulls_last ON entries(compute_value IS NULL, compute_value)")
+    db.execute("CREATE INDEX entries_compute_unit ON entries(compute_unit)")
+
+
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     m001_entries,
     m002_sources,
     m003_sort_indexes,
     m004_weights_url_aliases_terms,
+    m005_facets_compute_sort,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
 # Sort fields with an index on the column (descending walks) and one on (column IS NULL, column)
 # (ascending walks); a limited query sorted on one of them walks the index (Catalog._walk_sort_index).
-WALKABLE_SORTS = ("params", "gmacs", "top1", "resolution", "pretrain_examples")
+WALKABLE_SORTS = ("params", "gmacs", "compute", "top1", "resolution", "pretrain_examples")
 WALK_WINDOW = 8192
 
+# ``gmacs`` orders the entries reported in GMACs (the others last); ``compute`` orders the reported
+# number in its own unit and is refused when the matches mix units (Catalog.search).
 SORT_FIELDS: dict[str, str] = {
     "id": "e.id",
     "params": "e.params",
     "gmacs": "e.gmacs",
+    "compute": "e.compute_value",
     "top1": "e.top1",
     "resolution": "e.resolution",
     "pretrain_examples": "e.pretrain_examples",
@@ -149,6 +172,25 @@ def sort_field(key: str) -> str:
     if name not in SORT_FIELDS:
         raise InvalidChoiceError("sort field", name, SORT_FIELDS)
     return name
+
+
+def _facets(
+    source: str, framework: str | None, tasks: str | None, pretrain_datasets: str | None
+) -> set[tuple[str, str, str]]:
+    """``(field, value, source)`` of each filter value in the framework, tasks and pretrain_datasets
+    columns of one row: the words the task and pretraining-dataset filters test, one by one."""
+    found = {("framework", framework, source)} if framework else set()
+    found |= {("task", word, source) for word in (tasks or "").split()}
+    found |= {("pretrain_dataset", word, source) for word in (pretrain_datasets or "").split()}
+    return found
+
+
+# Query field -> (the name in messages, what to do besides picking a listed value)
+FACET_FILTERS: dict[str, tuple[str, str]] = {
+    "task": ("task", "hub tasks come with 'zooprobe catalog sync --source hf --task TASK'"),
+    "framework": ("framework", ""),
+    "pretrain_dataset": ("pretraining dataset", ""),
+}
 
 
 def search_terms(text: str) -> list[str]:
@@ -260,6 +302,7 @@ class Catalog:
         """
         rows = []
         fts_rows = []
+        facets: set[tuple[str, str, str]] = set()
         seen: set[str] = set()
         for entry in entries:
             if entry.source != source:
@@ -269,6 +312,7 @@ class Catalog:
             seen.add(entry.id)
             rows.append(_row(entry))
             fts_rows.append((*_fts_columns(entry), entry.id))
+            facets |= _facets(source, entry.framework, " ".join(entry.tasks), _pretrain_datasets(entry))
         self.db.execute("BEGIN IMMEDIATE")
         try:
             self.db.execute(
@@ -281,6 +325,8 @@ class Catalog:
                 " SELECT rowid, ?, ?, ?, ?, ? FROM entries WHERE id = ?",
                 fts_rows,
             )
+            self.db.execute("DELETE FROM facets WHERE source = ?", (source,))
+            self.db.executemany("INSERT INTO facets VALUES (?, ?, ?)", sorted(facets))
             self.db.execute("DELETE FROM aliases")
             self.db.executemany("INSERT INTO aliases VALUES (?, ?, ?)", derive_aliases(self.db))
             self.db.execute(
@@ -319,8 +365,13 @@ class Catalog:
         """The entry with this id.
 
         :raises UnknownEntryError: with the closest ids when it is absent.
+        :raises InvalidIdError: when ``entry_id`` lacks its ``source:`` part, with up to three ids
+            whose name is, starts with or resembles what was typed.
         """
-        split_id(entry_id)
+        try:
+            split_id(entry_id)
+        except InvalidIdError:
+            raise InvalidIdError(entry_id, self._ids_like(entry_id)) from None
         row = self.db.execute("SELECT data FROM entries WHERE id = ?", (entry_id,)).fetchone()
         if row is None:
             source = entry_id.split(":", 1)[0]
@@ -328,17 +379,114 @@ class Catalog:
             raise UnknownEntryError(entry_id, nearby or self.ids())
         return self._with_aliases([Entry.from_dict(json.loads(row[0]))])[0]
 
+    def _ids_like(self, typed: str, n: int = 3) -> list[str]:
+        """Up to ``n`` ids for an id typed without its source: entries whose name equals ``typed``,
+        whose architecture equals it or whose name starts with it, else whose architecture resembles
+        it; the best (highest top-1) of each source first, so that every source is offered."""
+        name = typed.rpartition(":")[2].strip()
+        if not name:
+            return []
+        escaped = name.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        rows = self.db.execute(
+            "SELECT id, source, name, architecture, top1 FROM entries"
+            " WHERE name LIKE ? ESCAPE '\\' OR architecture = ? COLLATE NOCASE",
+            (escaped + "%", name),
+        ).fetchall()
+        lowered = name.lower()
+        ranked: list[tuple[int, float, str, str]] = []  # (closeness, -top1, id, source)
+        for entry_id, source, entry_name, architecture, top1 in rows:
+            own = entry_name.lower()
+            if own == lowered:
+                closeness = 0
+            elif architecture.lower() == lowered or own.startswith(lowered + "."):
+                closeness = 1
+            else:
+                closeness = 2
+            ranked.append((closeness, -(top1 if top1 is not None else -1.0), entry_id, source))
+        if not ranked:
+            architectures = [r[0] for r in self.db.execute("SELECT DISTINCT architecture FROM entries")]
+            by_lower = {a.lower(): a for a in architectures}
+            close = difflib.get_close_matches(lowered.split(".")[0], list(by_lower), n=n, cutoff=0.6)
+            for closeness, arch in enumerate(close, start=3):
+                for entry_id, source, top1 in self.db.execute(
+                    "SELECT id, source, top1 FROM entries WHERE architecture = ?", (by_lower[arch],)
+                ):
+                    ranked.append((closeness, -(top1 if top1 is not None else -1.0), entry_id, source))
+        ranked.sort()
+        best_of_source: dict[str, str] = {}
+        for _, _, entry_id, source in ranked:
+            best_of_source.setdefault(source, entry_id)
+        picked = list(best_of_source.values())[:n]
+        for _, _, entry_id, _ in ranked:
+            if len(picked) >= n:
+                break
+            if entry_id not in picked:
+                picked.append(entry_id)
+        return picked
+
     def search(self, query: Query) -> list[Entry]:
         """Entries matching every filter of ``query``, sorted as asked (relevance for text by default).
 
         Ties in the sort keys are broken by insertion order, so equal queries give equal pages.
+
+        :raises InvalidChoiceError: when a task, framework or pretraining dataset asked for is held
+            by no entry of the catalog (naming those that are), or a sort field is unknown.
+        :raises MixedUnitsError: when sorting by ``compute`` and the matches report it in more than
+            one unit (GMACs and GFLOPS are never converted into each other).
         """
+        self._check_facets(query)
+        if any(sort_field(key) == "compute" for key in query.sort):
+            self._check_one_compute_unit(query)
         rows = self._walk_sort_index(query)
         if rows is None:
             rows = self._walk_filter_range(query)
         if rows is None:
             rows = self._matches_sorted(query)
         return self._with_aliases([Entry.from_dict(json.loads(data)) for data in rows])
+
+    def facet_values(self, field: str) -> list[str]:
+        """The distinct values of ``field`` (``task``, ``framework`` or ``pretrain_dataset``) in the catalog."""
+        rows = self.db.execute("SELECT DISTINCT value FROM facets WHERE field = ? ORDER BY value", (field,))
+        return [value for (value,) in rows]
+
+    def _check_facets(self, q: Query) -> None:
+        """Refuse a task, framework or pretraining dataset that no entry has (it would match nothing)."""
+        # the same tests as the filters' (_filters), on one value at a time
+        words = "(' ' || value || ' ') LIKE ?"
+        checks = (
+            ("task", q.task, words, f"% {q.task} %"),
+            ("framework", q.framework, "value = ?", q.framework),
+            ("pretrain_dataset", q.pretrain_dataset, words, f"% {(q.pretrain_dataset or '').lower()} %"),
+        )
+        for field, value, test, argument in checks:
+            if not value:
+                continue
+            sql = f"SELECT 1 FROM facets WHERE field = ? AND {test} LIMIT 1"
+            if self.db.execute(sql, (field, argument)).fetchone() is not None:
+                continue
+            choices = self.facet_values(field)
+            if choices:  # an empty catalog (or one whose entries leave the field empty) just matches nothing
+                what, fix = FACET_FILTERS[field]
+                raise InvalidChoiceError(what, value, choices, fix)
+
+    def _check_one_compute_unit(self, q: Query) -> None:
+        """Refuse to sort by ``compute`` when the matches report it in more than one unit."""
+        where, params = self._filters(q, text_with="fts")
+        where.append("e.compute_unit IS NOT NULL")
+        condition = " AND ".join(where)
+        units = self.db.execute(f"SELECT DISTINCT e.compute_unit FROM entries e WHERE {condition} LIMIT 2", params)
+        if len(units.fetchall()) < 2:
+            return
+        mix = self.db.execute(
+            f"SELECT e.compute_unit, group_concat(DISTINCT e.source) FROM entries e WHERE {condition}"
+            " GROUP BY e.compute_unit ORDER BY e.compute_unit",
+            params,
+        ).fetchall()
+        units_text = " and ".join(f"{unit} ({', '.join(sorted(sources.split(',')))})" for unit, sources in mix)
+        raise MixedUnitsError(
+            f"cannot sort by compute: the matches report it in {units_text}, which zooprobe does not convert; "
+            "narrow the search to one unit (--source or --framework), or sort by gmacs (GMACs first, the rest last)"
+        )
 
     def _with_aliases(self, entries: list[Entry]) -> list[Entry]:
         """The entries with the aliases linked across sources added to those their source declared."""
@@ -378,7 +526,7 @@ class Catalog:
         """
         if q.limit is None or len(q.sort) != 1 or sort_field(q.sort[0]) not in WALKABLE_SORTS:
             return None
-        column = sort_field(q.sort[0])
+        column = SORT_FIELDS[sort_field(q.sort[0])].removeprefix("e.")
         desc = q.sort[0].startswith("-")
         where, params = self._filters(q, text_with="terms")
         if desc:
@@ -517,6 +665,11 @@ class Catalog:
         return where, params
 
 
+def _pretrain_datasets(e: Entry) -> str:
+    """The pretrain_datasets column: each stage's dataset, lower case, space-separated."""
+    return " ".join(s.dataset.lower() for s in e.pretraining)
+
+
 def _row(e: Entry) -> tuple[object, ...]:
     res = e.input.default_resolution[0] if e.input.default_resolution else None
     return (
@@ -535,7 +688,7 @@ def _row(e: Entry) -> tuple[object, ...]:
         e.compute.unit if e.compute else None,
         e.top1,
         res,
-        " ".join(s.dataset.lower() for s in e.pretraining),
+        _pretrain_datasets(e),
         e.pretrain_examples,
         e.weights_license,
         e.to_json(),
