@@ -395,4 +395,42 @@ def test_cli_resume_needs_only_the_run_id(home: Path, digits_npz: Path, tmp_path
     wrong = CliRunner().invoke(cli, ["assess", "--resume", run.id, "--data", str(other), "--home", str(home)])
     assert wrong.exit_code == 2 and f"run '{run.id}' assessed" in wrong.output and "drop --data" in wrong.output
     no_data = CliRunner().invoke(cli, ["assess", "--models", MOBILENET, "--home", str(home)])
-    assert no_data.exit_code == 2 and "needs a dataset" in no_data.output
+    assert no_data.exit_code == 2 and "pass --data DATA" in no_data.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--query", 'mobilenet "unclosed'], "balance the quotes"),
+        (["--models", MOBILENET, "--layers", ","], "no cut points given"),
+        (["--models", MOBILENET, "--budget", "-1"], "--budget"),
+        (["--models", MOBILENET, "--budget", "0"], "--budget"),
+    ],
+)
+def test_cli_bad_assess_arguments_exit_2_before_any_work(
+    home: Path, digits_npz: Path, args: list[str], message: str
+) -> None:
+    result = CliRunner().invoke(cli, ["assess", "--data", str(digits_npz), "--home", str(home), *args])
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "Traceback" not in result.output
+    with RunStore(home) as runs:
+        assert not runs.list(kind="assess")
+
+
+def test_cli_resume_refuses_options_the_run_fixes(home: Path) -> None:
+    args = ["assess", "--resume", "assess-any", "--metrics", "logme", "--layers", "all", "--home", str(home)]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2 and "drop --metrics, --layers" in result.output
+
+
+def test_repeated_candidates_are_assessed_once(home: Path) -> None:
+    entries = assess_module.resolve_candidates(Catalog(home), [MOBILENET, MOBILENET], None, top=5)
+    assert [e.id for e in entries] == [MOBILENET]
+
+
+def test_scored_candidates_without_a_probe_say_why_there_is_no_recommendation() -> None:
+    from zooprobe.cli.assess import render_assessment
+
+    doc = {"model": MOBILENET, "status": "done", "rank": 1, "input_check": {"status": "compatible"}, "scores": {}}
+    text = render_assessment("assess-x", [doc], {"recommended": None, "caveats": [], "seconds": 1.0})
+    assert "add probe_accuracy to --metrics" in text and "no candidate could be assessed" not in text

@@ -332,6 +332,28 @@ def test_bad_arguments_exit_2_with_one_line(weights: Path, args: list[str], mess
     assert message in result.output and "Traceback" not in result.output
 
 
+def test_weights_missing_offline_are_a_one_line_error(
+    weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from huggingface_hub import constants
+
+    # an empty Hugging Face cache, offline (huggingface_hub read the variables at import already)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    args = ["finetune", "--data", "sklearn:digits", "--model", "timm:resnet18.a1_in1k", "--strategy", "head"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2, result.output
+    assert "cannot load 'timm:resnet18.a1_in1k'" in result.output and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_resume_refuses_options_the_run_fixes(weights: Path) -> None:
+    result = CliRunner().invoke(cli, ["finetune", "--resume", "finetune-any", "--epochs", "9", "--lr", "0.1"])
+    assert result.exit_code == 2
+    assert "drop --epochs, --lr" in result.output
+
+
 def test_resume_of_an_unknown_run_names_recent_runs(weights: Path) -> None:
     result = CliRunner().invoke(cli, ["finetune", "--resume", "finetune-nope"])
     assert result.exit_code == 2

@@ -9,6 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
+
+from zooprobe.cli import cli
 
 
 @pytest.mark.slow
@@ -57,3 +60,21 @@ def test_quickstart_runs_the_whole_path_offline_from_empty_caches(tmp_path: Path
     assert len(pretrained) == len(scratch) == 3
     # the headline: the recommended pretrained start ends ahead of training from scratch
     assert pretrained[-1] > scratch[-1] and tune["gain_over_scratch"] > 0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--train-size", "2.5"], "neither a count of examples"),
+        (["--out", "{blocker}/reports"], "cannot create the report folder"),
+    ],
+)
+def test_bad_options_fail_before_any_work(tmp_path: Path, args: list[str], message: str) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    home = tmp_path / "home"
+    args = [a.format(blocker=blocker) for a in args]
+    result = CliRunner().invoke(cli, ["quickstart", "--home", str(home), *args])
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "Traceback" not in result.output
+    assert not (home / "catalog.sqlite3").exists()  # failed before step 1

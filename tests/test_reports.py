@@ -7,8 +7,10 @@ import base64
 import csv
 import io
 import json
+import os
 import re
 import shutil
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -371,6 +373,29 @@ def test_unknown_run_and_unknown_data_exit_2(both_runs: tuple[str, str]) -> None
     assert code == 2 and "choose the runs one way" in out
     code, out = run_cli("report", "--format", "pdf")
     assert code == 2 and "'pdf' is not one of 'md', 'html', 'csv', 'json'" in out
+
+
+def test_an_unwritable_out_is_one_line_and_changes_nothing(both_runs: tuple[str, str], tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("mine")
+    code, out = run_cli("report", "--latest", "--format", "json", "--out", str(blocker / "report.json"))
+    assert code == 2 and "Traceback" not in out and len(out.strip().splitlines()) == 1
+    assert str(blocker) in out and blocker.read_text() == "mine"
+
+
+def test_written_reports_get_ordinary_permissions_and_keep_an_existing_files(tmp_path: Path) -> None:
+    from zooprobe.reports import write_atomic
+
+    mask = os.umask(0o022)
+    os.umask(mask)
+    fresh = tmp_path / "fresh.md"
+    write_atomic(fresh, "new")
+    assert stat.S_IMODE(fresh.stat().st_mode) == 0o666 & ~mask
+    shared = tmp_path / "shared.md"
+    shared.write_text("old")
+    shared.chmod(0o664)
+    write_atomic(shared, "new")
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o664 and shared.read_text() == "new"
 
 
 # --- the HTML report in a real browser ---------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import click
@@ -17,6 +18,13 @@ class _Root(click.Group):
             return super().invoke(ctx)
         except ZooprobeError as exc:
             raise UserError(str(exc)) from None
+        except OSError as exc:
+            # an unwritable --out or --home, a full disk: one line naming the path; the traceback
+            # only with ZOOPROBE_DEBUG=1
+            if os.environ.get("ZOOPROBE_DEBUG") or exc.strerror is None:
+                raise
+            where = f": {exc.filename}" if exc.filename else ""
+            raise UserError(f"{exc.strerror}{where}; check the path and its permissions") from None
 
 
 @click.group(cls=_Root)

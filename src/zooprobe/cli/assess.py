@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from ._common import home_option
+from ._resume import refuse_options_with_resume
 
 
 def _csv(value: str | None) -> list[str] | None:
@@ -42,7 +43,7 @@ def _csv(value: str | None) -> list[str] | None:
 )
 @click.option(
     "--budget",
-    type=float,
+    type=click.FloatRange(min=0, min_open=True),
     metavar="SECONDS",
     help="Stop starting new candidates after this long; resume the run later.",
 )
@@ -107,8 +108,14 @@ def assess(
     from ..evaluator.assess import AssessError
     from ..evaluator.assess import assess as run_assessment
 
-    if bool(models) == bool(query) and not resume:
-        raise AssessError("pass exactly one of --models ID,ID,... or --query 'SEARCH FILTERS'")
+    if resume:
+        fixed = ["models", "query", "top", "metrics", "layers", "budget", "resolution", "folds", "seed"]
+        refuse_options_with_resume(click.get_current_context(), [*fixed, "trust_remote_code"])
+    else:
+        if data is None:
+            raise AssessError("pass --data DATA (or --resume RUN to continue an interrupted assessment)")
+        if bool(models) == bool(query):
+            raise AssessError("pass exactly one of --models ID,ID,... or --query 'SEARCH FILTERS'")
     result = run_assessment(
         data,
         _csv(models),
@@ -180,6 +187,11 @@ def render_assessment(run_id: str, candidates: list[dict[str, Any]], summary: di
             f" (expected accuracy {rec['expected_accuracy']:.3f} ± {rec['uncertainty']:.3f})"
         )
         lines.append(f"Evidence: {rec['evidence']}")
+    elif any(doc["status"] == "done" for doc in candidates):
+        lines.append(
+            "No recommendation: the strategy is read off the linear probe's layer profile;"
+            " add probe_accuracy to --metrics."
+        )
     else:
         lines.append("No recommendation: no candidate could be assessed (see the reasons above).")
     for caveat in summary.get("caveats", []):

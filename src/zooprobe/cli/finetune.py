@@ -9,11 +9,12 @@ import click
 
 from ..errors import ZooprobeError
 from ._common import home_option
+from ._resume import refuse_options_with_resume
 
 _HEADERS = ("Epoch", "Train Loss", "Validation Loss", "Accuracy", "Balanced Acc", "Time")
 
 
-def _train_size(_ctx: click.Context, _param: click.Parameter, value: str | None) -> float | None:
+def parse_train_size(_ctx: click.Context, _param: click.Parameter, value: str | None) -> float | None:
     if value is None:
         return None
     try:
@@ -41,7 +42,7 @@ def _train_size(_ctx: click.Context, _param: click.Parameter, value: str | None)
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the split, the init and the order.")
 @click.option(
-    "--train-size", callback=_train_size, metavar="N|FRACTION", help="Keep N training examples, or a fraction."
+    "--train-size", callback=parse_train_size, metavar="N|FRACTION", help="Keep N training examples, or a fraction."
 )
 @click.option("--resolution", type=click.IntRange(min=8), metavar="PX", help="Square input size in pixels.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
@@ -86,6 +87,9 @@ def finetune_cmd(
     """
     from ..evaluator.finetune import epochs_table_rows, finetune
 
+    if resume is not None:
+        fixed = ["data", "model", "strategy", "epochs", "baseline", "lr", "batch_size", "seed", "train_size"]
+        refuse_options_with_resume(click.get_current_context(), [*fixed, "resolution", "on_error", "trust_remote_code"])
     if resume is None and (data is None or model is None or strategy is None):
         raise ZooprobeError("finetune needs --data, --model and --strategy (or --resume RUN to continue a run)")
     result = finetune(

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
 import click
 
 from ..registry.store import default_home
-from ._common import home_option
+from ._common import UserError, home_option
+from .finetune import parse_train_size
 
 
 def _step(number: int, text: str) -> None:
@@ -24,7 +26,7 @@ def _step(number: int, text: str) -> None:
 @click.option("--epochs", type=click.IntRange(min=1), default=3, show_default=True, help="Fine-tuning epochs.")
 @click.option(
     "--train-size",
-    type=float,
+    callback=parse_train_size,
     metavar="N|FRACTION",
     help="Fine-tune on this many (or this fraction of) training examples.",
 )
@@ -68,6 +70,13 @@ def quickstart(
 
     started = time.perf_counter()
     home = home or default_home()
+    reports = out or home / "reports"
+    try:  # before minutes of work, not at step 5
+        reports.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create the report folder {reports}: {exc.strerror}; pass a writable --out") from None
+    if not os.access(reports, os.W_OK):
+        raise UserError(f"the report folder {reports} is not writable; pass a writable --out")
     if resolution is None and data == "sklearn:digits":
         resolution = 64  # 8x8 digits gain nothing from 224 px, and CPU time drops ~12x
     _step(1, "catalog")
@@ -121,7 +130,7 @@ def quickstart(
         click.echo(f"  {arm}: validation accuracy by epoch {accuracies}", err=True)
 
     _step(5, "reports")
-    folder = out or home / "reports"
+    folder = reports
     with open_store_readonly(home) as store:
         report = build_report(store, [assessment.run_id, result.run_id])
     written = []

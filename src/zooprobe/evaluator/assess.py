@@ -369,7 +369,11 @@ def resolve_candidates(
     ``"mobilenet --max-params 10M --sort=-top1"``.
     """
     if models:
-        return [model if isinstance(model, Entry) else catalog.get(model) for model in models]
+        # a repeated id would be assessed twice and ranked against itself
+        unique: dict[str, str | Entry] = {}
+        for model in models:
+            unique.setdefault(model if isinstance(model, str) else model.id, model)
+        return [model if isinstance(model, Entry) else catalog.get(model) for model in unique.values()]
     if not query:
         raise AssessError("no candidates: pass --models ID,ID,... or --query 'SEARCH FILTERS' --top K")
     return catalog.search(parse_query(query, top))
@@ -384,7 +388,11 @@ def parse_query(query: str, top: int) -> Query:
     from ..cli.search import query_from_params, search
 
     try:
-        context = search.make_context("search", shlex.split(query), resilient_parsing=False)
+        words = shlex.split(query)
+    except ValueError as exc:  # an unbalanced quote
+        raise AssessError(f"bad --query {query!r}: {exc}; balance the quotes inside it") from None
+    try:
+        context = search.make_context("search", words, resilient_parsing=False)
     except click.UsageError as exc:
         raise AssessError(
             f"bad --query {query!r}: {exc.format_message()}; use the options of 'zooprobe search'"
@@ -488,6 +496,10 @@ def assess(
             raise InvalidChoiceError("metric", name, list(available))
     if layers not in ("auto", "all") and isinstance(layers, str):
         layers = [name.strip() for name in layers.split(",") if name.strip()]
+    if not layers:
+        raise AssessError("no cut points given to score; pass layers 'auto', 'all' or names separated by commas")
+    if budget is not None and not budget > 0:
+        raise AssessError(f"budget {budget:g} s leaves no time to assess anything; give a positive number of seconds")
     with Catalog(home) as catalog:
         from ..registry.sync import sync_if_empty
 
@@ -543,8 +555,8 @@ def assess(
                 data_hash=data_hash,
                 versions=library_versions("torch", "torchvision", "timm", "keras", "numpy", "scikit-learn"),
             )
+    say.say(f"{'resuming' if resumed else 'started'} assessment {run.id} (if interrupted: --resume {run.id})")
     if resumed:
-        say.say(f"resuming assessment {run.id}")
         config = run.config
         trust_remote_code = bool(config.get("trust_remote_code", False))
         entries = [e for e in entries if e.id in config["models"]]

@@ -40,7 +40,7 @@ ACCEPTED_SPECS = (
     "a .npz file with arrays x (N,H,W[,C]) and y (N,)",
     "a Hugging Face datasets directory written by save_to_disk",
 )
-_SKIP_HINT = "or pass on_error='skip' to drop it"
+_SKIP_HINT = "or drop it with --on-error skip (on_error='skip' from Python)"
 _HASH_CHUNK = 1 << 20
 
 

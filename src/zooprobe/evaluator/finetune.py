@@ -235,7 +235,13 @@ def finetune(
         if dataset.modality != "image":
             raise ZooprobeError(f"dataset '{data}' holds {dataset.modality}; fine-tuning needs an image dataset")
         data_hash = dataset.content_hash()
-        backbone = load(model, str(home) if home is not None else None, trust_remote_code=trust_remote_code)
+        try:
+            backbone = load(model, str(home) if home is not None else None, trust_remote_code=trust_remote_code)
+        except (OSError, RuntimeError, ValueError) as exc:  # as assess reports them: weights absent offline, corrupt
+            if isinstance(exc, ZooprobeError):
+                raise
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise ZooprobeError(f"cannot load '{model}': {reason}") from None
         _check_trainable_here(backbone)
         if resolution is not None:
             spec = replace(backbone.entry.input, default_resolution=(resolution, resolution))
@@ -288,6 +294,8 @@ def finetune(
                     "restore it or start a new run"
                 )
             run = store.reopen(run.id)
+        if progress:
+            print(f"finetune run {run.id} (if interrupted: zooprobe finetune --resume {run.id})", file=sys.stderr)
         settings = TrainSettings(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, patience=patience)
         trainer = _Trainer(
             store=store,
