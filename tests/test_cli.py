@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -156,7 +157,11 @@ def test_corrupt_catalog_gives_rebuild_hint(zooprobe_home: Path) -> None:
     zooprobe_home.mkdir(parents=True)
     (zooprobe_home / "catalog.sqlite3").write_bytes(b"garbage" * 500)
     code, out = run("search", "x")
-    assert code == 2 and "zooprobe catalog rebuild" in out
+    assert code == 2 and "run 'zooprobe catalog rebuild' (" in out
+    elsewhere = zooprobe_home.parent / "elsewhere"
+    shutil.copytree(zooprobe_home, elsewhere)
+    code, out = run("search", "x", "--home", str(elsewhere))
+    assert code == 2 and f"run 'zooprobe catalog rebuild --home {elsewhere}'" in out
 
 
 def strict_json(text: str) -> object:

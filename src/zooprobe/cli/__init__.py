@@ -41,7 +41,7 @@ def cli() -> None:
       zooprobe finetune --data ./photos --model ID --strategy recommended --baseline scratch
       zooprobe report --latest --format html
       zooprobe catalog stats
-      zooprobe plugins --json
+      zooprobe plugins --format json
     """
 
 

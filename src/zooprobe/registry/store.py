@@ -28,7 +28,12 @@ from .aliases import derive_aliases
 from .schema import Entry, split_id
 
 DB_NAME = "catalog.sqlite3"
-REBUILD_HINT = "run 'zooprobe catalog rebuild' (the old file is kept beside it as a .bak)"
+
+
+def rebuild_hint(home: Path) -> str:
+    """How to rebuild the catalog at ``home``: with ``--home`` when it is not the default one."""
+    where = "" if home == default_home() else f" --home {home}"
+    return f"run 'zooprobe catalog rebuild{where}' (the old file is kept beside it as a .bak)"
 
 
 def default_home() -> Path:
@@ -259,12 +264,13 @@ class Catalog:
             enable_wal(db)
             version = db.execute("PRAGMA user_version").fetchone()[0]
         except sqlite3.DatabaseError as exc:
-            raise StoreError(f"catalog database {self.path} cannot be read ({exc}); {REBUILD_HINT}") from None
+            hint = rebuild_hint(self.home)
+            raise StoreError(f"catalog database {self.path} cannot be read ({exc}); {hint}") from None
         if version > SCHEMA_VERSION:
             db.close()
             raise StoreError(
                 f"catalog database {self.path} has schema version {version}, newer than this zooprobe "
-                f"understands ({SCHEMA_VERSION}); upgrade zooprobe or {REBUILD_HINT}"
+                f"understands ({SCHEMA_VERSION}); upgrade zooprobe or {rebuild_hint(self.home)}"
             )
         if version < SCHEMA_VERSION:
             self._migrate(db, version)
