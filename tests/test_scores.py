@@ -171,6 +171,14 @@ def test_nce_and_leep_hand_computed() -> None:
     assert scores.leep(probabilities, labels) == pytest.approx(expected_leep)
 
 
+def test_leep_reads_rows_off_by_rounding_as_probabilities() -> None:
+    rng = np.random.default_rng(3)
+    p = rng.dirichlet(np.ones(6), size=40)
+    labels = np.arange(40) % 3
+    rounded = p * (1 + rng.uniform(-5e-4, 5e-4, size=(40, 1)))  # each row's sum off by up to 5e-4
+    assert scores.leep(rounded, labels) == pytest.approx(scores.leep(p, labels), rel=1e-12)
+
+
 def test_nce_and_leep_reject_logits() -> None:
     with pytest.raises(scores.ScoreInputError, match="softmax"):
         scores.leep(np.array([[2.0, -1.0], [0.5, 3.0]]), np.array([0, 1]))

@@ -322,9 +322,10 @@ def _probabilities(probabilities: Any, labels: Any) -> tuple[FloatArray, npt.NDA
             "NCE and LEEP take the source head's class probabilities (rows >= 0 summing to 1);"
             " apply softmax to the logits first"
         )
-    if not np.may_share_memory(p, probabilities):  # a copy already: clip it in place
-        return np.clip(p, 0, None, out=p), y
-    return np.clip(p, 0, None), y
+    # clipped (in place when already a copy) and renormalised: rows within the tolerance above sum to 1
+    p = np.clip(p, 0, None, out=p if not np.may_share_memory(p, probabilities) else None)
+    p /= p.sum(axis=1, keepdims=True)
+    return p, y
 
 
 def nce(probabilities: Any, labels: Any) -> float:
