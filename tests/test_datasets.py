@@ -111,6 +111,27 @@ def test_text_file_named_jpg_is_reported(folder: Path) -> None:
     assert ds.summary()["per_class"] == {"cat": 2, "dog": 2}
 
 
+def test_tiff_images_are_read_and_images_in_subfolders_are_named(folder: Path) -> None:
+    save(folder / "cat" / "e.tif", gradient(8, 8, 3))
+    assert read_dataset(str(folder)).classes == ("cat", "dog") and len(read_dataset(str(folder)).labels) == 5
+    save(folder / "bird" / "2024" / "f.png", gradient(8, 8, 3))
+    with pytest.raises(ZooprobeError, match="images in its subfolders are not read"):
+        read_dataset(str(folder))
+
+
+def test_class_order_does_not_follow_the_hash_seed(tmp_path: Path) -> None:
+    import os
+    import subprocess
+
+    # '1' and '01' are the same number: without a tie-break their order followed set iteration
+    code = "from zooprobe.evaluator.datasets import _sort_classes; print(_sort_classes(['1', '01', '1', '2', '01']))"
+    orders = set()
+    for seed in range(6):
+        env = {**os.environ, "PYTHONHASHSEED": str(seed)}
+        orders.add(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True).stdout.strip())
+    assert orders == {"('01', '1', '2')"}
+
+
 def test_empty_class_folder(folder: Path) -> None:
     (folder / "bird").mkdir()
     (folder / "bird" / "readme.txt").write_text("no images here")

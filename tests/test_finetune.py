@@ -154,6 +154,19 @@ def test_whole_model_trains_but_pretrained_batchnorm_keeps_its_statistics(mobile
     assert not torch.equal(before["features.0.1.running_mean"], model.state_dict()["features.0.1.running_mean"])
 
 
+def test_a_last_batch_of_one_joins_the_one_before() -> None:
+    import torch
+
+    from zooprobe.evaluator.finetune import _Batches
+
+    # BatchNorm in training mode cannot normalise one example: 33 at 16 a batch is 16 + 17, not 16 + 16 + 1
+    for count, sizes in ((33, [16, 17]), (32, [16, 16]), (34, [16, 16, 2]), (1, [1]), (17, [17])):
+        batches = _Batches(torch.zeros(count, 2), torch.arange(count), 16)
+        got = [len(y) for _, y in batches.iterate(shuffle_seed=0)]
+        assert got == sizes and len(batches) == len(sizes)
+        assert sorted(int(v) for _, y in batches.iterate(shuffle_seed=1) for v in y) == list(range(count))
+
+
 def test_learning_rate_warms_up_linearly_then_decays_by_cosine() -> None:
     factors = [lr_factor(step, 20, 0.1) for step in range(20)]
     assert factors[:3] == [0.5, 1.0, 1.0]  # two warm-up steps, then the cosine starts at its peak
@@ -175,6 +188,9 @@ def test_head_trains_on_cached_features_and_leaves_the_body_untouched(weights: P
     assert any((weights / "features").iterdir())
     checkpoint = Path(result.summary["checkpoints"]["head"])
     assert checkpoint.parent == weights / "runs" / result.run_id
+    # the summary names the epoch the best checkpoint holds: the lowest validation loss
+    lowest = min(records, key=lambda r: (r.val_loss, r.epoch)).epoch
+    assert result.summary["arms"]["head"]["checkpoint_epoch"] == lowest and result.summary["seconds"] > 0
     saved = _tensors(checkpoint)
     pretrained = zooprobe.load(MODEL).model.state_dict()
     body = [k for k in pretrained if not k.startswith("classifier.")]
@@ -320,6 +336,7 @@ def test_unknown_cut_point_exits_2_listing_the_valid_ones(weights: Path) -> None
     [
         (["--strategy", "head", "--train-size", "0"], "neither a count of examples"),
         (["--strategy", "head", "--train-size", "2.5"], "neither a count of examples"),
+        (["--strategy", "head", "--train-size", "5000"], "train size 5000 is more than the 1,438 training examples"),
         (["--strategy", "head", "--epochs", "0"], "--epochs"),
         (["--strategy", "head", "--baseline", "imagenet"], "'imagenet' is not 'scratch'"),
         (["--strategy", "wide"], "unknown strategy 'wide'"),

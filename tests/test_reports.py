@@ -154,22 +154,23 @@ def add_finetune(
     arm_epochs: list[tuple[float, float, float]] = CUT_EPOCHS,
     scratch_epochs: list[tuple[float, float, float]] = SCRATCH_EPOCHS,
     finish: bool = True,
+    arm_name: str = CUT_ARM,
 ) -> str:
     config = {
-        "model": MOBILENET, "strategy": CUT_ARM, "arms": [CUT_ARM, "scratch"], "epochs": 3, "baseline": "scratch",
+        "model": MOBILENET, "strategy": arm_name, "arms": [arm_name, "scratch"], "epochs": 3, "baseline": "scratch",
         "lr": 0.002, "batch_size": 32, "seed": 0, "assess_run": assess_run, "train_examples": 200,
         "val_examples": 360,
     }  # fmt: skip
     run = store.create("finetune", DATA, config, data_hash=DATA_HASH, versions={"torch": "2.14.1"})
     arms = {}
-    for arm, rows in ((CUT_ARM, arm_epochs), ("scratch", scratch_epochs)):
+    for arm, rows in ((arm_name, arm_epochs), ("scratch", scratch_epochs)):
         for epoch, (train_loss, val_loss, accuracy) in enumerate(rows, start=1):
             store.put_epoch(run.id, EpochRecord(arm, epoch, train_loss, val_loss, accuracy, accuracy - 0.004, 6.1))
         best = max(range(len(rows)), key=lambda i: rows[i][2])
         arms[arm] = {"final_val_accuracy": rows[-1][2], "best_val_accuracy": rows[best][2],
                      "best_epoch": best + 1, "seconds": 18.3}  # fmt: skip
     if finish:
-        gain = arms[CUT_ARM]["final_val_accuracy"] - arms["scratch"]["final_val_accuracy"]
+        gain = arms[arm_name]["final_val_accuracy"] - arms["scratch"]["final_val_accuracy"]
         store.finish(run.id, {"arms": arms, "gain_over_scratch": gain, "checkpoints": {}})
     return run.id
 
@@ -193,8 +194,8 @@ def test_markdown_has_the_candidate_table_the_comparison_and_the_decision(both_r
     table = [line for line in out.splitlines() if line.startswith("| ")]
     header = next(line for line in table if line.startswith("| Rank |"))
     assert header == (
-        "| Rank | Backbone | Source | Params | MACs | Input check | Data ratio | Probe acc. (± spread) | knn_accuracy"
-        " | logme | hscore | leep | Consensus | Strategy | Cut |"
+        "| Rank | Backbone | Source | Params | Compute | Input check | Data ratio | Probe acc. (± spread)"
+        " | knn_accuracy | logme | hscore | leep | Consensus | Strategy | Cut |"
     )  # probe_balanced_accuracy was not scored in this run, so it has no empty column
     first = next(line for line in table if f"| {MOBILENET} |" in line)
     cells = [c.strip() for c in first.strip("|").split("|")]
@@ -246,6 +247,18 @@ def test_json_carries_the_stored_numbers(both_runs: tuple[str, str]) -> None:
     assert [p["model"] for p in doc["profiles"]] == [MOBILENET, LITE0]
     (decision,) = doc["decisions"]
     assert decision["model"] == MOBILENET and decision["achieved_accuracy"] == 0.893
+
+
+def test_another_strategys_result_neither_confirms_nor_refutes_the_recommendation(store: RunStore) -> None:
+    assess_id = add_assessment(store)  # recommends CUT_ARM for MobileNetV2, expecting 0.947
+    finetune_id = add_finetune(store, assess_id, arm_name="head")
+    code, out = run_cli("report", assess_id, finetune_id, "--format", "json")
+    assert code == 0, out
+    doc = json.loads(out)
+    assert doc["predictions"] == []
+    (decision,) = doc["decisions"]
+    assert decision["finetune_arg"] == CUT_ARM and decision["achieved_accuracy"] is None
+    assert any("with 'head' reached 0.893" in line for line in decision["evidence"])
 
 
 def test_csv_is_one_table_per_kind_of_row(both_runs: tuple[str, str]) -> None:
@@ -307,9 +320,10 @@ def test_a_run_in_progress_is_reported_as_such(store: RunStore) -> None:
     assert code == 0, out
     assert f"In progress: {finetune_id}" in out
     assert f"| {finetune_id} | finetune | {DATA} | in progress |" in out
-    assert "in progress: 2 of 3 epochs written so far" in out
+    assert f"in progress, epochs written so far: {CUT_ARM} 2 of 3, scratch 1 of 3" in out
     assert "| 2 | 0.6120 | 0.8460 | - | - |" in out
-    assert "gain over scratch (final validation accuracy): +0.6150" in out  # from the epochs so far
+    # at the last epoch both arms reached (0.712 - 0.231), not the strategy's epoch 2 against scratch's 1
+    assert "gain over scratch (validation accuracy at epoch 1, the last both arms reached): +0.4810" in out
     code, out = run_cli("report", finetune_id, "--format", "json")
     runs = {run["id"]: run for run in json.loads(out)["runs"]}
     assert runs[finetune_id]["in_progress"] is True and runs[assess_id]["in_progress"] is False

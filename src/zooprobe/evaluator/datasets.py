@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from PIL import Image
 
 OnError = Literal["skip", "fail"]
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 ACCEPTED_SPECS = (
     "'sklearn:digits'",
     "an image folder root/<class>/<image>.{jpg,jpeg,png,bmp,gif,webp}",
@@ -261,7 +261,8 @@ def _sort_classes(names: Iterable[str]) -> tuple[str, ...]:
     """Numeric order when every name is an integer ('2' before '10'), else string order."""
     unique = set(names)
     try:
-        return tuple(sorted(unique, key=int))
+        # the name breaks ties ('1' and '01'): set order would follow the hash seed
+        return tuple(sorted(unique, key=lambda name: (int(name), name)))
     except ValueError:
         return tuple(sorted(unique))
 
@@ -397,10 +398,12 @@ def _read_folder(root: Path, problems: _Problems) -> Dataset:
             if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
         )
         if not files:
+            nested = any(p.is_dir() and not p.name.startswith(".") for p in class_dir.iterdir())
             problems.report(
                 str(class_dir),
-                f"empty class folder (no {', '.join(IMAGE_EXTENSIONS)} files)",
-                "add images to it or remove it",
+                f"empty class folder (no {', '.join(IMAGE_EXTENSIONS)} files"
+                + (" directly in it; images in its subfolders are not read)" if nested else ")"),
+                "move the images up into it or remove it" if nested else "add images to it or remove it",
             )
         for file in files:
             example = _probe(file, str(file), class_dir.name, problems)

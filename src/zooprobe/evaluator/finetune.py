@@ -422,6 +422,12 @@ def split_indices(
     train_idx, val_idx = stratified_split(dataset, VAL_FRACTION, seed)
     if train_size is None:
         return train_idx, val_idx
+    if train_size > len(train_idx):
+        raise ZooprobeError(
+            f"train size {train_size:g} is more than the {len(train_idx):,} training examples of '{dataset.name}'"
+            f" ({len(dataset.labels):,} less the validation split); pass at most {len(train_idx)}, or a fraction"
+            " such as 0.5"
+        )
     fraction = train_size if train_size < 1 else min(1.0, train_size / len(train_idx))
     rng = np.random.default_rng(seed)
     kept = []
@@ -438,7 +444,8 @@ def _summary(outcomes: dict[str, dict[str, Any]], strategy_arm: str) -> dict[str
     gain = None
     if SCRATCH in outcomes:
         gain = outcomes[strategy_arm]["final_val_accuracy"] - outcomes[SCRATCH]["final_val_accuracy"]
-    return {"arms": arms, "gain_over_scratch": gain, "checkpoints": checkpoints}
+    seconds = sum(float(outcome.get("seconds") or 0.0) for outcome in outcomes.values())
+    return {"arms": arms, "gain_over_scratch": gain, "checkpoints": checkpoints, "seconds": seconds}
 
 
 # --- models -----------------------------------------------------------------------------------------
@@ -589,7 +596,16 @@ class _Batches:
         self.batch_size = batch_size
 
     def __len__(self) -> int:
-        return math.ceil(len(self.labels) / self.batch_size)
+        return len(self._starts())
+
+    def _starts(self) -> list[int]:
+        """Where each batch starts. A last batch of one example joins the one before it: BatchNorm in
+        training mode cannot normalise a single example's 1 x 1 feature map."""
+        count = len(self.labels)
+        starts = list(range(0, count, self.batch_size))
+        if len(starts) > 1 and count - starts[-1] == 1:
+            starts.pop()
+        return starts
 
     def iterate(self, shuffle_seed: int | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         import torch
@@ -599,8 +615,9 @@ class _Batches:
             order = torch.arange(count)
         else:
             order = torch.randperm(count, generator=torch.Generator().manual_seed(shuffle_seed))
-        for start in range(0, count, self.batch_size):
-            chosen = order[start : start + self.batch_size]
+        starts = self._starts()
+        for start, end in zip(starts, [*starts[1:], count], strict=True):
+            chosen = order[start:end]
             yield self.inputs[chosen], self.labels[chosen]
 
 
@@ -818,11 +835,14 @@ class _Trainer:
     def _outcome(self, arm: str, checkpoint: Path) -> dict[str, Any]:
         records = self.store.epochs(self.run_id, arm)
         best = max(records, key=lambda r: (r.val_accuracy or 0.0, -r.epoch))
+        # the best checkpoint holds the epoch of lowest validation loss (the early-stopping criterion)
+        kept = min(records, key=lambda r: (r.val_loss if r.val_loss is not None else math.inf, r.epoch))
         best_file = checkpoint.with_name(f"{_slug(arm)}.best.safetensors")
         return {
             "final_val_accuracy": records[-1].val_accuracy,
             "best_val_accuracy": best.val_accuracy,
             "best_epoch": best.epoch,
+            "checkpoint_epoch": kept.epoch if best_file.exists() else None,
             "seconds": sum(r.seconds or 0.0 for r in records),
             "checkpoint": str(best_file) if best_file.exists() else None,
         }
@@ -998,6 +1018,8 @@ def _atomic_save(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[st
     temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         save_file(tensors, str(temp), metadata=metadata)
+        with open(temp, "rb") as written:  # on disk before the rename, or a crash can leave a torn file
+            os.fsync(written.fileno())
         os.replace(temp, path)
     finally:
         temp.unlink(missing_ok=True)

@@ -112,6 +112,7 @@ class Arm:
     final_val_accuracy: float | None
     best_val_accuracy: float | None
     best_epoch: int | None
+    checkpoint_epoch: int | None = None  # the epoch whose weights the best checkpoint holds
 
     @property
     def is_scratch(self) -> bool:
@@ -429,6 +430,7 @@ def _finetune(run: Run, store: RunStore) -> FinetuneComparison:
                 if stored
                 else (best.val_accuracy if best else None),
                 best_epoch=stored.get("best_epoch") if stored else (best.epoch if best else None),
+                checkpoint_epoch=stored.get("checkpoint_epoch"),
             )
         )
     gain = _number((run.summary or {}).get("gain_over_scratch"))
@@ -445,9 +447,13 @@ def _finetune(run: Run, store: RunStore) -> FinetuneComparison:
         gain_over_scratch=gain,
     )
     if gain is None and comparison.strategy_arm and comparison.scratch_arm:
-        final, scratch = comparison.strategy_arm.final_val_accuracy, comparison.scratch_arm.final_val_accuracy
-        if final is not None and scratch is not None:
-            return replace(comparison, gain_over_scratch=final - scratch)
+        # In progress: compare the two arms at the last epoch both have reached, not at their own latest.
+        ours = {r.epoch: r.val_accuracy for r in comparison.strategy_arm.epochs if r.val_accuracy is not None}
+        theirs = {r.epoch: r.val_accuracy for r in comparison.scratch_arm.epochs if r.val_accuracy is not None}
+        common = set(ours) & set(theirs)
+        if common:
+            epoch = max(common)
+            return replace(comparison, gain_over_scratch=ours[epoch] - theirs[epoch])
     return comparison
 
 
@@ -468,6 +474,7 @@ def _predictions(
             and row.expected_accuracy is not None
             and (row.run_id == tune.assess_run or _data_key(by_id[row.run_id]) == data_key)
         ]
+        matches = [row for row in matches if row.finetune_arg in (None, arm.name)]  # the same strategy only
         if not matches:
             continue
         # Prefer the assessment the fine-tuning followed, else the latest on the same data.
@@ -546,7 +553,8 @@ def _decision(
                     " training from scratch; the pretrained features do not suit this data (domain mismatch)"
                 )
         evidence.append(line + f" (run {tune.run_id})")
-        if model is None or tune.model == model:
+        # only the recommended strategy's own result confirms or refutes its expected accuracy
+        if model is None or (tune.model == model and finetune_arg in (None, arm.name)):
             if model is None:
                 model, finetune_arg, strategy = tune.model, arm.name, arm.name.split(":")[0]
             achieved, gain = arm.final_val_accuracy, tune.gain_over_scratch

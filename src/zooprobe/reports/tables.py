@@ -83,7 +83,7 @@ def _strategy(row: CandidateRow) -> str:
 
 
 def candidates_table(candidates: Sequence[CandidateRow], metrics: Sequence[str], with_run: bool) -> Table:
-    headers = ["Rank", "Backbone", "Source", "Params", "MACs", "Input check", "Data ratio", "Probe acc. (± spread)"]
+    headers = ["Rank", "Backbone", "Source", "Params", "Compute", "Input check", "Data ratio", "Probe acc. (± spread)"]
     headers += [*metrics, "Consensus", "Strategy", "Cut"]
     rows = []
     for row in candidates:
@@ -129,15 +129,22 @@ def finetune_lines(comparison: FinetuneComparison) -> list[str]:
     lines = []
     for arm in comparison.arms:
         best = f", best {number(arm.best_val_accuracy, 4)} at epoch {arm.best_epoch}" if arm.best_epoch else ""
+        if arm.checkpoint_epoch:
+            best += f"; best checkpoint: epoch {arm.checkpoint_epoch} (lowest validation loss)"
         lines.append(f"{arm.name}: final validation accuracy {number(arm.final_val_accuracy, 4)}{best}")
     if comparison.gain_over_scratch is not None:
-        lines.append(f"gain over scratch (final validation accuracy): {signed(comparison.gain_over_scratch, 4)}")
+        basis = "final validation accuracy"
+        ours, theirs = comparison.strategy_arm, comparison.scratch_arm
+        if comparison.status == "running" and ours is not None and theirs is not None:
+            common = {r.epoch for r in ours.epochs} & {r.epoch for r in theirs.epochs}
+            basis = f"validation accuracy at epoch {max(common, default=0)}, the last both arms reached"
+        lines.append(f"gain over scratch ({basis}): {signed(comparison.gain_over_scratch, 4)}")
     elif comparison.scratch_arm is None:
         lines.append("no scratch baseline in this run (rerun with --baseline scratch to measure the gain)")
     if comparison.status == "running":
         planned = f" of {comparison.epochs_planned}" if comparison.epochs_planned else ""
-        done = max((len(arm.epochs) for arm in comparison.arms), default=0)
-        lines.append(f"in progress: {done}{planned} epochs written so far")
+        done = ", ".join(f"{arm.name} {len(arm.epochs)}{planned}" for arm in comparison.arms)
+        lines.append(f"in progress, epochs written so far: {done or 'none'}")
     return lines
 
 
