@@ -335,7 +335,9 @@ def test_an_assessment_in_progress_shows_pending_candidates(store: RunStore) -> 
     assert code == 0, out
     assert f"In progress: {assess_id}" in out
     assert f"No recommendation yet for {DATA}." in out
-    assert "still in progress: its numbers are partial" in out
+    assert "still in progress: its numbers are partial (last written " in out
+    # a killed process leaves the run 'running' as well: the caveat says how to finish it
+    assert f"s ago; if its process is gone, finish it with zooprobe assess --resume {assess_id})" in out
 
 
 def test_negative_transfer_is_a_caveat(store: RunStore) -> None:

@@ -497,6 +497,17 @@ def _predictions(
     return checks
 
 
+def _age(seconds: float) -> str:
+    """A duration for people: 45 s, 12 min, 3.5 h, 2.0 days."""
+    if seconds < 90:
+        return f"{max(seconds, 0):.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 48 * 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
 def _data_key(run: Run) -> str:
     return run.data_hash or run.data
 
@@ -519,7 +530,12 @@ def _decision(
     caveats: list[str] = []
     for run in group:
         if run.status == "running":
-            caveats.append(f"{run.kind} run {run.id} is still in progress: its numbers are partial")
+            # A killed process leaves its run 'running' too: the age of its last write tells them apart.
+            caveats.append(
+                f"{run.kind} run {run.id} is still in progress: its numbers are partial (last written"
+                f" {_age(time.time() - run.updated)} ago; if its process is gone, finish it with"
+                f" zooprobe {run.kind} --resume {run.id})"
+            )
         elif run.status == "failed":
             caveats.append(f"{run.kind} run {run.id} failed: {run.error or 'no error recorded'}")
     assessments = [run for run in group if run.kind == "assess"]
