@@ -105,3 +105,29 @@ def test_source_without_loader_says_so() -> None:
     entry = zooprobe.Entry(source="listing", name="net.v1", architecture="net")
     with pytest.raises(SourceUnavailableError, match="source 'listing' lists 'listing:net.v1' but cannot load weights"):
         ListingOnly().load(entry)
+
+
+@pytest.mark.parametrize("family", ["torchvision", "timm"])
+def test_swin_blocks_are_pooled_over_height_and_width(family: str) -> None:
+    # Swin blocks output (N, H, W, C): pooling dims (2, 3) gave one number per image row, not channel vectors.
+    import timm
+    import torch
+    import torchvision
+
+    from zooprobe.evaluator.backbone import Backbone, block_cut_points, last_linear
+    from zooprobe.plugins.timm_source import classifier_of
+    from zooprobe.registry.schema import Entry, InputSpec
+
+    torch.manual_seed(0)
+    if family == "torchvision":
+        model, widths = torchvision.models.swin_t(weights=None).eval(), {"features.0": 96, "features.5": 384}
+        classifier = last_linear(model)
+    else:
+        model, widths = timm.create_model("swin_tiny_patch4_window7_224").eval(), {"patch_embed": 96, "layers.2": 384}
+        classifier = classifier_of(model)
+    entry = Entry(source="x", name="swin", architecture="swin", input=InputSpec(default_resolution=(224, 224)))
+    backbone = Backbone(entry=entry, model=model, cut_points=block_cut_points(model, classifier), classifier=classifier)
+    features = backbone.extract(torch.rand(2, 3, 224, 224), [*widths, "norm", "pre_logits"])
+    assert {layer: features[layer].shape[1] for layer in widths} == widths
+    # the pooled final norm is what the head reads
+    assert torch.allclose(features["norm"], features["pre_logits"], atol=1e-5)

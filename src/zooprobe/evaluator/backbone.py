@@ -26,18 +26,33 @@ class _StopForward(Exception):
     """Raised by the hook of the deepest requested cut point: nothing after it needs computing."""
 
 
-def pool(output: Any) -> torch.Tensor:
-    """One vector per example: mean over H, W for (N, C, H, W), over tokens for (N, L, C)."""
+def pool(output: Any, channels_last: bool = False) -> torch.Tensor:
+    """One vector per example: mean over H, W for (N, C, H, W) — or (N, H, W, C) with
+    ``channels_last`` — and over tokens for (N, L, C)."""
     import torch
 
     if isinstance(output, tuple | list):
         output = output[0]
     assert isinstance(output, torch.Tensor)
     if output.ndim == 4:
-        return output.mean(dim=(2, 3))
+        return output.mean(dim=(1, 2) if channels_last else (2, 3))
     if output.ndim == 3:
         return output.mean(dim=1)
     return output.flatten(1)
+
+
+def blocks_output_channels_last(model: Any) -> bool:
+    """Whether the model's blocks output (N, H, W, C) maps: Swin-style transformers. timm marks them
+    with ``output_fmt = 'NHWC'``; torchvision's SwinTransformer permutes to (N, C, H, W) only in front
+    of its pooling, after the last cut point before ``pre_logits``."""
+    layout = getattr(model, "output_fmt", None)
+    if str(getattr(layout, "value", layout)) == "NHWC":
+        return True
+    try:
+        from torchvision.models import SwinTransformer
+    except ImportError:
+        return False
+    return isinstance(model, SwinTransformer)
 
 
 @dataclass
@@ -132,10 +147,11 @@ class Backbone:
         modules = dict(self.model.named_modules())
         captured: dict[str, torch.Tensor] = {}
         handles = []
+        channels_last = blocks_output_channels_last(self.model)
 
         def make_hook(name: str) -> Any:
             def hook(_module: torch.nn.Module, inputs: Any, output: Any = None) -> None:
-                captured[name] = pool(inputs if name == PRE_LOGITS else output)
+                captured[name] = pool(inputs if name == PRE_LOGITS else output, channels_last)
                 if name == deepest:
                     raise _StopForward
 

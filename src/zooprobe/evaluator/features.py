@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..registry.store import default_home
-from .backbone import Backbone, pick_device
+from .backbone import Backbone, blocks_output_channels_last, pick_device
 from .datasets import Dataset
 
 if TYPE_CHECKING:
@@ -37,7 +37,8 @@ def cache_key(backbone: Backbone, dataset: Dataset, layer: str, dataset_hash: st
         "preprocessing": asdict(entry.input),
         "dataset": dataset_hash or dataset.content_hash(),
         "layer": layer,
-        "pooling": "mean",
+        # channels-last blocks were once pooled over W and C: their features get keys of their own
+        "pooling": "mean over H, W of (N, H, W, C)" if blocks_output_channels_last(backbone.model) else "mean",
     }
     return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
 
