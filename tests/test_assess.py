@@ -434,3 +434,19 @@ def test_scored_candidates_without_a_probe_say_why_there_is_no_recommendation() 
     doc = {"model": MOBILENET, "status": "done", "rank": 1, "input_check": {"status": "compatible"}, "scores": {}}
     text = render_assessment("assess-x", [doc], {"recommended": None, "caveats": [], "seconds": 1.0})
     assert "add probe_accuracy to --metrics" in text and "no candidate could be assessed" not in text
+
+
+def test_loading_keeps_the_preprocessing_the_loader_found() -> None:
+    # an hf: listing of a timm repo has no input spec; the loader reads it from the weights' config
+    import torch
+
+    listed = Entry(source="hf", name="timm/some.model", architecture="some", modality="image",
+                   input=InputSpec(channels=3))  # fmt: skip
+    found = InputSpec(channels=1, default_resolution=(96, 96), mean=(0.5,) * 3, std=(0.25,) * 3, crop_pct=0.95)
+
+    def loader(entry: Entry) -> Backbone:
+        return Backbone(dataclasses.replace(entry, input=found), torch.nn.Identity(), ["pre_logits"], None)
+
+    loaded = assess_module._load(listed, None, loader).entry.input
+    assert loaded == dataclasses.replace(found, channels=3)  # the catalog's own facts win
+    assert assess_module._load(listed, 64, loader).entry.input.default_resolution == (64, 64)

@@ -21,7 +21,7 @@ import math
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -638,7 +638,10 @@ def _load(
     else:
         backbone = loader(entry)
     pinned = backbone.entry
-    backbone.entry = _at_resolution(entry, resolution)
+    # The loader may know preprocessing the catalog lacks (an hf: timm repo's pretrained_cfg, the
+    # resolution a TF-Hub model declares): keep the catalog's facts, fill its gaps from the loader's.
+    gaps = {f.name: getattr(pinned.input, f.name) for f in fields(entry.input) if getattr(entry.input, f.name) is None}
+    backbone.entry = _at_resolution(replace(entry, input=replace(entry.input, **gaps)), resolution)
     if trust_remote_code:  # keep the commit the source pinned the code to
         backbone.entry = replace(backbone.entry, source_version=pinned.source_version, provenance=pinned.provenance)
     return backbone
