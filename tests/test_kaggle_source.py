@@ -193,3 +193,32 @@ def test_unsupported_framework_names_the_loadable_ones(tmp_path: Path) -> None:
     _fill_cache(tmp_path / "kagglehub", handle)
     with pytest.raises(KaggleError, match="loadable: tensorFlow1, tensorFlow2, keras, pyTorch"):
         KaggleSource().load(_entry(handle))
+
+
+def test_timm_layout_loads_the_downloaded_weights_whatever_its_config_names(tmp_path: Path) -> None:
+    # config.json's pretrained_cfg may set preprocessing; a 'file' or 'url' in it must not redirect the load
+    import json
+
+    import timm
+    import torch
+    from safetensors.torch import save_file
+
+    from zooprobe.plugins.kaggle_source import _load_timm_layout
+
+    torch.manual_seed(1)
+    original = timm.create_model("resnet18", num_classes=4)
+    save_file({k: v.contiguous() for k, v in original.state_dict().items()}, tmp_path / "model.safetensors")
+    decoy = tmp_path / "elsewhere" / "other.safetensors"
+    decoy.parent.mkdir()
+    save_file({k: torch.zeros_like(v) for k, v in original.state_dict().items()}, decoy)
+    config = {
+        "architecture": "resnet18",
+        "num_classes": 4,
+        "pretrained_cfg": {"file": str(decoy), "url": "http://127.0.0.1:9/x.pth", "mean": [0.5, 0.5, 0.5]},
+    }
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    entry = Entry(source="kaggle", name="someone/net/pyTorch/v1/1", architecture="resnet18")
+    loaded = _load_timm_layout(tmp_path, entry).model
+    assert torch.equal(loaded.conv1.weight, original.conv1.weight)
+    assert torch.equal(loaded.fc.weight, original.fc.weight)  # a 4-class head, kept, not re-initialised
+    assert loaded.pretrained_cfg["mean"] == [0.5, 0.5, 0.5]

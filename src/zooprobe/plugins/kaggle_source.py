@@ -54,6 +54,10 @@ FRAMEWORKS = {
 LOADABLE = ("tensorFlow1", "tensorFlow2", "keras", "pyTorch")
 
 
+# timm pretrained_cfg keys that say where weights load from
+WEIGHT_LOCATION_KEYS = frozenset({"file", "url", "hf_hub_id", "hf_hub_filename", "source", "state_dict", "custom_load"})
+
+
 class KaggleError(ZooprobeError):
     """A Kaggle handle that cannot be downloaded or loaded."""
 
@@ -279,15 +283,15 @@ def _load_timm_layout(path: Path, entry: Entry) -> Backbone:
     from ..evaluator.backbone import block_cut_points
     from .timm_source import classifier_of
 
-    overlay = {
-        "file": str(weights[0]),
-        **{k: v for k, v in config.get("pretrained_cfg", {}).items() if k != "hf_hub_id"},
-    }
+    # The repository's config may describe preprocessing, never where the weights come from: only
+    # the safetensors file just downloaded loads (not a URL, a hub id or another path it names).
+    overlay = {k: v for k, v in config.get("pretrained_cfg", {}).items() if k not in WEIGHT_LOCATION_KEYS}
+    overlay["file"] = str(weights[0])
+    num_classes = config.get("num_classes", overlay.get("num_classes", 1000))
+    # the file's head has num_classes outputs: timm re-initialises a head whose size differs from the cfg's
+    overlay["num_classes"] = num_classes
     model = timm.create_model(
-        config["architecture"],
-        pretrained=True,
-        pretrained_cfg_overlay=overlay,
-        num_classes=config.get("num_classes", 1000),
+        config["architecture"], pretrained=True, pretrained_cfg_overlay=overlay, num_classes=num_classes
     ).eval()
     head = classifier_of(model)
     classifier = head if isinstance(head, torch.nn.Module) else None
