@@ -115,11 +115,18 @@ def _results() -> dict[str, list[dict[str, str]]]:
 
 
 @cache
-def _bench() -> dict[str, dict[str, str]]:
-    rows: dict[str, dict[str, str]] = {}
+def _bench() -> dict[str, list[dict[str, str]]]:
+    rows: dict[str, list[dict[str, str]]] = {}
     for row in csv.DictReader(_data_text(BENCH_CSV).splitlines()):
-        rows.setdefault(row["model"], row)
+        rows.setdefault(row["model"], []).append(row)
     return rows
+
+
+def _bench_at(name: str, arch: str, size: int) -> dict[str, str] | None:
+    """The benchmark row of ``name`` (else of its architecture) measured nearest to ``size`` pixels:
+    the table runs some models at several sizes, smallest first, and MACs grow with the pixel count."""
+    rows = [row for row in _bench().get(name) or _bench().get(arch) or [] if row.get("infer_gmacs")]
+    return min(rows, key=lambda row: abs(int(row["infer_img_size"]) - size), default=None)
 
 
 @cache
@@ -234,8 +241,8 @@ class TimmSource(Source):
                 metrics.append(ReportedMetric("imagenet-1k", "top5", float(row["top5"]), res))
                 prov["metrics"] = "timm results-imagenet.csv (commit aa4b585)"
             compute = None
-            bench = _bench().get(full_name) or _bench().get(arch)
-            if bench and bench.get("infer_gmacs"):
+            bench = _bench_at(full_name, arch, h)
+            if bench is not None:
                 compute = Compute(float(bench["infer_gmacs"]), "GMACs", int(bench["infer_img_size"]))
                 prov["macs"] = "timm benchmark-infer-amp-nchw-pt291-cu130-5090.csv (commit aa4b585)"
             stages = pretraining_from_tag(tag)
