@@ -428,6 +428,17 @@ def test_migration_5_fills_the_filter_values(tmp_path: Path) -> None:
         assert [e.id for e in cat.search(Query(sort=("-compute",)))] == [old.id]
 
 
+def test_migration_6_makes_the_next_sync_read_timm_again(tmp_path: Path) -> None:
+    db = sqlite3.connect(tmp_path / "catalog.sqlite3", isolation_level=None)
+    for migration in MIGRATIONS[:5]:
+        migration(db)
+    db.execute("PRAGMA user_version = 5")
+    db.executemany("INSERT INTO sources VALUES (?, ?, 'test', 0, 0)", [("timm", "1.0.31"), ("torchvision", "0.29.1")])
+    db.close()
+    with Catalog(tmp_path) as cat:
+        assert cat.source_versions() == {"timm": None, "torchvision": "0.29.1"}
+
+
 def _open_run_store(home: str) -> None:
     from zooprobe.registry.runs import RunStore
 

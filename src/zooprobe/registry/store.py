@@ -119,12 +119,20 @@ def m005_facets_compute_sort(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX entries_compute_unit ON entries(compute_unit)")
 
 
+def m006_resync_timm(db: sqlite3.Connection) -> None:
+    # timm entries listed before this version took compute at the benchmark's smallest size, not the
+    # entry's own: forget the stored timm version so the next 'zooprobe catalog sync' reads it again
+    # (a sync is otherwise skipped while the package version is unchanged).
+    db.execute("UPDATE sources SET version = NULL WHERE source = 'timm'")
+
+
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     m001_entries,
     m002_sources,
     m003_sort_indexes,
     m004_weights_url_aliases_terms,
     m005_facets_compute_sort,
+    m006_resync_timm,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
