@@ -441,12 +441,15 @@ def test_loading_keeps_the_preprocessing_the_loader_found() -> None:
     import torch
 
     listed = Entry(source="hf", name="timm/some.model", architecture="some", modality="image",
-                   input=InputSpec(channels=3))  # fmt: skip
+                   input=InputSpec(channels=3), source_version="a" * 40)  # fmt: skip
     found = InputSpec(channels=1, default_resolution=(96, 96), mean=(0.5,) * 3, std=(0.25,) * 3, crop_pct=0.95)
 
     def loader(entry: Entry) -> Backbone:
-        return Backbone(dataclasses.replace(entry, input=found), torch.nn.Identity(), ["pre_logits"], None)
+        # the commit that loaded: main moved since the listing
+        loaded = dataclasses.replace(entry, input=found, source_version="b" * 40)
+        return Backbone(loaded, torch.nn.Identity(), ["pre_logits"], None)
 
-    loaded = assess_module._load(listed, None, loader).entry.input
-    assert loaded == dataclasses.replace(found, channels=3)  # the catalog's own facts win
+    entry = assess_module._load(listed, None, loader).entry
+    assert entry.input == dataclasses.replace(found, channels=3)  # the catalog's own facts win
+    assert entry.source_version == "b" * 40
     assert assess_module._load(listed, 64, loader).entry.input.default_resolution == (64, 64)

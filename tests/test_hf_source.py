@@ -320,6 +320,17 @@ def test_timm_repo_loads_through_timm_with_its_pretrained_cfg(hub: HubServer) ->
     assert "local_cache" in shown.output and "cached in" in shown.output
 
 
+def test_a_load_records_the_commit_it_loaded_when_main_moved_since_the_listing(hub: HubServer) -> None:
+    # The run record and the feature cache key read entry.source_version: it must name the loaded files.
+    import zooprobe
+
+    synced()
+    repo = next(r for r in hub.repos.values() if r.repo_id == TIMM_REPO)
+    listed, moved = repo.sha, "f" * 40
+    repo.sha = moved  # a new commit on main after the catalog listed the repo
+    assert zooprobe.load(f"hf:{TIMM_REPO}").entry.source_version == moved != listed
+
+
 def test_transformers_text_and_vision_encoders(hub: HubServer) -> None:
     import torch
     from PIL import Image

@@ -641,7 +641,10 @@ def _load(
     # The loader may know preprocessing the catalog lacks (an hf: timm repo's pretrained_cfg, the
     # resolution a TF-Hub model declares): keep the catalog's facts, fill its gaps from the loader's.
     gaps = {f.name: getattr(pinned.input, f.name) for f in fields(entry.input) if getattr(entry.input, f.name) is None}
-    backbone.entry = _at_resolution(replace(entry, input=replace(entry.input, **gaps)), resolution)
+    # and the version is the one that loaded (an hf: repo's main may have moved since the listing)
+    version = pinned.source_version or entry.source_version
+    loaded = replace(entry, input=replace(entry.input, **gaps), source_version=version)
+    backbone.entry = _at_resolution(loaded, resolution)
     if trust_remote_code:  # keep the commit the source pinned the code to
         backbone.entry = replace(backbone.entry, source_version=pinned.source_version, provenance=pinned.provenance)
     return backbone

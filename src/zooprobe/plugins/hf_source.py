@@ -353,10 +353,11 @@ class HfSource(Source):
                 f"zooprobe: the Hub cannot be reached ({why}); loading {entry.name} from {hub_cache()}", file=sys.stderr
             )
         try:
-            if reachable:
-                fetch_verified(entry.name, revision)
-            else:
-                verify_cached(entry.name)
+            folder = fetch_verified(entry.name, revision) if reachable else verify_cached(entry.name)
+            if revision is None and folder is not None and COMMIT.match(folder.name):
+                # main may have moved since the listing: the commit whose files load is the one to record
+                # (the run) and to key cached features on
+                entry = replace(entry, source_version=folder.name)
             # everything the library reads is in the cache now, checked: it must not fetch anything itself
             with _offline(True):
                 return _load(entry, revision, trust_remote_code)
