@@ -111,3 +111,10 @@ def test_pretraining_from_tag(tag: str, datasets: list[str]) -> None:
     assert [s.dataset for s in stages] == datasets
     if "in1k" in tag:
         assert stages[-1].examples == 1_281_167
+
+
+def test_noisy_student_jft_is_semi_supervised() -> None:
+    assert [(s.dataset, s.method) for s in pretraining_from_tag("ns_jft_in1k")] == [
+        ("jft-300m", "semi-supervised"),
+        ("imagenet-1k", "supervised"),
+    ]

@@ -66,10 +66,13 @@ def pretraining_from_tag(tag: str) -> tuple[PretrainStage, ...]:
     name no dataset (``a1``, ``ra_``, ``augreg``) are ignored. Unknown sizes stay None.
     """
     stages: list[PretrainStage] = []
-    for token in re.split(r"[_\-]", tag.lower()):
+    tokens = re.split(r"[_\-]", tag.lower())
+    for token in tokens:
         if token not in _TAG_DATASETS:
             continue
         dataset, method = _TAG_DATASETS[token]
+        if token == "jft" and "ns" in tokens:  # Noisy Student: pseudo-labels on unlabelled JFT images
+            method = "semi-supervised"
         if stages and stages[-1].dataset == dataset:
             continue
         stages.append(PretrainStage(dataset, DATASET_SIZES.get(dataset), method))
