@@ -629,3 +629,12 @@ def test_a_cached_blob_corrupted_on_disk_is_refused_offline(hub: HubServer, monk
     with pytest.raises(HubError, match=rf"cached '{WEIGHTS}' of '{TINY_BERT}' is corrupt .* connect to the Hub"):
         zooprobe.load(f"hf:{TINY_BERT}")
     assert not blob.exists()
+
+
+def test_card_datasets_become_stages_from_the_larger_to_the_smaller() -> None:
+    from zooprobe.plugins.hf_source import _pretraining
+
+    stages = _pretraining(["dataset:imagenet-1k", "imagenet-21k"])
+    assert [s.dataset for s in stages] == ["imagenet-21k", "imagenet-1k"]
+    # an unknown size leaves the card's order alone
+    assert [s.dataset for s in _pretraining(["imagenet-1k", "my-photos"])] == ["imagenet-1k", "my-photos"]

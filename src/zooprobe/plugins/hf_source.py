@@ -186,6 +186,10 @@ def _pretraining(datasets: Iterable[str]) -> tuple[PretrainStage, ...]:
         dataset = _HUB_DATASETS.get(name, name)
         if all(s.dataset != dataset for s in stages):
             stages.append(PretrainStage(dataset, DATASET_SIZES.get(dataset)))
+    # A card lists its datasets in no particular order; pretraining goes from the larger to the
+    # smaller (imagenet-21k, then imagenet-1k), which can be told when every size is known.
+    if all(s.examples is not None for s in stages):
+        stages.sort(key=lambda s: -(s.examples or 0))
     return tuple(stages)
 
 
