@@ -453,3 +453,11 @@ def test_loading_keeps_the_preprocessing_the_loader_found() -> None:
     assert entry.input == dataclasses.replace(found, channels=3)  # the catalog's own facts win
     assert entry.source_version == "b" * 40
     assert assess_module._load(listed, 64, loader).entry.input.default_resolution == (64, 64)
+
+
+def test_no_registered_metric_is_an_error_naming_the_allow_list(
+    home: Path, digits_npz: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ZOOPROBE_PLUGINS", "torchvision")  # leaves out the built-in 'metrics' plugin
+    with pytest.raises(AssessError, match="add 'metrics'"):
+        assess(str(digits_npz), [MOBILENET], home=home, progress=False)

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import json
 import sys
-import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
-import pluggy
 import pytest
 from click.testing import CliRunner
 
@@ -122,26 +120,31 @@ def test_allow_list_blocks_other_plugins(installed_plugin: str, monkeypatch: pyt
     assert set(get_sources()) == {"toyzoo", "keras"}
 
 
-def test_misspelled_hook_fails_loudly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    site = tmp_path / "site"
-    site.mkdir()
-    (site / "typo_plugin.py").write_text(
-        textwrap.dedent("""
-        from zooprobe import hookimpl
+@pytest.mark.parametrize(
+    ("code", "reason"),
+    [
+        ("from zooprobe import hookimpl\n\n@hookimpl\ndef register_source():\n    return []\n", "register_source"),
+        ("import a_dependency_that_is_not_installed\n", "ModuleNotFoundError"),
+    ],
+)
+def test_a_broken_plugin_is_left_out_loudly_and_the_rest_works(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], code: str, reason: str
+) -> None:
+    # a misspelt hook or an import error in one installed package must not take the built-ins down
+    from zooprobe.plugins import manager
 
-        @hookimpl
-        def register_source():
-            return []
-    """)
-    )
-    dist = site / "typo-1.0.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: typo\nVersion: 1.0\n")
-    (dist / "entry_points.txt").write_text("[zooprobe]\ntypo = typo_plugin\n")
-    monkeypatch.syspath_prepend(str(site))
-    with pytest.raises(pluggy.PluginValidationError, match="register_source"):
-        get_plugin_manager()
-    sys.modules.pop("typo_plugin", None)
+    monkeypatch.setattr(manager, "_reported", set())
+    install_plugin(tmp_path, monkeypatch, "typo", "1.0", code)
+    try:
+        pm = get_plugin_manager()
+        assert "typo" in manager.PLUGIN_FAILURES and reason in manager.PLUGIN_FAILURES["typo"]
+        assert pm.get_plugin("typo") is None and "torchvision" in get_sources(pm)
+        assert "plugin 'typo' (typo_plugin) left out" in capsys.readouterr().err
+        listed = CliRunner().invoke(cli, ["plugins"])
+        assert listed.exit_code == 0 and "typo" in listed.output and "left out" in listed.output
+        assert "logme" in listed.output
+    finally:
+        sys.modules.pop("typo_plugin", None)
 
 
 def test_hook_register_sources_returns_sources() -> None:
@@ -161,3 +164,39 @@ def test_duplicate_source_names_are_an_error() -> None:
     pm.register(Again(), name="again")
     with pytest.raises(ZooprobeError, match="two plugins register the source 'timm'"):
         get_sources(pm)
+
+
+BROKEN_SOURCE = """
+from zooprobe import Source, hookimpl
+
+
+class BrokenSource(Source):
+    name = "broken"
+
+    def package_version(self):
+        return "1.0"
+
+    def entries(self):
+        raise RuntimeError("listing exploded")
+        yield
+
+
+@hookimpl
+def register_sources():
+    return [BrokenSource()]
+"""
+
+
+def test_a_third_party_source_that_fails_to_list_does_not_stop_the_others(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    install_plugin(tmp_path, monkeypatch, "broken", "1.0", BROKEN_SOURCE)
+    try:
+        args = ["catalog", "sync", "--source", "broken", "--source", "torchvision"]
+        result = CliRunner().invoke(cli, args, catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        assert "broken: failed, 0 entries" in result.output
+        assert "RuntimeError: listing exploded (in broken_plugin; its stored entries are kept)" in result.output
+        assert "torchvision: synced" in result.output
+    finally:
+        sys.modules.pop("broken_plugin", None)

@@ -318,3 +318,11 @@ def test_metric_registry_lists_builtins_and_a_third_party_metric() -> None:
     pm.register(FisherRatio(), name="fisher")
     assert "fisher_ratio" in zooprobe.metrics.names(pm)
     assert zooprobe.metrics.get("fisher_ratio", pm)(features, labels) > 0.5
+
+
+def test_a_metric_with_an_input_assess_cannot_route_is_refused() -> None:
+    # assess scores 'features' and 'probabilities' metrics; any other input would be skipped silently
+    with pytest.raises(InvalidChoiceError, match="input of metric 'typo'.*did you mean 'features'"):
+        Metric("typo", scores.logme, "feature", "a typo")  # type: ignore[arg-type]
+    with pytest.raises(zooprobe.errors.ZooprobeError, match="callable function"):
+        Metric("nothing", None, "features", "no function")  # type: ignore[arg-type]

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from .errors import InvalidChoiceError
+from .errors import InvalidChoiceError, ZooprobeError
 
 if TYPE_CHECKING:
     import pluggy
@@ -40,6 +40,15 @@ class Metric:
     input: MetricInput
     description: str
     reference: str = ""
+
+    def __post_init__(self) -> None:
+        # assess routes a metric by its input: any other value would leave it silently unscored
+        if self.input not in ("features", "probabilities"):
+            raise InvalidChoiceError(f"input of metric '{self.name}'", str(self.input), ["features", "probabilities"])
+        if not self.name or not callable(self.function):
+            raise ZooprobeError(
+                f"metric {self.name!r} needs a non-empty name and a callable function, got {self.function!r}"
+            )
 
 
 def registered(pm: pluggy.PluginManager | None = None) -> dict[str, Metric]:

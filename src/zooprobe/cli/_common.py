@@ -93,7 +93,8 @@ def ensure_synced(catalog: Catalog) -> None:
         return sync_with_progress(cat, sources)
 
     for r in sync_if_empty(catalog, announced):
-        click.echo(f"  {r.source}: {r.status}, {r.entries} entries, {r.seconds:.1f}s", err=True)
+        note = f" ({r.note})" if r.note else ""
+        click.echo(f"  {r.source}: {r.status}, {r.entries} entries, {r.seconds:.1f}s{note}", err=True)
 
 
 # Flat, documented output fields: name -> (header, getter)

@@ -6,7 +6,7 @@ import json
 
 import click
 
-from ..plugins.manager import describe_plugins, get_plugin_manager
+from ..plugins.manager import PLUGIN_FAILURES, describe_plugins, get_plugin_manager
 from ._common import format_option, output_format
 
 
@@ -27,6 +27,8 @@ def plugins_list(fmt: str, as_json: bool) -> None:
         kind = "built-in" if p["builtin"] else "installed"
         click.echo(f"{p['name']:<14} {p['version']:<10} {kind:<9} hooks: {', '.join(p['hooks'])}")  # type: ignore[arg-type]
         metrics += [(str(p["name"]), m) for m in p["metrics"]]  # type: ignore[attr-defined]
+    for name, reason in PLUGIN_FAILURES.items():
+        click.echo(f"{name:<14} {'-':<10} {'left out':<9} {reason}")
     if not metrics:
         click.echo("\nno metrics registered (zooprobe assess needs at least one)")
         return

@@ -492,6 +492,11 @@ def assess(
         raise AssessError(f"dataset '{data_spec}' has {summary['classes']} class; an assessment needs at least 2")
     available = metric_registry.registered()
     chosen = list(metrics) if metrics else [m for m in DEFAULT_METRICS if m in available]
+    if not chosen:
+        raise AssessError(
+            "no transferability metric is registered, so there is nothing to score; if ZOOPROBE_PLUGINS is set,"
+            " add 'metrics' (the built-in scores) to it"
+        )
     for name in chosen:
         if name not in available:
             raise InvalidChoiceError("metric", name, list(available))

@@ -33,6 +33,11 @@ DEFAULT_PLUGINS: dict[str, str] = {
 
 ALLOW_ENV = "ZOOPROBE_PLUGINS"
 
+# Installed plugins that failed to load, by entry-point name: why (one line). Filled by
+# get_plugin_manager; each is reported on stderr once per process.
+PLUGIN_FAILURES: dict[str, str] = {}
+_reported: set[str] = set()
+
 
 def get_plugin_manager(*, load_entrypoints: bool = True) -> pluggy.PluginManager:
     """Build a plugin manager with the hookspecs, the built-in plugins and installed plugins.
@@ -40,7 +45,9 @@ def get_plugin_manager(*, load_entrypoints: bool = True) -> pluggy.PluginManager
     ``$ZOOPROBE_PLUGINS`` (comma-separated names), when set, is an allow-list: only the plugins
     it names are registered, built-in or third-party; an empty value registers none.
 
-    :raises pluggy.PluginValidationError: when a plugin implements a hook that does not exist.
+    An installed plugin that cannot be imported or implements a hook that does not exist (a typo) is
+    left out, with the reason on stderr and in :data:`PLUGIN_FAILURES`: one broken package must not
+    take the built-in sources and metrics down with it.
     """
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
@@ -49,16 +56,40 @@ def get_plugin_manager(*, load_entrypoints: bool = True) -> pluggy.PluginManager
     for name, module in DEFAULT_PLUGINS.items():
         if allowed is None or name in allowed:
             pm.register(importlib.import_module(module), name=name)
-    if load_entrypoints:
-        if allowed is not None:
-            from importlib.metadata import entry_points
-
-            for ep in entry_points(group=hookspecs.PROJECT):
-                if ep.name not in allowed:
-                    pm.set_blocked(ep.name)
-        pm.load_setuptools_entrypoints(hookspecs.PROJECT)
     pm.check_pending()
+    if load_entrypoints:
+        _load_installed_plugins(pm, allowed)
     return pm
+
+
+def _load_installed_plugins(pm: pluggy.PluginManager, allowed: set[str] | None) -> None:
+    """Register the ``zooprobe`` entry points one at a time, leaving out (and reporting) those that fail."""
+    import sys
+    from importlib.metadata import entry_points
+
+    PLUGIN_FAILURES.clear()
+    for ep in entry_points(group=hookspecs.PROJECT):
+        if allowed is not None and ep.name not in allowed:
+            pm.set_blocked(ep.name)
+            continue
+        if pm.get_plugin(ep.name) is not None or pm.is_blocked(ep.name):
+            continue
+        try:
+            pm.load_setuptools_entrypoints(hookspecs.PROJECT, name=ep.name)
+            pm.check_pending()  # a hook no spec declares: a misspelt name
+        except Exception as exc:  # noqa: BLE001 - a third party's import errors are its own, of any type
+            plugin = pm.get_plugin(ep.name)
+            if plugin is not None:
+                pm.unregister(plugin)
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            PLUGIN_FAILURES[ep.name] = f"{type(exc).__name__}: {reason}"
+            if ep.name not in _reported:
+                _reported.add(ep.name)
+                print(
+                    f"zooprobe: plugin '{ep.name}' ({ep.value}) left out: {PLUGIN_FAILURES[ep.name]};"
+                    f" fix or uninstall it, or leave it out with {ALLOW_ENV}",
+                    file=sys.stderr,
+                )
 
 
 def get_sources(pm: pluggy.PluginManager | None = None) -> dict[str, Source]:

@@ -18,7 +18,7 @@ class SyncResult:
     entries: int
     seconds: float
     version: str | None
-    note: str = ""  # why, for "offline"
+    note: str = ""  # why, for "offline" and "failed"
 
 
 def sync_sources(
@@ -36,6 +36,8 @@ def sync_sources(
     ``unavailable`` and its stored entries are kept. A source that lists from a remote hub
     (``listed_on_request``) is synced only when ``requested`` names it; when its hub cannot be
     reached it is reported ``offline`` (with the reason in ``note``) and its stored entries are kept.
+    A third-party source whose listing raises is reported ``failed`` (the reason in ``note``), its
+    stored entries kept: the other sources still sync. A built-in source's error propagates.
     """
     stored = catalog.source_versions()
     results = []
@@ -69,6 +71,14 @@ def sync_sources(
             if not source.listed_on_request:
                 raise
             results.append(SyncResult(source.name, "offline", 0, time.perf_counter() - started, None, str(exc)))
+            continue
+        except Exception as exc:
+            module = type(source).__module__
+            if module.startswith("zooprobe."):
+                raise
+            reason = (str(exc).strip().splitlines() or [""])[0]
+            note = f"{type(exc).__name__}: {reason} (in {module}; its stored entries are kept)"
+            results.append(SyncResult(source.name, "failed", 0, time.perf_counter() - started, None, note))
             continue
         results.append(SyncResult(source.name, "synced", count, time.perf_counter() - started, current))
     return results
