@@ -153,6 +153,27 @@ def test_search_path_imports_no_framework(synced: Path) -> None:
     assert len(proc.stdout.splitlines()) == 4 and "resnet" in proc.stdout.lower()
 
 
+def test_public_api_names_resolve_without_loading_frameworks() -> None:
+    code = (
+        "import sys, zooprobe; assert all(hasattr(zooprobe, n) for n in zooprobe.__all__);"
+        " assert {'assess', 'finetune', 'Backbone', 'Metric', 'Compute'} <= set(dir(zooprobe));"
+        " print(sorted(m for m in ('torch', 'timm', 'tensorflow', 'keras', 'transformers') if m in sys.modules))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"  # resolving zooprobe.Backbone imports its module, not torch
+
+
+def test_an_id_of_a_source_never_synced_says_how_to_sync_it(zooprobe_home: Path) -> None:
+    from zooprobe.registry.schema import Entry
+    from zooprobe.registry.store import Catalog
+
+    with Catalog(zooprobe_home) as catalog:  # a catalog whose first sync named another source only
+        catalog.replace_source("keras", "3", [Entry(source="keras", name="Tiny", architecture="tiny")], origin="test")
+    code, out = run("show", "torchvision:resnet18.IMAGENET1K_V1")
+    assert code == 2 and "zooprobe catalog sync --source torchvision" in out
+
+
 def test_corrupt_catalog_gives_rebuild_hint(zooprobe_home: Path) -> None:
     zooprobe_home.mkdir(parents=True)
     (zooprobe_home / "catalog.sqlite3").write_bytes(b"garbage" * 500)

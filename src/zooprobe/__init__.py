@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .errors import ZooprobeError
+from .metrics import Metric
 from .plugins.hookspecs import hookimpl
 from .plugins.source import Source
-from .registry.schema import Entry, InputSpec, PretrainStage, ReportedMetric
+from .registry.schema import Compute, Entry, InputSpec, PretrainStage, ReportedMetric
 
 if TYPE_CHECKING:
     from .evaluator.assess import assess
@@ -15,7 +16,7 @@ if TYPE_CHECKING:
     from .evaluator.finetune import finetune
 
 # Heavy entry points load on first use, so that `import zooprobe` (and every CLI start) stays light.
-_LAZY = {"assess": ".evaluator.assess", "finetune": ".evaluator.finetune"}
+_LAZY = {"assess": ".evaluator.assess", "finetune": ".evaluator.finetune", "Backbone": ".evaluator.backbone"}
 
 
 def __getattr__(name: str) -> object:
@@ -24,6 +25,10 @@ def __getattr__(name: str) -> object:
 
         return getattr(importlib.import_module(_LAZY[name], __name__), name)
     raise AttributeError(f"module 'zooprobe' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
 
 
 __version__ = "0.1.0"
@@ -60,7 +65,10 @@ def load(entry_id: str, home: str | None = None, *, trust_remote_code: bool = Fa
 
 
 __all__ = [
+    "Backbone",
+    "Compute",
     "Entry",
+    "Metric",
     "InputSpec",
     "PretrainStage",
     "ReportedMetric",

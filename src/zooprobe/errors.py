@@ -13,11 +13,13 @@ class ZooprobeError(Exception):
 class UnknownEntryError(ZooprobeError, LookupError):
     """An id that is not in the catalog."""
 
-    def __init__(self, entry_id: str, candidates: Iterable[str] = ()) -> None:
+    def __init__(
+        self, entry_id: str, candidates: Iterable[str] = (), fix: str = "list ids with 'zooprobe search'"
+    ) -> None:
         self.entry_id = entry_id
         close = difflib.get_close_matches(entry_id, list(candidates), n=3, cutoff=0.6)
         hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-        super().__init__(f"unknown catalog id '{entry_id}'{hint} (list ids with 'zooprobe search')")
+        super().__init__(f"unknown catalog id '{entry_id}'{hint} ({fix})")
 
 
 class InvalidChoiceError(ZooprobeError, ValueError):

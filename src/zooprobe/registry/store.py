@@ -390,6 +390,10 @@ class Catalog:
         if row is None:
             source = entry_id.split(":", 1)[0]
             nearby = [r[0] for r in self.db.execute("SELECT id FROM entries WHERE source = ?", (source,))]
+            if not nearby and source not in self.source_versions():
+                # e.g. the first sync named another source: this one was never listed here
+                fix = f"this catalog has no '{source}' entries yet: zooprobe catalog sync --source {source}"
+                raise UnknownEntryError(entry_id, self.ids(), fix)
             raise UnknownEntryError(entry_id, nearby or self.ids())
         return self._with_aliases([Entry.from_dict(json.loads(row[0]))])[0]
 
