@@ -167,7 +167,9 @@ def test_duplicate_source_names_are_an_error() -> None:
 
 
 BROKEN_SOURCE = """
-from zooprobe import Source, hookimpl
+import os
+
+from zooprobe import Entry, Source, hookimpl
 
 
 class BrokenSource(Source):
@@ -177,8 +179,9 @@ class BrokenSource(Source):
         return "1.0"
 
     def entries(self):
+        if os.environ.get("BROKEN_HOW") == "entry":
+            yield Entry(source="broken", name="net", architecture="net", tasks="image-classification")
         raise RuntimeError("listing exploded")
-        yield
 
 
 @hookimpl
@@ -198,5 +201,10 @@ def test_a_third_party_source_that_fails_to_list_does_not_stop_the_others(
         assert "broken: failed, 0 entries" in result.output
         assert "RuntimeError: listing exploded (in broken_plugin; its stored entries are kept)" in result.output
         assert "torchvision: synced" in result.output
+        # an entry of the wrong shape names itself and its field, and fails only its own source
+        monkeypatch.setenv("BROKEN_HOW", "entry")
+        result = CliRunner().invoke(cli, ["catalog", "sync", "--source", "broken"], catch_exceptions=False)
+        assert result.exit_code == 0 and "broken: failed" in result.output
+        assert "entry 'broken:net': tasks is 'image-classification', expected a tuple of strings" in result.output
     finally:
         sys.modules.pop("broken_plugin", None)

@@ -2,10 +2,11 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import pytest
 
-from zooprobe.errors import InvalidIdError, ZooprobeError
+from zooprobe.errors import InvalidEntryError, InvalidIdError, ZooprobeError
 from zooprobe.plugins.timm_source import pretraining_from_tag
 from zooprobe.registry.schema import Compute, Entry, InputSpec, PretrainStage, ReportedMetric, split_id
 from zooprobe.registry.units import format_count, parse_count
@@ -118,3 +119,18 @@ def test_noisy_student_jft_is_semi_supervised() -> None:
         ("jft-300m", "semi-supervised"),
         ("imagenet-1k", "supervised"),
     ]
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"tasks": "image-classification"}, "tasks is 'image-classification', expected a tuple of strings"),
+        ({"modality": "pictures"}, "modality is 'pictures', expected one of image"),
+        ({"params": "25M"}, "params is '25M', expected an int"),
+        ({"name": ""}, "name is '', expected a non-empty string"),
+        ({"input": InputSpec(default_resolution=224)}, "input.default_resolution is 224"),  # type: ignore[arg-type]
+    ],
+)
+def test_an_entry_of_the_wrong_shape_names_itself_and_the_field(fields: dict[str, object], message: str) -> None:
+    with pytest.raises(InvalidEntryError, match=re.escape(message)):
+        Entry(**{"source": "src", "name": "net", "architecture": "net", **fields})  # type: ignore[arg-type]

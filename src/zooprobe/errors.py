@@ -48,6 +48,13 @@ class InvalidIdError(ZooprobeError, ValueError):
         )
 
 
+class InvalidEntryError(ZooprobeError, ValueError):
+    """A catalog entry a source built with a field of the wrong kind; names the entry and the field."""
+
+    def __init__(self, entry_id: str, field: str, value: object, expected: str) -> None:
+        super().__init__(f"entry '{entry_id}': {field} is {value!r}, expected {expected}; fix the source that built it")
+
+
 class MixedUnitsError(ZooprobeError, ValueError):
     """Numbers in different units asked to be ordered together (zooprobe never converts units)."""
 

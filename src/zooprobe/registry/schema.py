@@ -11,7 +11,7 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
-from ..errors import InvalidIdError
+from ..errors import InvalidEntryError, InvalidIdError
 
 Modality = Literal["image", "video", "text", "audio", "multimodal"]
 MODALITIES: tuple[str, ...] = ("image", "video", "text", "audio", "multimodal")
@@ -141,6 +141,7 @@ class Entry:
     provenance: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
+        self._check()
         # Sources write "not measured" as NaN (torchvision's _metrics); unknown is None here, and a
         # stored NaN would also reach the JSON output, which has no NaN. Entries stored before this
         # guard are cleaned as they are read back.
@@ -156,6 +157,34 @@ class Entry:
         object.__setattr__(self, "metrics", metrics)
         object.__setattr__(self, "compute", compute)
         object.__setattr__(self, "provenance", tuple(sorted(provenance.items())))
+
+    def _check(self) -> None:
+        """Refuse what a source plugin got wrong in a way the store would keep silently (a string of
+        tasks becomes single letters, a modality no filter can find, a count stored as text)."""
+
+        def bad(field_name: str, value: object, expected: str) -> InvalidEntryError:
+            return InvalidEntryError(f"{self.source}:{self.name}", field_name, value, expected)
+
+        for name in ("source", "name"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value or (name == "source" and ":" in value):
+                raise bad(name, value, "a non-empty string (the source's without ':')")
+        for name in ("tasks", "tags", "aliases"):
+            value = getattr(self, name)
+            if not isinstance(value, tuple) or not all(isinstance(v, str) for v in value):
+                raise bad(name, value, "a tuple of strings, e.g. ('image-classification',)")
+        if self.modality not in MODALITIES:
+            raise bad("modality", self.modality, f"one of {', '.join(MODALITIES)}")
+        for name in ("params", "params_no_head", "feature_dim", "num_classes", "file_size_bytes"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                raise bad(name, value, "an int or None")
+        for name in ("default_resolution", "min_resolution"):
+            value = getattr(self.input, name)
+            if value is not None and not (
+                isinstance(value, tuple) and len(value) == 2 and all(isinstance(v, int) for v in value)
+            ):
+                raise bad(f"input.{name}", value, "(height, width) as two ints, or None")
 
     @property
     def id(self) -> str:

@@ -67,12 +67,10 @@ def sync_sources(
             on_progress(source.name)
         try:
             count = catalog.replace_source(source.name, current, source.entries(), origin=type(source).__module__)
-        except ZooprobeError as exc:
-            if not source.listed_on_request:
-                raise
-            results.append(SyncResult(source.name, "offline", 0, time.perf_counter() - started, None, str(exc)))
-            continue
         except Exception as exc:
+            if isinstance(exc, ZooprobeError) and source.listed_on_request:
+                results.append(SyncResult(source.name, "offline", 0, time.perf_counter() - started, None, str(exc)))
+                continue
             module = type(source).__module__
             if module.startswith("zooprobe."):
                 raise
