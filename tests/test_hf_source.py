@@ -486,7 +486,7 @@ def test_trust_remote_code_on_a_non_hf_entry_is_a_one_line_error(
     from zooprobe.registry.store import Catalog
 
     synced()
-    monkeypatch.setenv("ZOOPROBE_PLUGINS", "hf,torchvision")
+    monkeypatch.setenv("ZOOPROBE_PLUGINS", "hf,torchvision,metrics")
     mobilenet = Entry(source="torchvision", name="mobilenet_v2.IMAGENET1K_V1", architecture="mobilenet_v2")
     with Catalog() as catalog:
         catalog.replace_source("torchvision", None, [mobilenet])
