@@ -128,6 +128,11 @@ def test_pre_logits_times_the_classifier_gives_the_models_own_output(
     assert features["block_2_add"].shape == (2, 24)
     alone = keras_mobilenet.extract(batch, ["block_2_add"])["block_2_add"]
     torch.testing.assert_close(alone, features["block_2_add"])
+    # NCE and LEEP read the source head's probabilities: the head's own softmax, applied once
+    from zooprobe.evaluator.assess import _source_probabilities
+
+    probabilities = _source_probabilities(keras_mobilenet, features[PRE_LOGITS].numpy())
+    np.testing.assert_allclose(probabilities, direct.double().numpy(), rtol=1e-4, atol=1e-6)
 
 
 def test_cut_points_are_keras_layer_names_in_depth_order(keras_mobilenet: KerasBackbone) -> None:

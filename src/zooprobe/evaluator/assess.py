@@ -728,11 +728,16 @@ def _source_probabilities(backbone: Backbone, pre_logits: Any) -> Any:
     import torch
 
     assert backbone.classifier is not None
+    # A Keras Applications head is a Dense layer with its softmax built in: its output is already the
+    # probabilities (a second softmax flattens 1000 classes to near-uniform); torch heads give logits.
+    activation = getattr(backbone.classifier, "activation", None)
+    gives_probabilities = getattr(activation, "__name__", "") == "softmax"
     outputs = []
     with torch.inference_mode():
         for start in range(0, len(pre_logits), 4096):
             chunk = torch.from_numpy(np.array(pre_logits[start : start + 4096], dtype=np.float32))
-            outputs.append(torch.softmax(backbone.classifier(chunk).double(), dim=1).numpy())
+            output = torch.as_tensor(backbone.classifier(chunk)).double()
+            outputs.append((output if gives_probabilities else torch.softmax(output, dim=1)).cpu().numpy())
     return np.concatenate(outputs)
 
 
