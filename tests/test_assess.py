@@ -300,6 +300,22 @@ def test_incompatible_and_unloadable_candidates_are_skipped_with_reasons(home: P
     result = assess(str(npz), [MOBILENET], home=home, progress=False, loader=unavailable)
     assert result.candidates[0]["skip_reason"].startswith("cannot load: weights of")
 
+    # a model that fails on these data is skipped with the reason; the other candidate is assessed
+    class Failing(Backbone):
+        def extract(self, batch: Any, layers: Any) -> Any:
+            raise RuntimeError("size of tensor a (302) must match the size of tensor b (64)")
+
+    def failing_v2(entry: Entry) -> Backbone:
+        loaded = random_init_loader([])(entry)
+        return Failing(**vars(loaded)) if entry.id == MOBILENET_V2_WEIGHTS else loaded
+
+    options: dict[str, Any] = {"resolution": 32, "folds": 2, "layers": "pre_logits", "metrics": ["knn_accuracy"]}
+    both = assess(str(npz), [MOBILENET_V2_WEIGHTS, MOBILENET], home=home, progress=False, loader=failing_v2, **options)
+    status = {doc["model"]: (doc["status"], doc.get("skip_reason")) for doc in both.candidates}
+    assert status[MOBILENET][0] == "done"
+    assert status[MOBILENET_V2_WEIGHTS] == ("skipped", "scoring failed: RuntimeError: size of tensor a (302) must"
+                                            " match the size of tensor b (64)")  # fmt: skip
+
 
 def test_an_interrupted_assessment_resumes_without_recomputing(home: Path, digits_npz: Path) -> None:
     calls: list[str] = []

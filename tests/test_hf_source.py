@@ -347,6 +347,16 @@ def test_transformers_text_and_vision_encoders(hub: HubServer) -> None:
     torch.testing.assert_close(out["pooled"], direct.pooler_output)
     mask = tokens[:, 1].unsqueeze(-1).float()
     torch.testing.assert_close(out["layer.1"], (direct.hidden_states[2] * mask).sum(1) / mask.sum(1))
+    # A tokenizer saved without its length limit reports a placeholder (1e30): text longer than the
+    # position table must still be cut to it, or the model fails on it.
+    from zooprobe.evaluator.hf_backbone import transformers_backbone
+
+    positions = bert.model.config.max_position_embeddings
+    bert.processor.model_max_length = int(1e30)  # type: ignore[attr-defined]
+    unlimited = transformers_backbone(bert.entry, bert.model, bert.processor)  # type: ignore[attr-defined]
+    assert unlimited.max_tokens == positions
+    long = unlimited.preprocess([" ".join(["hello"] * (3 * positions))])
+    assert long.shape[-1] == positions and unlimited.extract(long, ["pooled"])["pooled"].shape[0] == 1
 
     vit = zooprobe.load(f"hf:{TINY_VIT}")
     image = (np.arange(40 * 48 * 3) % 256).astype(np.uint8).reshape(40, 48, 3)

@@ -614,10 +614,20 @@ def assess(
                 doc.update(trust_remote_code=True, revision=backbone.entry.source_version)
             chosen_layers = select_layers(backbone.cut_points, config["layers"])
             say.say(f"{entry.id}: features at {len(chosen_layers)} cut points")
-            _score_candidate(
-                backbone, dataset, labels, chosen_layers, chosen, available, config, run.id, runs, done_scores,
-                batch_size, progress, say,
-            )  # fmt: skip
+            try:
+                _score_candidate(
+                    backbone, dataset, labels, chosen_layers, chosen, available, config, run.id, runs, done_scores,
+                    batch_size, progress, say,
+                )  # fmt: skip
+            except (OSError, RuntimeError, ValueError) as exc:
+                if isinstance(exc, ZooprobeError):  # bad input (a class of one example...): every candidate's
+                    raise
+                # one model failing on these data (input too long for it, out of memory) is that model's
+                # problem: the other candidates are still assessed; the scores it got so far stay stored
+                doc.update(status="skipped", skip_reason=f"scoring failed: {type(exc).__name__}: {exc}".splitlines()[0])
+                runs.put_candidate(run.id, entry.id, position, doc)
+                say.say(f"{entry.id}: skipped ({doc['skip_reason']})")
+                continue
             _summarise_candidate(doc, backbone.cut_points, chosen_layers, runs.scores(run.id))
             doc["status"] = "done"
             runs.put_candidate(run.id, entry.id, position, doc)

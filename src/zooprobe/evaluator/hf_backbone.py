@@ -156,6 +156,11 @@ def transformers_backbone(entry: Any, model: Any, processor: Any) -> HFEncoderBa
         names = tuple(n for n in ("input_ids", "attention_mask", "token_type_ids") if n in processor.model_input_names)
         limit = getattr(processor, "model_max_length", None)
         max_tokens = limit if isinstance(limit, int) and limit < 1_000_000 else None
+        if max_tokens is None:
+            # a tokenizer saved without its limit reports a placeholder (1e30): the model's position
+            # table is the real one, and longer input would fail inside the model
+            positions = getattr(config, "max_position_embeddings", None)
+            max_tokens = positions if isinstance(positions, int) and positions > 0 else None
     return HFEncoderBackbone(
         entry=entry,
         model=model,
