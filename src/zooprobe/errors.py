@@ -6,6 +6,11 @@ import difflib
 from collections.abc import Iterable
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message, or its type's name when it has none: one-line reports."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
 class ZooprobeError(Exception):
     """Base class for errors meant for the user (the CLI prints them on one line, exit code 2)."""
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import InvalidChoiceError, ZooprobeError
+from ..errors import InvalidChoiceError, ZooprobeError, first_line
 from ..registry.runs import Run, RunStore, Score, library_versions
 from ..registry.schema import Entry
 from ..registry.store import Catalog, Query
@@ -624,7 +624,7 @@ def assess(
                     raise
                 # one model failing on these data (input too long for it, out of memory) is that model's
                 # problem: the other candidates are still assessed; the scores it got so far stay stored
-                doc.update(status="skipped", skip_reason=f"scoring failed: {type(exc).__name__}: {exc}".splitlines()[0])
+                doc.update(status="skipped", skip_reason=f"scoring failed: {type(exc).__name__}: {first_line(exc)}")
                 runs.put_candidate(run.id, entry.id, position, doc)
                 say.say(f"{entry.id}: skipped ({doc['skip_reason']})")
                 continue
@@ -635,7 +635,7 @@ def assess(
     except BaseException as exc:
         # Leave the run 'running' on an interruption (it resumes); record a real failure.
         if not isinstance(exc, KeyboardInterrupt):
-            runs.finish(run.id, error=f"{type(exc).__name__}: {exc}".splitlines()[0])
+            runs.finish(run.id, error=f"{type(exc).__name__}: {first_line(exc)}")
         runs.close()
         raise
     runs.close()
@@ -660,8 +660,8 @@ def _load(
     version = pinned.source_version or entry.source_version
     loaded = replace(entry, input=replace(entry.input, **gaps), source_version=version)
     backbone.entry = _at_resolution(loaded, resolution)
-    if trust_remote_code:  # keep the commit the source pinned the code to
-        backbone.entry = replace(backbone.entry, source_version=pinned.source_version, provenance=pinned.provenance)
+    if trust_remote_code:  # keep the record of the commit the source pinned the code to
+        backbone.entry = replace(backbone.entry, provenance=pinned.provenance)
     return backbone
 
 

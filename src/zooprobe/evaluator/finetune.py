@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from ..errors import InvalidChoiceError, ZooprobeError
+from ..errors import InvalidChoiceError, ZooprobeError, first_line
 from ..registry.runs import EpochRecord, RunStore, library_versions
 from .backbone import PRE_LOGITS, Backbone
 from .datasets import Dataset, OnError, read_dataset, stratified_split
@@ -240,8 +240,7 @@ def finetune(
         except (OSError, RuntimeError, ValueError) as exc:  # as assess reports them: weights absent offline, corrupt
             if isinstance(exc, ZooprobeError):
                 raise
-            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise ZooprobeError(f"cannot load '{model}': {reason}") from None
+            raise ZooprobeError(f"cannot load '{model}': {first_line(exc)}") from None
         _check_trainable_here(backbone)
         if resolution is not None:
             spec = replace(backbone.entry.input, default_resolution=(resolution, resolution))

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..errors import InvalidChoiceError, ZooprobeError
+from ..errors import InvalidChoiceError, ZooprobeError, first_line
 from ..evaluator.backbone import Backbone
 from ..registry.schema import DATASET_SIZES, Entry, InputSpec, PretrainStage
 from .hookspecs import hookimpl
@@ -612,8 +612,7 @@ def _hub_error(repo_id: str, exc: Exception, *, fetched: bool = False) -> HubErr
         if isinstance(cause, LocalEntryNotFoundError):
             return HubError(f"'{repo_id}' is not fully in the local Hugging Face cache ({hub_cache()}); connect once")
         cause = cause.__cause__ or cause.__context__
-    first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return HubError(f"cannot load '{repo_id}' from the Hugging Face Hub: {first_line}")
+    return HubError(f"cannot load '{repo_id}' from the Hugging Face Hub: {first_line(exc)}")
 
 
 class _offline:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Protocol, TypeVar, cast
 
 import pluggy
 
-from ..errors import InvalidChoiceError, ZooprobeError
+from ..errors import InvalidChoiceError, ZooprobeError, first_line
 from ..registry.schema import Entry
 from . import hookspecs
 from .source import Source
@@ -81,8 +81,7 @@ def _load_installed_plugins(pm: pluggy.PluginManager, allowed: set[str] | None) 
             plugin = pm.get_plugin(ep.name)
             if plugin is not None:
                 pm.unregister(plugin)
-            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            PLUGIN_FAILURES[ep.name] = f"{type(exc).__name__}: {reason}"
+            PLUGIN_FAILURES[ep.name] = f"{type(exc).__name__}: {first_line(exc)}"
             if ep.name not in _reported:
                 _reported.add(ep.name)
                 print(

@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 
-from ..errors import ZooprobeError
+from ..errors import ZooprobeError, first_line
 from ..plugins.source import Source
 from .store import Catalog
 
@@ -74,8 +74,7 @@ def sync_sources(
             module = type(source).__module__
             if module.startswith("zooprobe."):
                 raise
-            reason = (str(exc).strip().splitlines() or [""])[0]
-            note = f"{type(exc).__name__}: {reason} (in {module}; its stored entries are kept)"
+            note = f"{type(exc).__name__}: {first_line(exc)} (in {module}; its stored entries are kept)"
             results.append(SyncResult(source.name, "failed", 0, time.perf_counter() - started, None, note))
             continue
         results.append(SyncResult(source.name, "synced", count, time.perf_counter() - started, current))
