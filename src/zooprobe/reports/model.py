@@ -133,6 +133,7 @@ class FinetuneComparison:
     assess_run: str | None
     arms: list[Arm]
     gain_over_scratch: float | None
+    gain_epoch: int | None = None  # while in progress: the last epoch both arms reached, where the gain is read
 
     @property
     def strategy_arm(self) -> Arm | None:
@@ -453,7 +454,7 @@ def _finetune(run: Run, store: RunStore) -> FinetuneComparison:
         common = set(ours) & set(theirs)
         if common:
             epoch = max(common)
-            return replace(comparison, gain_over_scratch=ours[epoch] - theirs[epoch])
+            return replace(comparison, gain_over_scratch=ours[epoch] - theirs[epoch], gain_epoch=epoch)
     return comparison
 
 

@@ -134,10 +134,8 @@ def finetune_lines(comparison: FinetuneComparison) -> list[str]:
         lines.append(f"{arm.name}: final validation accuracy {number(arm.final_val_accuracy, 4)}{best}")
     if comparison.gain_over_scratch is not None:
         basis = "final validation accuracy"
-        ours, theirs = comparison.strategy_arm, comparison.scratch_arm
-        if comparison.status == "running" and ours is not None and theirs is not None:
-            common = {r.epoch for r in ours.epochs} & {r.epoch for r in theirs.epochs}
-            basis = f"validation accuracy at epoch {max(common, default=0)}, the last both arms reached"
+        if comparison.gain_epoch is not None:
+            basis = f"validation accuracy at epoch {comparison.gain_epoch}, the last both arms reached"
         lines.append(f"gain over scratch ({basis}): {signed(comparison.gain_over_scratch, 4)}")
     elif comparison.scratch_arm is None:
         lines.append("no scratch baseline in this run (rerun with --baseline scratch to measure the gain)")
