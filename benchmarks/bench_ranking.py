@@ -164,7 +164,7 @@ def accuracy(model: Any, x: Any, y: Any) -> float:
 def replace_head(model: Any, classes: int) -> Any:
     import torch.nn as nn
 
-    from zooprobe.evaluator.backbone import last_linear
+    from zooprobe.backbones.backbone import last_linear
 
     head = last_linear(model)
     assert head is not None
@@ -236,8 +236,8 @@ def zoo(epochs: int) -> list[Candidate]:
 
 
 def backbone_of(candidate: Candidate, model: Any) -> Any:
-    from zooprobe.evaluator.backbone import Backbone, block_cut_points, last_linear
-    from zooprobe.registry.schema import Entry, InputSpec, PretrainStage, ReportedMetric
+    from zooprobe.backbones.backbone import Backbone, block_cut_points, last_linear
+    from zooprobe.catalog.schema import Entry, InputSpec, PretrainStage, ReportedMetric
 
     entry = candidate.entry or Entry(
         source="bench",
@@ -261,9 +261,9 @@ def main() -> None:
     import torch
     from scipy.stats import kendalltau, weightedtau
 
+    from zooprobe.backbones.features import extract_features
+    from zooprobe.data.datasets import Dataset
     from zooprobe.evaluator.assess import assess
-    from zooprobe.evaluator.datasets import Dataset
-    from zooprobe.evaluator.features import extract_features
     from zooprobe.evaluator.scores import hscore, knn_accuracy, leep, linear_probe, logme, nce
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])

@@ -24,8 +24,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from zooprobe.registry.runs import EpochRecord, RunStore
 from zooprobe.reports import build_report, render
+from zooprobe.runs.store import EpochRecord, RunStore
 
 LAYERS = 8
 

@@ -24,8 +24,8 @@ from collections.abc import Iterator
 from dataclasses import fields
 from pathlib import Path
 
-from zooprobe.registry.schema import Compute, Entry, InputSpec, PretrainStage, ReportedMetric
-from zooprobe.registry.store import Catalog, Query
+from zooprobe.catalog.schema import Compute, Entry, InputSpec, PretrainStage, ReportedMetric
+from zooprobe.catalog.store import Catalog, Query
 
 FAMILIES = ["resnet", "convnext", "vit", "efficientnet", "mobilenet", "regnet", "swin", "deit", "beit", "coat"]
 DATASETS = ["imagenet-1k", "imagenet-21k", "laion-2b", "ig-1b"]

@@ -1,4 +1,4 @@
-"""Regenerate ``src/zooprobe/plugins/data/entries_<source>.json.gz``: every entry a built-in source
+"""Regenerate ``src/zooprobe/sources/data/entries_<source>.json.gz``: every entry a built-in source
 yields from the installed package, listed by a sync on a machine where that package is missing.
 
 Run it after upgrading torchvision, timm or keras, or after changing how a source builds entries
@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-DATA = Path(__file__).resolve().parents[1] / "src/zooprobe/plugins/data"
+DATA = Path(__file__).resolve().parents[1] / "src/zooprobe/sources/data"
 
 
 def main() -> int:

@@ -1,4 +1,4 @@
-"""Regenerate ``src/zooprobe/plugins/data/keras_snapshot.json``: input shape, params and feature
+"""Regenerate ``src/zooprobe/sources/data/keras_snapshot.json``: input shape, params and feature
 dimension of every Keras application, built with ``weights=None`` on the torch backend (~1 min).
 
     python scripts/build_keras_snapshot.py
@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-OUT = Path(__file__).resolve().parents[1] / "src/zooprobe/plugins/data/keras_snapshot.json"
+OUT = Path(__file__).resolve().parents[1] / "src/zooprobe/sources/data/keras_snapshot.json"
 
 
 def main() -> int:
@@ -20,7 +20,7 @@ def main() -> int:
     sys.path.insert(0, str(OUT.parents[3]))
     import keras
 
-    from zooprobe.plugins.keras_source import application_functions, count_application
+    from zooprobe.sources.keras_source import application_functions, count_application
 
     started = time.time()
     apps: dict[str, object] = {}

@@ -1,4 +1,4 @@
-"""Regenerate ``src/zooprobe/plugins/data/timm_snapshot.json.gz``: exact parameter counts per timm architecture.
+"""Regenerate ``src/zooprobe/sources/data/timm_snapshot.json.gz``: exact parameter counts per timm architecture.
 
 Building every architecture takes minutes, so the catalog ships this snapshot and computes at
 sync time only what it lacks. Models are built on the meta device: no weights are allocated.
@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-OUT = Path(__file__).resolve().parents[1] / "src/zooprobe/plugins/data/timm_snapshot.json.gz"
+OUT = Path(__file__).resolve().parents[1] / "src/zooprobe/sources/data/timm_snapshot.json.gz"
 
 
 def main() -> int:
@@ -25,7 +25,7 @@ def main() -> int:
     sys.path.insert(0, str(OUT.parents[3]))
     import timm
 
-    from zooprobe.plugins.timm_source import count_architecture
+    from zooprobe.sources.timm_source import count_architecture
 
     archs = sorted({name.split(".")[0] for name in timm.list_pretrained()})[: args.limit]
     started = time.time()

@@ -22,9 +22,9 @@ def zooprobe_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture(scope="session")
 def synced_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A catalog synced once from the real installed torchvision, timm and keras (shared, read-only)."""
+    from zooprobe.catalog.store import Catalog
     from zooprobe.plugins.manager import get_sources
-    from zooprobe.registry.store import Catalog
-    from zooprobe.registry.sync import sync_sources
+    from zooprobe.plugins.sync import sync_sources
 
     home = tmp_path_factory.mktemp("synced")
     with Catalog(home) as cat:

@@ -12,6 +12,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from zooprobe.backbones.backbone import Backbone, block_cut_points, last_linear
+from zooprobe.catalog.schema import Entry, InputSpec, PretrainStage
+from zooprobe.catalog.store import Catalog
 from zooprobe.cli import cli
 from zooprobe.errors import InvalidChoiceError, SourceUnavailableError
 from zooprobe.evaluator import assess as assess_module
@@ -25,10 +28,7 @@ from zooprobe.evaluator.assess import (
     recommend,
     select_layers,
 )
-from zooprobe.evaluator.backbone import Backbone, block_cut_points, last_linear
-from zooprobe.registry.runs import RunStore
-from zooprobe.registry.schema import Entry, InputSpec, PretrainStage
-from zooprobe.registry.store import Catalog
+from zooprobe.runs.store import RunStore
 
 MOBILENET = "torchvision:mobilenet_v2.IMAGENET1K_V1"
 MOBILENET_V2_WEIGHTS = "torchvision:mobilenet_v2.IMAGENET1K_V2"
@@ -223,7 +223,7 @@ def random_init_loader(calls: list[str]) -> Any:
     import torch
     import torchvision
 
-    from zooprobe.plugins.torchvision_source import load_backbone
+    from zooprobe.sources.torchvision_source import load_backbone
 
     def load(entry: Entry) -> Backbone:
         calls.append(entry.id)
@@ -272,7 +272,7 @@ def test_assess_ranks_candidates_profiles_layers_and_records_the_run(home: Path,
         rows = {(s.model, s.layer, s.metric): s for s in runs.scores(result.run_id)}
     # Stored scores are the metric functions' values on the cached features.
     from zooprobe import metrics
-    from zooprobe.evaluator.datasets import read_dataset
+    from zooprobe.data.datasets import read_dataset
 
     dataset = read_dataset(str(digits_npz))
     feature_files = sorted((home / "features").glob("*.npy"))

@@ -12,7 +12,7 @@ from zooprobe.errors import InvalidChoiceError, SourceUnavailableError
 
 
 @pytest.fixture
-def mobilenet(torch_home: Path, synced: Path, monkeypatch: pytest.MonkeyPatch) -> zooprobe.evaluator.backbone.Backbone:
+def mobilenet(torch_home: Path, synced: Path, monkeypatch: pytest.MonkeyPatch) -> zooprobe.backbones.backbone.Backbone:
     monkeypatch.setenv("TORCH_HOME", str(torch_home))
     return zooprobe.load("torchvision:mobilenet_v2.IMAGENET1K_V1")
 
@@ -114,9 +114,9 @@ def test_swin_blocks_are_pooled_over_height_and_width(family: str) -> None:
     import torch
     import torchvision
 
-    from zooprobe.evaluator.backbone import Backbone, block_cut_points, last_linear
-    from zooprobe.plugins.timm_source import classifier_of
-    from zooprobe.registry.schema import Entry, InputSpec
+    from zooprobe.backbones.backbone import Backbone, block_cut_points, last_linear
+    from zooprobe.backbones.timm_backbone import classifier_of
+    from zooprobe.catalog.schema import Entry, InputSpec
 
     torch.manual_seed(0)
     if family == "torchvision":

@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 
 import zooprobe
-from zooprobe.evaluator.backbone import PRE_LOGITS
-from zooprobe.evaluator.keras_backbone import KerasBackbone
+from zooprobe.backbones.backbone import PRE_LOGITS
+from zooprobe.backbones.keras_backbone import KerasBackbone
 
 WEIGHTS_FILE = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224.h5"
 MOBILENET_TORCH_FILE = "mobilenet_v2-b0353104.pth"
@@ -155,7 +155,7 @@ def test_cut_points_are_keras_layer_names_in_depth_order(keras_mobilenet: KerasB
 def test_cut_points_of_other_applications(application: str, expected: list[str]) -> None:
     import keras
 
-    from zooprobe.evaluator.keras_backbone import keras_cut_points
+    from zooprobe.backbones.keras_backbone import keras_cut_points
 
     model = getattr(keras.applications, application)(weights=None)
     cuts, classifier = keras_cut_points(model)
@@ -165,7 +165,7 @@ def test_cut_points_of_other_applications(application: str, expected: list[str])
 
 
 def _entry(family: str) -> Any:
-    from zooprobe.plugins.keras_source import KerasSource
+    from zooprobe.sources.keras_source import KerasSource
 
     return next(e for e in KerasSource().entries() if e.family == family)
 
@@ -191,8 +191,8 @@ def test_keras_arm_trains_in_the_torch_loop_with_keras_batchnorm_rules(keras_mob
     """Head on a frozen body, then everything with kept BatchNorm statistics, on the real ImageNet weights."""
     import torch
 
-    from zooprobe.evaluator.finetune import build_arm_model, freeze_body, parse_strategy, train_mode
-    from zooprobe.evaluator.keras_finetune import KerasArm
+    from zooprobe.backbones.keras_finetune import KerasArm
+    from zooprobe.finetuning.finetune import build_arm_model, freeze_body, parse_strategy, train_mode
 
     def moving_means(arm: KerasArm) -> list[torch.Tensor]:
         bns = [layer for layer in arm.body.layers if layer.__class__.__name__ == "BatchNormalization"]
@@ -234,7 +234,7 @@ def test_keras_full_fine_tuning_beats_scratch_at_every_epoch(keras_mobilenet: Ke
     """The real ImageNet Keras MobileNetV2 on 200 digits at 64 px, 3 epochs, against its own random init."""
     import shutil
 
-    from zooprobe.evaluator.finetune import SCRATCH
+    from zooprobe.finetuning.finetune import SCRATCH
 
     (tmp_path / "home").mkdir()
     for item in Path(os.environ["ZOOPROBE_HOME"]).iterdir():
@@ -255,9 +255,9 @@ def test_a_keras_model_tied_to_its_input_size_names_the_resolution_to_use() -> N
     import keras
     import torch
 
+    from zooprobe.backbones.keras_finetune import build_keras_arm
+    from zooprobe.catalog.schema import Entry
     from zooprobe.errors import ZooprobeError
-    from zooprobe.evaluator.keras_finetune import build_keras_arm
-    from zooprobe.registry.schema import Entry
 
     inputs = keras.Input(shape=(8, 8, 3))
     flat = keras.layers.Flatten()(keras.layers.Conv2D(2, 3, name="conv")(inputs))

@@ -52,7 +52,7 @@ def test_timm_lite0_classifies_and_matches_timm_features(lite0) -> None:  # type
     import torch
     from sklearn.datasets import load_sample_image
 
-    from zooprobe.evaluator.backbone import PRE_LOGITS
+    from zooprobe.backbones.backbone import PRE_LOGITS
 
     china = np.asarray(load_sample_image("china.jpg"))
     batch = lite0.preprocess([china])

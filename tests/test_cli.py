@@ -165,8 +165,8 @@ def test_public_api_names_resolve_without_loading_frameworks() -> None:
 
 
 def test_an_id_of_a_source_never_synced_says_how_to_sync_it(zooprobe_home: Path) -> None:
-    from zooprobe.registry.schema import Entry
-    from zooprobe.registry.store import Catalog
+    from zooprobe.catalog.schema import Entry
+    from zooprobe.catalog.store import Catalog
 
     with Catalog(zooprobe_home) as catalog:  # a catalog whose first sync named another source only
         catalog.replace_source("keras", "3", [Entry(source="keras", name="Tiny", architecture="tiny")], origin="test")

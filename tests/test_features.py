@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from zooprobe.evaluator.datasets import read_dataset
-from zooprobe.evaluator.features import extract_features
+from zooprobe.backbones.features import extract_features
+from zooprobe.data.datasets import read_dataset
 
 from .test_backbone import mobilenet  # noqa: F401 - fixture
 
@@ -121,8 +121,8 @@ def torch_channels_last() -> object:
 def test_device_choice(monkeypatch: pytest.MonkeyPatch) -> None:
     import torch
 
+    from zooprobe.backbones.backbone import pick_device
     from zooprobe.errors import InvalidChoiceError, ZooprobeError
-    from zooprobe.evaluator.backbone import pick_device
 
     monkeypatch.delenv("ZOOPROBE_DEVICE", raising=False)
     best = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"

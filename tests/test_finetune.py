@@ -12,10 +12,10 @@ import pytest
 from click.testing import CliRunner
 
 import zooprobe
+from zooprobe.backbones.backbone import Backbone
 from zooprobe.cli import cli
 from zooprobe.errors import InvalidChoiceError, ZooprobeError
-from zooprobe.evaluator.backbone import Backbone
-from zooprobe.evaluator.finetune import (
+from zooprobe.finetuning.finetune import (
     SCRATCH,
     Strategy,
     StrategyError,
@@ -25,7 +25,7 @@ from zooprobe.evaluator.finetune import (
     parse_strategy,
     train_mode,
 )
-from zooprobe.registry.runs import EpochRecord, RunStore
+from zooprobe.runs.store import EpochRecord, RunStore
 
 from .test_backbone import mobilenet  # noqa: F401  (a fixture)
 
@@ -157,7 +157,7 @@ def test_whole_model_trains_but_pretrained_batchnorm_keeps_its_statistics(mobile
 def test_a_last_batch_of_one_joins_the_one_before() -> None:
     import torch
 
-    from zooprobe.evaluator.finetune import _Batches
+    from zooprobe.finetuning.finetune import _Batches
 
     # BatchNorm in training mode cannot normalise one example: 33 at 16 a batch is 16 + 17, not 16 + 16 + 1
     for count, sizes in ((33, [16, 17]), (32, [16, 16]), (34, [16, 16, 2]), (1, [1]), (17, [17])):
@@ -259,7 +259,7 @@ def test_resume_after_an_interruption_continues_from_the_last_epoch(weights: Pat
 
 
 def test_recommended_reads_the_latest_assessment_of_this_data_and_model(weights: Path) -> None:
-    from zooprobe.evaluator.datasets import read_dataset
+    from zooprobe.data.datasets import read_dataset
 
     with pytest.raises(ZooprobeError, match="no finished assessment.*zooprobe assess"):
         zooprobe.finetune("sklearn:digits", MODEL, "recommended", epochs=1, **SMALL)

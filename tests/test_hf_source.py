@@ -138,7 +138,7 @@ def hub(hub_server: HubServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     """The real huggingface_hub pointed at the loopback Hub, with an empty cache of its own."""
     from huggingface_hub import constants
 
-    from zooprobe.plugins import hf_source
+    from zooprobe.sources import hf_source
 
     point_client_at(hub_server.url, monkeypatch)
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
@@ -264,8 +264,8 @@ def test_minilm_features_equal_sentence_transformers(hub: HubServer, tmp_path: P
     from transformers import AutoModel, AutoTokenizer
 
     import zooprobe
-    from zooprobe.evaluator.datasets import read_dataset
-    from zooprobe.evaluator.features import extract_features
+    from zooprobe.backbones.features import extract_features
+    from zooprobe.data.datasets import read_dataset
 
     synced()
     backbone = zooprobe.load(f"hf:{MINILM}")
@@ -304,7 +304,7 @@ def test_timm_repo_loads_through_timm_with_its_pretrained_cfg(hub: HubServer) ->
     import torch
 
     import zooprobe
-    from zooprobe.evaluator.backbone import PRE_LOGITS
+    from zooprobe.backbones.backbone import PRE_LOGITS
 
     synced()
     backbone = zooprobe.load(f"hf:{TIMM_REPO}")
@@ -349,7 +349,7 @@ def test_transformers_text_and_vision_encoders(hub: HubServer) -> None:
     torch.testing.assert_close(out["layer.1"], (direct.hidden_states[2] * mask).sum(1) / mask.sum(1))
     # A tokenizer saved without its length limit reports a placeholder (1e30): text longer than the
     # position table must still be cut to it, or the model fails on it.
-    from zooprobe.evaluator.hf_backbone import transformers_backbone
+    from zooprobe.backbones.hf_backbone import transformers_backbone
 
     positions = bert.model.config.max_position_embeddings
     bert.processor.model_max_length = int(1e30)  # type: ignore[attr-defined]
@@ -371,8 +371,8 @@ def test_transformers_text_and_vision_encoders(hub: HubServer) -> None:
 
 
 def test_trust_remote_code_pins_and_records_the_commit(hub: HubServer) -> None:
-    from zooprobe.plugins.hf_source import HfSource
-    from zooprobe.registry.store import Catalog
+    from zooprobe.catalog.store import Catalog
+    from zooprobe.sources.hf_source import HfSource
 
     synced()
     with Catalog() as catalog:
@@ -386,8 +386,8 @@ def test_trust_remote_code_pins_and_records_the_commit(hub: HubServer) -> None:
 
 
 def test_gated_and_unknown_repos_are_one_line_errors(hub: HubServer) -> None:
-    from zooprobe.plugins.hf_source import HfSource, HubError
-    from zooprobe.registry.schema import Entry
+    from zooprobe.catalog.schema import Entry
+    from zooprobe.sources.hf_source import HfSource, HubError
 
     def entry(repo: str) -> Entry:
         return Entry(source="hf", name=repo, architecture="bert", modality="text", tags=("transformers",))
@@ -413,8 +413,8 @@ def test_show_says_whether_a_repo_is_cached(hub: HubServer) -> None:
 def test_timm_entries_hosted_on_the_hub_say_whether_cached(hub: HubServer) -> None:
     from huggingface_hub import snapshot_download
 
-    from zooprobe.plugins.timm_source import TimmSource
-    from zooprobe.registry.schema import Entry
+    from zooprobe.catalog.schema import Entry
+    from zooprobe.sources.timm_source import TimmSource
 
     entry = Entry(source="timm", name="test_resnet.r160_in1k", architecture="test_resnet", handle=f"hf-hub:{TIMM_REPO}")
     assert (TimmSource().cache_status(entry) or "").startswith("not cached")
@@ -440,7 +440,7 @@ def _sha(repo_id: str, hub: HubServer) -> str:
 def test_cli_trust_remote_code_pins_the_commit_and_the_run_records_it(
     hub: HubServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from zooprobe.registry.runs import RunStore
+    from zooprobe.runs.store import RunStore
 
     synced()
     monkeypatch.setenv("ZOOPROBE_PLUGINS", "hf,metrics")
@@ -468,7 +468,7 @@ def test_cli_trust_remote_code_pins_the_commit_and_the_run_records_it(
 
 
 def test_cli_finetune_with_trust_remote_code_records_the_pinned_commit(hub: HubServer, tmp_path: Path) -> None:
-    from zooprobe.registry.runs import RunStore
+    from zooprobe.runs.store import RunStore
 
     synced()
     sha = _sha(TIMM_REPO, hub)
@@ -491,9 +491,9 @@ def test_trust_remote_code_on_a_non_hf_entry_is_a_one_line_error(
     hub: HubServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import zooprobe
+    from zooprobe.catalog.schema import Entry
+    from zooprobe.catalog.store import Catalog
     from zooprobe.plugins.manager import RemoteCodeError
-    from zooprobe.registry.schema import Entry
-    from zooprobe.registry.store import Catalog
 
     synced()
     monkeypatch.setenv("ZOOPROBE_PLUGINS", "hf,torchvision,metrics")
@@ -524,7 +524,7 @@ def _weights(hub: HubServer) -> bytes:
 
 
 def _blobs(repo_id: str) -> Path:
-    from zooprobe.plugins.hf_source import hub_cache
+    from zooprobe.sources.hf_source import hub_cache
 
     return hub_cache() / f"models--{repo_id.replace('/', '--')}" / "blobs"
 
@@ -603,7 +603,7 @@ def test_a_download_corrupt_every_time_is_a_one_line_error_and_nothing_loads(
     hub: HubServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import zooprobe
-    from zooprobe.plugins import hf_source
+    from zooprobe.sources import hf_source
 
     synced()
     loads: list[str] = []
@@ -628,7 +628,7 @@ def test_a_cached_blob_corrupted_on_disk_is_refused_offline(hub: HubServer, monk
     import os
 
     import zooprobe
-    from zooprobe.plugins.hf_source import HubError
+    from zooprobe.sources.hf_source import HubError
 
     synced()
     zooprobe.load(f"hf:{TINY_BERT}")
@@ -642,7 +642,7 @@ def test_a_cached_blob_corrupted_on_disk_is_refused_offline(hub: HubServer, monk
 
 
 def test_card_datasets_become_stages_from_the_larger_to_the_smaller() -> None:
-    from zooprobe.plugins.hf_source import _pretraining
+    from zooprobe.sources.hf_source import _pretraining
 
     stages = _pretraining(["dataset:imagenet-1k", "imagenet-21k"])
     assert [s.dataset for s in stages] == ["imagenet-21k", "imagenet-1k"]

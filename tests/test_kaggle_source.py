@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from tests.tiny_tf import RESOLUTION, save_tiny_feature_vector
+from zooprobe.catalog.schema import Entry
 from zooprobe.errors import ZooprobeError
-from zooprobe.plugins.kaggle_source import KaggleError, KaggleSource, entries_from_models, has_credentials
-from zooprobe.registry.schema import Entry
+from zooprobe.sources.kaggle_source import KaggleError, KaggleSource, entries_from_models, has_credentials
 
 if find_spec("kagglehub") is None or find_spec("tensorflow_hub") is None:
     pytest.skip("needs the kaggle and tfhub extras: pip install 'zooprobe[kaggle,tfhub]'", allow_module_level=True)
@@ -126,7 +126,7 @@ def test_credentials_without_network_fall_back_to_the_snapshot(
 
 
 def test_pinned_savedmodel_resolves_from_kagglehub_cache(tmp_path: Path) -> None:
-    from zooprobe.evaluator.tf_backbone import import_tensorflow
+    from zooprobe.backbones.tf_backbone import import_tensorflow
 
     handle = "someone/tiny/tensorFlow2/fv/1"
     module = save_tiny_feature_vector(_fill_cache(tmp_path / "kagglehub", handle))
@@ -139,7 +139,7 @@ def test_pinned_savedmodel_resolves_from_kagglehub_cache(tmp_path: Path) -> None
     # and it fine-tunes: a restored copy trains, its kernel receives a gradient from TensorFlow
     import torch
 
-    from zooprobe.evaluator.finetune import Strategy, _check_trainable_here, build_arm_model
+    from zooprobe.finetuning.finetune import Strategy, _check_trainable_here, build_arm_model
 
     _check_trainable_here(backbone)
     model, _ = build_arm_model(backbone, Strategy("full", layer="output", train="all"), 3, (RESOLUTION, RESOLUTION))
@@ -160,7 +160,7 @@ def test_keras_variant_loads_with_safe_mode(tmp_path: Path) -> None:
     batch = backbone.preprocess([np.full((40, 40, 3), 128, dtype=np.uint8)])
     expected = keras.ops.convert_to_numpy(model(batch.permute(0, 2, 3, 1).numpy()))
     np.testing.assert_allclose(backbone.extract(batch, ["output"])["output"].numpy(), expected, rtol=1e-5)
-    from zooprobe.evaluator.finetune import _check_trainable_here
+    from zooprobe.finetuning.finetune import _check_trainable_here
 
     with pytest.raises(ZooprobeError, match=r"fine-tuning saved \.keras files .* is not supported yet"):
         _check_trainable_here(backbone)
@@ -203,7 +203,7 @@ def test_timm_layout_loads_the_downloaded_weights_whatever_its_config_names(tmp_
     import torch
     from safetensors.torch import save_file
 
-    from zooprobe.plugins.kaggle_source import _load_timm_layout
+    from zooprobe.sources.kaggle_source import _load_timm_layout
 
     torch.manual_seed(1)
     original = timm.create_model("resnet18", num_classes=4)

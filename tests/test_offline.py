@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from zooprobe.catalog.schema import Entry
+from zooprobe.catalog.store import Catalog
 from zooprobe.plugins.entry_snapshot import read_entry_snapshot
-from zooprobe.registry.schema import Entry
-from zooprobe.registry.store import Catalog
 
 FRAMEWORKS = ("torch", "torchvision", "timm", "keras", "tensorflow")
 

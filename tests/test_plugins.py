@@ -155,7 +155,7 @@ def test_hook_register_sources_returns_sources() -> None:
 
 def test_duplicate_source_names_are_an_error() -> None:
     from zooprobe.errors import ZooprobeError
-    from zooprobe.plugins import timm_source
+    from zooprobe.sources import timm_source
 
     class Again:
         register_sources = staticmethod(timm_source.register_sources)

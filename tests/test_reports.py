@@ -20,7 +20,7 @@ import pytest
 from click.testing import CliRunner
 
 from zooprobe.cli import cli
-from zooprobe.registry.runs import EpochRecord, RunStore, Score
+from zooprobe.runs.store import EpochRecord, RunStore, Score
 
 DATA = "sklearn:digits"
 DATA_HASH = "9f2c41d07be35a18c6e0"

@@ -6,10 +6,10 @@ import re
 
 import pytest
 
+from zooprobe.catalog.schema import Compute, Entry, InputSpec, PretrainStage, ReportedMetric, split_id
+from zooprobe.catalog.units import format_count, parse_count
 from zooprobe.errors import InvalidEntryError, InvalidIdError, ZooprobeError
-from zooprobe.plugins.timm_source import pretraining_from_tag
-from zooprobe.registry.schema import Compute, Entry, InputSpec, PretrainStage, ReportedMetric, split_id
-from zooprobe.registry.units import format_count, parse_count
+from zooprobe.sources.timm_source import pretraining_from_tag
 
 
 def make_entry(**overrides: object) -> Entry:

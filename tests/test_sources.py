@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from zooprobe.registry.store import Catalog, Query
+from zooprobe.catalog.store import Catalog, Query
 
 
 def _source_entries(home: Path, source: str) -> dict:
@@ -114,7 +114,7 @@ def test_keras_params_and_features_match_model(synced: Path) -> None:
 
 def test_resync_is_incremental(synced: Path) -> None:
     from zooprobe.plugins.manager import get_sources
-    from zooprobe.registry.sync import sync_sources
+    from zooprobe.plugins.sync import sync_sources
 
     with Catalog(synced) as cat:
         results = sync_sources(cat, get_sources().values())
@@ -158,7 +158,7 @@ def test_show_prints_aliases_and_why(synced: Path) -> None:
 def test_timm_counts_from_a_snapshot_of_another_version_say_so(monkeypatch: pytest.MonkeyPatch) -> None:
     import timm
 
-    from zooprobe.plugins import timm_source
+    from zooprobe.sources import timm_source
 
     older = {**timm_source.load_snapshot(), "timm_version": "0.0.1"}
     monkeypatch.setattr(timm_source, "load_snapshot", lambda: older)

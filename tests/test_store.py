@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from zooprobe.catalog.schema import Compute, Entry, PretrainStage, ReportedMetric
+from zooprobe.catalog.store import MIGRATIONS, SCHEMA_VERSION, Catalog, Query, _row, search_terms
 from zooprobe.errors import InvalidChoiceError, InvalidIdError, MixedUnitsError, StoreError, UnknownEntryError
-from zooprobe.registry.schema import Compute, Entry, PretrainStage, ReportedMetric
-from zooprobe.registry.store import MIGRATIONS, SCHEMA_VERSION, Catalog, Query, _row, search_terms
 
 from .test_schema_units import make_entry
 
@@ -440,7 +440,7 @@ def test_migration_6_makes_the_next_sync_read_timm_again(tmp_path: Path) -> None
 
 
 def _open_run_store(home: str) -> None:
-    from zooprobe.registry.runs import RunStore
+    from zooprobe.runs.store import RunStore
 
     with RunStore(home) as store:
         store.list()

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from zooprobe.catalog.schema import Entry
+from zooprobe.catalog.store import Catalog, Query
 from zooprobe.cli import cli
 from zooprobe.plugins.entry_snapshot import EntrySnapshot, read_entry_snapshot, snapshot_file, write_entry_snapshot
 from zooprobe.plugins.source import Source
-from zooprobe.registry.schema import Entry
-from zooprobe.registry.store import Catalog, Query
-from zooprobe.registry.sync import sync_if_empty, sync_sources
+from zooprobe.plugins.sync import sync_if_empty, sync_sources
 
 from .test_plugins import installed_plugin  # noqa: F401 - a fixture
 from .test_schema_units import make_entry

@@ -15,17 +15,17 @@ import torch
 from click.testing import CliRunner
 
 import zooprobe
+from zooprobe.catalog.schema import Entry, InputSpec
 from zooprobe.cli import cli
 from zooprobe.errors import ZooprobeError
-from zooprobe.evaluator.finetune import SCRATCH, Strategy, _check_trainable_here, build_arm_model, train_mode
-from zooprobe.registry.runs import EpochRecord, RunStore
-from zooprobe.registry.schema import Entry, InputSpec
+from zooprobe.finetuning.finetune import SCRATCH, Strategy, _check_trainable_here, build_arm_model, train_mode
+from zooprobe.runs.store import EpochRecord, RunStore
 
 if find_spec("tensorflow_hub") is None or find_spec("tf_keras") is None:
     pytest.skip("needs the tfhub extra: pip install 'zooprobe[tfhub]'", allow_module_level=True)
 
-from zooprobe.evaluator.tf_backbone import TFBackbone, import_tensorflow  # noqa: E402
-from zooprobe.plugins.tfhub_source import load_handle  # noqa: E402
+from zooprobe.backbones.tf_backbone import TFBackbone, import_tensorflow  # noqa: E402
+from zooprobe.sources.tfhub_source import load_handle  # noqa: E402
 
 RESOLUTION = 32
 MODEL = "tfhub:local/conv-bn"
@@ -61,7 +61,7 @@ def saved_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def home(saved_model: Path, zooprobe_home: Path) -> Path:
     """A catalog holding one TF-Hub entry whose handle is the local SavedModel folder."""
-    from zooprobe.registry.store import Catalog
+    from zooprobe.catalog.store import Catalog
 
     entry = Entry(
         source="tfhub",
@@ -84,7 +84,7 @@ def _variables(model: Any) -> dict[str, np.ndarray]:
 def _checkpoint(home: Path, run_id: str, arm: str) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
-    from zooprobe.evaluator.finetune import _slug
+    from zooprobe.finetuning.finetune import _slug
 
     return load_file(str(home / "runs" / run_id / f"{_slug(arm)}.safetensors"))
 
@@ -127,7 +127,7 @@ def test_gradients_through_tensorflow_equal_its_own_and_the_loaded_model_stays_a
 
 
 def test_scratch_reinitialises_by_role_and_updates_batchnorm_statistics_in_training_mode(saved_model: Path) -> None:
-    from zooprobe.evaluator.tf_finetune import build_tf_arm
+    from zooprobe.backbones.tf_finetune import build_tf_arm
 
     backbone = load_handle(str(saved_model))
     arm, _ = build_tf_arm(
@@ -152,7 +152,7 @@ def test_scratch_reinitialises_by_role_and_updates_batchnorm_statistics_in_train
 
 
 def test_unknown_vector_role_is_refused_for_the_scratch_baseline() -> None:
-    from zooprobe.evaluator.tf_finetune import random_initial_value
+    from zooprobe.backbones.tf_finetune import random_initial_value
 
     generator = torch.Generator().manual_seed(0)
     assert torch.equal(random_initial_value("block/bias:0", (4,), generator), torch.zeros(4))
@@ -235,7 +235,7 @@ def test_a_model_with_several_outputs_asks_which_one_the_head_reads(tmp_path: Pa
 
     tf.saved_model.save(TwoOutputs(), str(tmp_path / "two"))
     backbone = load_handle(str(tmp_path / "two"))
-    from zooprobe.evaluator.finetune import body_output_strategy
+    from zooprobe.finetuning.finetune import body_output_strategy
 
     with pytest.raises(ZooprobeError, match=r"several outputs \(pooled_output, raw\).*--strategy cut:pooled_output"):
         body_output_strategy(backbone, Strategy("head"))

@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 
 from tests.tiny_tf import RESOLUTION, save_tiny_feature_vector, tar_gz
+from zooprobe.backbones.tf_backbone import import_tensorflow
 from zooprobe.errors import ZooprobeError
-from zooprobe.evaluator.tf_backbone import import_tensorflow
-from zooprobe.plugins.tfhub_source import TFHubLoadError, TFHubSource, load_handle
+from zooprobe.sources.tfhub_source import TFHubLoadError, TFHubSource, load_handle
 
 if find_spec("tensorflow_hub") is None:
     pytest.skip("needs the tfhub extra: pip install 'zooprobe[tfhub]'", allow_module_level=True)
@@ -108,8 +108,8 @@ def test_search_never_imports_tensorflow_or_kagglehub(tmp_path: Path) -> None:
     script = (
         "import sys\n"
         "from zooprobe.plugins.manager import get_sources\n"
-        "from zooprobe.registry.store import Catalog, Query\n"
-        "from zooprobe.registry.sync import sync_sources\n"
+        "from zooprobe.catalog.store import Catalog, Query\n"
+        "from zooprobe.plugins.sync import sync_sources\n"
         f"with Catalog({str(tmp_path)!r}) as cat:\n"
         "    sync_sources(cat, get_sources().values())\n"
         "    hits = [e.id for e in cat.search(Query(source='tfhub', limit=None))]\n"
@@ -150,8 +150,8 @@ def test_http_handle_downloads_the_archive_into_tfhub_cache_dir(
 
 
 def test_extract_features_runs_a_tf_backbone(tiny: tuple[Path, Any], tmp_path: Path) -> None:
-    from zooprobe.evaluator.datasets import Dataset
-    from zooprobe.evaluator.features import extract_features
+    from zooprobe.backbones.features import extract_features
+    from zooprobe.data.datasets import Dataset
 
     images = _images(6)
     dataset = Dataset(
@@ -206,7 +206,7 @@ def test_missing_local_folder_is_a_one_line_error(tmp_path: Path) -> None:
 def test_snapshot_file_names_its_source_for_every_record() -> None:
     from importlib import resources
 
-    data = json.loads(resources.files("zooprobe.plugins.data").joinpath("tfhub_snapshot.json").read_text())
+    data = json.loads(resources.files("zooprobe.sources.data").joinpath("tfhub_snapshot.json").read_text())
     assert data["doc_repo"] == "tensorflow/tfhub.dev"
     for record in data["models"]:
         assert record["doc"].startswith("assets/docs/") and len(record["commit"]) == 40

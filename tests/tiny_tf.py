@@ -15,7 +15,7 @@ def save_tiny_feature_vector(folder: Path) -> Any:
 
     Returns the live ``tf.Module``, whose direct call is the reference for the loaded copies.
     """
-    from zooprobe.evaluator.tf_backbone import import_tensorflow
+    from zooprobe.backbones.tf_backbone import import_tensorflow
 
     tf = import_tensorflow()
 

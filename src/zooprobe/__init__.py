@@ -4,19 +4,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .catalog.schema import Compute, Entry, InputSpec, PretrainStage, ReportedMetric
 from .errors import ZooprobeError
-from .metrics import Metric
 from .plugins.hookspecs import hookimpl
+from .plugins.metric import Metric
 from .plugins.source import Source
-from .registry.schema import Compute, Entry, InputSpec, PretrainStage, ReportedMetric
 
 if TYPE_CHECKING:
+    from .backbones.backbone import Backbone
     from .evaluator.assess import assess
-    from .evaluator.backbone import Backbone
-    from .evaluator.finetune import finetune
+    from .finetuning.finetune import finetune
 
 # Heavy entry points load on first use, so that `import zooprobe` (and every CLI start) stays light.
-_LAZY = {"assess": ".evaluator.assess", "finetune": ".evaluator.finetune", "Backbone": ".evaluator.backbone"}
+_LAZY = {"assess": ".evaluator.assess", "finetune": ".finetuning.finetune", "Backbone": ".backbones.backbone"}
 
 
 def __getattr__(name: str) -> object:
@@ -31,7 +31,7 @@ def __dir__() -> list[str]:
     return sorted({*globals(), *_LAZY})
 
 
-__version__ = "0.1.0"
+from .version import __version__  # noqa: E402
 
 
 def load(entry_id: str, home: str | None = None, *, trust_remote_code: bool = False) -> Backbone:
@@ -44,7 +44,7 @@ def load(entry_id: str, home: str | None = None, *, trust_remote_code: bool = Fa
             the commit it resolves; that commit is the returned backbone's ``entry.source_version``.
 
     Returns:
-        a :class:`~zooprobe.evaluator.backbone.Backbone` in eval mode, with its preprocessing,
+        a :class:`~zooprobe.backbones.backbone.Backbone` in eval mode, with its preprocessing,
         ordered ``cut_points`` and ``extract(batch, layers)``.
 
     Raises:
@@ -54,14 +54,9 @@ def load(entry_id: str, home: str | None = None, *, trust_remote_code: bool = Fa
         >>> backbone = zooprobe.load("torchvision:mobilenet_v2.IMAGENET1K_V1")
         >>> feats = backbone.extract(backbone.preprocess([image]), ["features.7", "pre_logits"])
     """
-    from .plugins.manager import load_entry
-    from .registry.store import Catalog
-    from .registry.sync import sync_if_empty
+    from .plugins.loading import load_by_id
 
-    with Catalog(home) as catalog:
-        sync_if_empty(catalog)
-        entry = catalog.get(entry_id)
-    return load_entry(entry, trust_remote_code=trust_remote_code)
+    return load_by_id(entry_id, home, trust_remote_code=trust_remote_code)
 
 
 __all__ = [

@@ -7,8 +7,8 @@ from typing import Any
 
 import click
 
-from .. import __version__
 from ..errors import ZooprobeError
+from ..version import __version__
 from ._common import UserError
 
 

@@ -13,12 +13,12 @@ from typing import Any, TypeVar
 import click
 from click.core import ParameterSource
 
+from ..catalog.schema import Entry
+from ..catalog.store import Catalog, default_home
+from ..catalog.units import format_count
 from ..errors import ZooprobeError
 from ..plugins.source import Source
-from ..registry.schema import Entry
-from ..registry.store import Catalog, default_home
-from ..registry.sync import SyncResult, sync_if_empty, sync_sources
-from ..registry.units import format_count
+from ..plugins.sync import SyncResult, sync_if_empty, sync_sources
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -151,7 +151,7 @@ def _fmt(value: Any, digits: int = 3) -> str:
 
 def render_assessment(run_id: str, candidates: list[dict[str, Any]], summary: dict[str, Any]) -> str:
     """The ranked candidate table, the recommendation and its evidence, for a terminal."""
-    from ..registry.units import format_count
+    from ..catalog.units import format_count
 
     headers = ["RANK", "MODEL", "PARAMS", "INPUT", "BEST LAYER", "PROBE", "KNN", "LOGME", "LEEP", "STRATEGY"]
     rows = []

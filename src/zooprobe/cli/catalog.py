@@ -9,11 +9,11 @@ from pathlib import Path
 
 import click
 
-from ..plugins.hf_source import HfSource
+from ..catalog.store import DB_NAME, Catalog, Query, default_home
 from ..plugins.manager import get_source, get_sources
 from ..plugins.source import Source
-from ..registry.store import DB_NAME, Catalog, Query, default_home
-from ..registry.sync import sync_sources
+from ..plugins.sync import sync_sources
+from ..sources.hf_source import HfSource
 from ._common import UserError, format_option, home_option, open_catalog, output_format, sync_with_progress
 
 

@@ -85,7 +85,7 @@ def finetune_cmd(
       zooprobe finetune --data photos/ --model timm:resnet50.a1_in1k --strategy recommended
       zooprobe finetune --resume finetune-20250101-120000-abc123
     """
-    from ..evaluator.finetune import epochs_table_rows, finetune
+    from ..finetuning.finetune import epochs_table_rows, finetune
 
     if resume is not None:
         fixed = ["data", "model", "strategy", "epochs", "baseline", "lr", "batch_size", "seed", "train_size"]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from ..registry.store import default_home
+from ..catalog.store import default_home
 from ._common import UserError, home_option
 from .finetune import parse_train_size
 
@@ -59,12 +59,12 @@ def quickstart(
       zooprobe quickstart
       zooprobe quickstart --data ./my_photos --resolution 128 --epochs 5
     """
+    from ..catalog.store import Catalog, Query
     from ..evaluator.assess import assess
-    from ..evaluator.finetune import finetune
-    from ..evaluator.offline_weights import seed_offline_weights
-    from ..registry.store import Catalog, Query
-    from ..registry.sync import sync_if_empty
+    from ..finetuning.finetune import finetune
+    from ..plugins.sync import sync_if_empty
     from ..reports import build_report, open_store_readonly, render, write_atomic
+    from ..sources.offline_weights import seed_offline_weights
     from ._common import render as render_entries
     from ._common import sync_with_progress
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ..registry.store import default_home
+from ..catalog.store import default_home
 from ._common import home_option
 
 

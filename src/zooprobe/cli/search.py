@@ -3,26 +3,41 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
+from ..catalog.query import FILTERS, Filter, query_from_values
+from ..catalog.schema import Entry
+from ..catalog.store import Query, sort_field
 from ..errors import InvalidChoiceError, ZooprobeError
 from ..plugins.manager import get_sources
-from ..registry.schema import MODALITIES, Entry
-from ..registry.store import SORT_FIELDS, Query, sort_field
-from ..registry.units import parse_count
 from ._common import DEFAULT_FIELDS, FIELDS, UserError, ensure_synced, home_option, open_catalog, render
 
+FC = TypeVar("FC", bound=Callable[..., Any])
 
-def _count(_ctx: click.Context, _param: click.Parameter, value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        return parse_count(value)
-    except ZooprobeError as exc:
-        raise click.BadParameter(str(exc)) from None
+
+def _filter_option(spec: Filter) -> Callable[[FC], FC]:
+    """The click option of one search filter (its name, help and value check come from the library)."""
+
+    def convert(_ctx: click.Context, _param: click.Parameter, value: str | None) -> Any:
+        if value is None:
+            return None
+        try:
+            return spec.convert(value)
+        except (ValueError, ZooprobeError) as exc:
+            raise click.BadParameter(str(exc)) from None
+
+    kind = click.Choice(spec.choices) if spec.choices else None
+    return click.option(spec.option, spec.field, type=kind, metavar=spec.metavar, help=spec.help, callback=convert)
+
+
+def _filter_options(command: FC) -> FC:
+    for spec in reversed(FILTERS):
+        command = _filter_option(spec)(command)
+    return command
 
 
 def _fields(value: str | None) -> tuple[str, ...]:
@@ -39,52 +54,14 @@ def _fields(value: str | None) -> tuple[str, ...]:
     return names
 
 
-def _sort_keys(sort: str | None) -> tuple[str, ...]:
-    return tuple(k.strip() for k in sort.split(",") if k.strip()) if sort else ()
-
-
 def query_from_params(params: dict[str, Any], limit: int | None) -> Query:
-    """The catalog :class:`Query` of the ``search`` command's parsed parameters (shared with ``assess --query``)."""
-    return Query(
-        text=params.get("query"),
-        source=params.get("source"),
-        task=params.get("task"),
-        modality=params.get("modality"),
-        framework=params.get("framework"),
-        arch=params.get("arch"),
-        min_params=params.get("min_params"),
-        max_params=params.get("max_params"),
-        max_gmacs=params.get("max_gmacs"),
-        min_top1=params.get("min_top1"),
-        pretrain_dataset=params.get("pretrain_dataset"),
-        license=params.get("license_"),
-        resolution=params.get("resolution"),
-        sort=_sort_keys(params.get("sort")),
-        limit=limit,
-    )
+    """The catalog :class:`Query` of the ``search`` command's parsed parameters."""
+    return query_from_values(params.get("query"), params, limit)
 
 
 @click.command()
 @click.argument("query", required=False)
-@click.option("--source", help="Only entries of this source (timm, torchvision, keras, ...).")
-@click.option("--task", help="Only entries for this task, e.g. image-classification.")
-@click.option("--modality", type=click.Choice(MODALITIES), help="Only this input modality.")
-@click.option("--framework", help="Only this framework: pytorch, keras, ...")
-@click.option("--arch", "arch", metavar="GLOB", help="Architecture name glob, e.g. 'resnet*'.")
-@click.option("--min-params", callback=_count, metavar="N", help="At least N parameters (25M, 1.2B, 300K).")
-@click.option("--max-params", callback=_count, metavar="N", help="At most N parameters (25M, 1.2B, 300K).")
-@click.option("--max-gmacs", type=float, metavar="G", help="At most G GMACs (entries whose source reports GMACs).")
-@click.option("--min-top1", type=float, metavar="PCT", help="At least this ImageNet-1k top-1 (%).")
-@click.option("--pretrain-dataset", metavar="NAME", help="Pretrained on this dataset, e.g. imagenet-21k, laion-2b.")
-@click.option("--license", "license_", metavar="TEXT", help="Weights license containing TEXT, e.g. apache.")
-@click.option("--resolution", type=int, metavar="PX", help="Default input resolution equal to PX.")
-@click.option(
-    "--sort",
-    "sort",
-    metavar="FIELD[,FIELD]",
-    help=f"Sort keys, '-' for descending: {', '.join(SORT_FIELDS)}. 'gmacs' orders entries reported in GMACs "
-    "(the others last); 'compute' orders the reported number in its own unit, one unit at a time.",
-)
+@_filter_options
 @click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True, help="At most this many rows.")
 @click.option("--fields", "fields", metavar="F[,F]", help=f"Columns to print: {', '.join(FIELDS)}.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)
@@ -101,9 +78,9 @@ def search(
     max_gmacs: float | None,
     min_top1: float | None,
     pretrain_dataset: str | None,
-    license_: str | None,
+    license: str | None,
     resolution: int | None,
-    sort: str | None,
+    sort: tuple[str, ...] | None,
     limit: int,
     fields: str | None,
     fmt: str,
@@ -121,9 +98,7 @@ def search(
       zooprobe search --source torchvision --max-params 10M --fields id,params,top1
       zooprobe search vit --min-top1 85 --format json
     """
-    out_fields = _fields(fields)
-    for key in _sort_keys(sort):  # before the first-run sync: a typo should not cost a sync
-        sort_field(key)
+    out_fields = _fields(fields)  # the sort keys were checked when parsed: a typo costs no sync
     with open_catalog(home) as cat:
         ensure_synced(cat)
         if source and source not in cat.source_versions():
@@ -133,7 +108,7 @@ def search(
         click.echo("no entries match; loosen the filters or check 'zooprobe catalog stats'", err=True)
         return
     click.echo(render(entries, out_fields, fmt))
-    _note_unsorted_units(entries, _sort_keys(sort))
+    _note_unsorted_units(entries, sort or ())
 
 
 def _note_unsorted_units(entries: list[Entry], sort: tuple[str, ...]) -> None:

@@ -1,1 +1,1 @@
-"""Transferability assessment: datasets, backbones and feature extraction."""
+"""Transferability assessment: checks, scores, the consensus and the recommendation."""

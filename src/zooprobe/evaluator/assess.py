@@ -25,17 +25,17 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..catalog.schema import Entry
+from ..catalog.store import Catalog, Query
 from ..errors import InvalidChoiceError, ZooprobeError, first_line
-from ..registry.runs import Run, RunStore, Score, library_versions
-from ..registry.schema import Entry
-from ..registry.store import Catalog, Query
+from ..runs.store import Run, RunStore, Score, library_versions
 
 if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
 
-    from .backbone import Backbone
-    from .datasets import Dataset, OnError
+    from ..backbones.backbone import Backbone
+    from ..data.datasets import Dataset, OnError
     from .scores import ProbeResult
 
 PROBE_METRICS = ("probe_accuracy", "probe_balanced_accuracy")
@@ -382,23 +382,12 @@ def resolve_candidates(
 
 def parse_query(query: str, top: int) -> Query:
     """A :class:`Query` from a ``zooprobe search`` command line (same words and options)."""
-    import shlex
-
-    import click
-
-    from ..cli.search import query_from_params, search
+    from ..catalog.query import QuerySyntaxError, parse_search_line
 
     try:
-        words = shlex.split(query)
-    except ValueError as exc:  # an unbalanced quote
-        raise AssessError(f"bad --query {query!r}: {exc}; balance the quotes inside it") from None
-    try:
-        context = search.make_context("search", words, resilient_parsing=False)
-    except click.UsageError as exc:
-        raise AssessError(
-            f"bad --query {query!r}: {exc.format_message()}; use the options of 'zooprobe search'"
-        ) from None
-    return query_from_params(context.params, top)
+        return parse_search_line(query, top)
+    except QuerySyntaxError as exc:
+        raise AssessError(f"bad --query {query!r}: {exc}; use the filters of 'zooprobe search'") from None
 
 
 def _entry_facts(entry: Entry) -> dict[str, Any]:
@@ -464,8 +453,8 @@ def assess(
     """
     import numpy as np
 
-    from .. import metrics as metric_registry
-    from .datasets import read_dataset
+    from ..data.datasets import read_dataset
+    from ..plugins import metric_lookup as metric_registry
 
     say = _Progress(progress)
     stored: Run | None = None
@@ -507,7 +496,7 @@ def assess(
     if budget is not None and not budget > 0:
         raise AssessError(f"budget {budget:g} s leaves no time to assess anything; give a positive number of seconds")
     with Catalog(home) as catalog:
-        from ..registry.sync import sync_if_empty
+        from ..plugins.sync import sync_if_empty
 
         sync_if_empty(catalog)
         entries = resolve_candidates(catalog, models, query, top)
@@ -686,7 +675,7 @@ def _score_candidate(
     progress: bool,
     say: _Progress,
 ) -> None:
-    from .features import extract_features
+    from ..backbones.features import extract_features
     from .scores import knn_accuracy, linear_probe
 
     model = backbone.entry.id

@@ -17,9 +17,9 @@ from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 
-from ..registry.schema import Entry
+from ..catalog.schema import Entry
 
-DATA_PACKAGE = "zooprobe.plugins.data"
+DATA_PACKAGE = "zooprobe.sources.data"
 FORMAT = 1
 
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
-    from ..metrics import Metric
+    from .metric import Metric
     from .source import Source
 
 PROJECT = "zooprobe"
@@ -32,7 +32,7 @@ def register_sources() -> list[Source]:
     """Return the catalog sources this plugin provides.
 
     Every source has a unique ``name`` (the part of an id before ``:``), yields
-    :class:`~zooprobe.registry.schema.Entry` records from ``entries()``, and reports the version of
+    :class:`~zooprobe.catalog.schema.Entry` records from ``entries()``, and reports the version of
     the package its entries come from so that syncs are incremental.
 
     :returns: a list of :class:`~zooprobe.plugins.source.Source` objects (may be empty).
@@ -54,6 +54,6 @@ def register_metrics() -> list[Metric]:
     ``input`` is ``"probabilities"``, the source head's N x K class probabilities) and ``labels``
     holds N integers. Higher must always mean more transferable. Names are unique across plugins.
 
-    :returns: a list of :class:`~zooprobe.metrics.Metric` objects (may be empty).
+    :returns: a list of :class:`~zooprobe.plugins.metric.Metric` objects (may be empty).
     """
     raise NotImplementedError

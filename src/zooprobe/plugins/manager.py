@@ -11,24 +11,24 @@ from typing import TYPE_CHECKING, Protocol, TypeVar, cast
 
 import pluggy
 
+from ..catalog.schema import Entry
 from ..errors import InvalidChoiceError, ZooprobeError, first_line
-from ..registry.schema import Entry
 from . import hookspecs
 from .source import Source
 
 if TYPE_CHECKING:
-    from ..evaluator.backbone import Backbone
-    from ..metrics import Metric
+    from ..backbones.backbone import Backbone
+    from .metric import Metric
 
 # Built-in plugins are registered exactly as third-party ones are: by module, under a name.
 DEFAULT_PLUGINS: dict[str, str] = {
-    "metrics": "zooprobe.plugins.builtin_metrics",
-    "torchvision": "zooprobe.plugins.torchvision_source",
-    "timm": "zooprobe.plugins.timm_source",
-    "keras": "zooprobe.plugins.keras_source",
-    "tfhub": "zooprobe.plugins.tfhub_source",
-    "kaggle": "zooprobe.plugins.kaggle_source",
-    "hf": "zooprobe.plugins.hf_source",
+    "metrics": "zooprobe.evaluator.builtin_metrics",
+    "torchvision": "zooprobe.sources.torchvision_source",
+    "timm": "zooprobe.sources.timm_source",
+    "keras": "zooprobe.sources.keras_source",
+    "tfhub": "zooprobe.sources.tfhub_source",
+    "kaggle": "zooprobe.sources.kaggle_source",
+    "hf": "zooprobe.sources.hf_source",
 }
 
 ALLOW_ENV = "ZOOPROBE_PLUGINS"
@@ -204,6 +204,6 @@ def _describe_metrics(metrics: Iterable[Metric]) -> list[dict[str, str]]:
 
 
 def _own_version() -> str:
-    from .. import __version__
+    from ..version import __version__
 
     return __version__

@@ -6,12 +6,12 @@ from collections.abc import Iterator
 from importlib.util import find_spec
 from typing import TYPE_CHECKING
 
+from ..catalog.schema import Entry
 from ..errors import SourceUnavailableError
-from ..registry.schema import Entry
 from .entry_snapshot import EntrySnapshot, read_entry_snapshot
 
 if TYPE_CHECKING:
-    from ..evaluator.backbone import Backbone
+    from ..backbones.backbone import Backbone
 
 
 class Source:
@@ -65,7 +65,7 @@ class Source:
         return None
 
     def load(self, entry: Entry) -> Backbone:
-        """Load the entry's pretrained model as a :class:`~zooprobe.evaluator.backbone.Backbone`.
+        """Load the entry's pretrained model as a :class:`~zooprobe.backbones.backbone.Backbone`.
 
         :raises SourceUnavailableError: when this source cannot load weights (yet) or lacks its package.
         """

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from ..catalog.store import default_home
 from ..errors import ZooprobeError
-from ..registry.runs import RUNS_DB_NAME, EpochRecord, Run, RunStore
-from ..registry.store import default_home
+from ..runs.store import RUNS_DB_NAME, EpochRecord, Run, RunStore
 
 # The scores of an assessment in reading order; metrics a plugin adds follow these.
 KNOWN_METRICS = ("probe_balanced_accuracy", "knn_accuracy", "logme", "hscore", "nce", "leep")

@@ -6,7 +6,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..registry.units import format_count
+from ..catalog.units import format_count
 from .model import CandidateRow, Decision, FinetuneComparison, LayerProfile, PredictionCheck, Report, RunInfo
 
 MISSING = "-"

@@ -30,10 +30,10 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from ..backbones.backbone import PRE_LOGITS, Backbone
+from ..data.datasets import Dataset, OnError, read_dataset, stratified_split
 from ..errors import InvalidChoiceError, ZooprobeError, first_line
-from ..registry.runs import EpochRecord, RunStore, library_versions
-from .backbone import PRE_LOGITS, Backbone
-from .datasets import Dataset, OnError, read_dataset, stratified_split
+from ..runs.store import EpochRecord, RunStore, library_versions
 
 if TYPE_CHECKING:
     import numpy as np
@@ -185,7 +185,7 @@ def finetune(
     """Fine-tune ``model`` on ``data`` with ``strategy`` (and the ``scratch`` baseline), recording every epoch.
 
     Args:
-        data: a dataset spec :func:`~zooprobe.evaluator.datasets.read_dataset` accepts, e.g. ``sklearn:digits``.
+        data: a dataset spec :func:`~zooprobe.data.datasets.read_dataset` accepts, e.g. ``sklearn:digits``.
         model: a catalog id, e.g. ``torchvision:mobilenet_v2.IMAGENET1K_V1``.
         strategy: ``as-is``, ``head``, ``full``, ``cut:LAYER[+mlp:WIDTHS][:train=new|all]`` or
             ``recommended`` (the latest assessment's recommendation for this data and model).
@@ -210,8 +210,8 @@ def finetune(
         ...                            epochs=3, baseline="scratch", train_size=200, resolution=64)
         >>> result.summary["gain_over_scratch"]
     """
-    from .. import load
-    from .tf_backbone import TFBackbone
+    from ..backbones.tf_backbone import TFBackbone
+    from ..plugins.loading import load_by_id as load
 
     with RunStore(home) as store:
         if resume is not None:
@@ -373,7 +373,7 @@ def _check_trainable_here(backbone: Backbone) -> None:
 
     :raises ZooprobeError: for a saved ``.keras`` file or a TF1 hub module (callable only by signature).
     """
-    from .tf_backbone import TFBackbone
+    from ..backbones.tf_backbone import TFBackbone
 
     if not isinstance(backbone, TFBackbone):
         return
@@ -398,7 +398,7 @@ def body_output_strategy(backbone: Backbone, strategy: Strategy) -> Strategy:
 
     :raises ZooprobeError: for a model with several outputs and a strategy that does not name one.
     """
-    from .tf_backbone import TFBackbone
+    from ..backbones.tf_backbone import TFBackbone
 
     if not isinstance(backbone, TFBackbone) or strategy.kind == "cut":
         return strategy
@@ -507,16 +507,16 @@ def foreign_arm_model(
     ``make_head(width)``, random-initialised unless ``pretrained``, seeded by torch's seed), else None."""
     import torch
 
-    from .keras_backbone import KerasBackbone
-    from .tf_backbone import TFBackbone
+    from ..backbones.keras_backbone import KerasBackbone
+    from ..backbones.tf_backbone import TFBackbone
 
     seed = int(torch.initial_seed()) % 2**31
     if isinstance(backbone, KerasBackbone):
-        from .keras_finetune import build_keras_arm
+        from ..backbones.keras_finetune import build_keras_arm
 
         return build_keras_arm(backbone, layer, resolution, make_head, pretrained=pretrained, seed=seed)
     if isinstance(backbone, TFBackbone):
-        from .tf_finetune import build_tf_arm
+        from ..backbones.tf_finetune import build_tf_arm
 
         return build_tf_arm(backbone, layer, resolution, make_head, pretrained=pretrained, seed=seed)
     return None
@@ -703,7 +703,7 @@ class _Trainer:
     def cached_features(self, layer: str) -> tuple[torch.Tensor, torch.Tensor]:
         import torch
 
-        from .features import extract_features
+        from ..backbones.features import extract_features
 
         features = extract_features(
             self.backbone, self.dataset, [layer], cache_dir=self.store.home / "features", progress=self.progress
@@ -874,18 +874,16 @@ class _Trainer:
         total_steps: int,
         keep_statistics: bool,
     ) -> float:
-        import click
         import torch
 
-        from .features import _NoBar
+        from ..progress import ProgressBar
 
         torch.manual_seed(self.settings.seed * 1_000_003 + epoch)
         train_mode(model, keep_statistics)
         scaler = torch.amp.GradScaler("cuda", enabled=self.amp and self.amp_dtype == torch.float16)
         loss_sum, seen = 0.0, 0
         label = f"{arm} epoch {epoch}/{self.settings.epochs}"
-        bar: Any = click.progressbar(length=len(batches), label=label, file=sys.stderr) if self.progress else _NoBar()
-        with bar:
+        with ProgressBar(len(batches), label, enabled=self.progress) as bar:
             for step, (inputs, labels) in enumerate(batches.iterate(self.settings.seed * 1_000_003 + epoch)):
                 factor = lr_factor(first_step + step, total_steps, self.settings.warmup_fraction)
                 for group in optimizer.param_groups:

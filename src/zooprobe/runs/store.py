@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from ..catalog.store import default_home, enable_wal
 from ..errors import StoreError, ZooprobeError
-from .store import default_home, enable_wal
 
 RUNS_DB_NAME = "runs.sqlite3"
 RunKind = Literal["assess", "finetune"]

@@ -6,9 +6,9 @@ import time
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 
+from ..catalog.store import Catalog
 from ..errors import ZooprobeError, first_line
-from ..plugins.source import Source
-from .store import Catalog
+from .source import Source
 
 
 @dataclass(frozen=True)
@@ -98,6 +98,6 @@ def sync_if_empty(catalog: Catalog, sync: SyncFunction = _plain_sync) -> list[Sy
     """
     if not catalog.is_empty():
         return []
-    from ..plugins.manager import get_sources
+    from .manager import get_sources
 
     return sync(catalog, list(get_sources().values()))

@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from ..backbones.tf_backbone import TFBackbone, concrete_functions, import_tensorflow, output_names, with_resolution
+from ..catalog.schema import DATASET_SIZES, Entry, InputSpec, PretrainStage, ReportedMetric
 from ..errors import SourceUnavailableError, ZooprobeError
-from ..evaluator.tf_backbone import TFBackbone, concrete_functions, import_tensorflow, output_names, with_resolution
-from ..registry.schema import DATASET_SIZES, Entry, InputSpec, PretrainStage, ReportedMetric
-from .hookspecs import hookimpl
-from .source import Source
+from ..plugins.hookspecs import hookimpl
+from ..plugins.source import Source
 
 SNAPSHOT = "tfhub_snapshot.json"
 TFHUB_PREFIX = "https://tfhub.dev/"
@@ -40,7 +40,7 @@ class TFHubLoadError(ZooprobeError):
 @cache
 def load_snapshot() -> dict[str, Any]:
     """The curated TF-Hub snapshot (``data/tfhub_snapshot.json``)."""
-    text = resources.files("zooprobe.plugins.data").joinpath(SNAPSHOT).read_text(encoding="utf-8")
+    text = resources.files("zooprobe.sources.data").joinpath(SNAPSHOT).read_text(encoding="utf-8")
     return dict(json.loads(text))
 
 

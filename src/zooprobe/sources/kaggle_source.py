@@ -24,12 +24,12 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from ..backbones.backbone import Backbone
+from ..backbones.tf_backbone import OUTPUT, TFBackbone, with_resolution
+from ..catalog.schema import DATASET_SIZES, Entry, InputSpec, PretrainStage
 from ..errors import SourceUnavailableError, ZooprobeError
-from ..evaluator.backbone import Backbone
-from ..evaluator.tf_backbone import OUTPUT, TFBackbone, with_resolution
-from ..registry.schema import DATASET_SIZES, Entry, InputSpec, PretrainStage
-from .hookspecs import hookimpl
-from .source import Source
+from ..plugins.hookspecs import hookimpl
+from ..plugins.source import Source
 from .tfhub_source import entry_from_record, load_handle, load_snapshot
 
 OWNERS_ENV = "ZOOPROBE_KAGGLE_OWNERS"
@@ -280,8 +280,8 @@ def _load_timm_layout(path: Path, entry: Entry) -> Backbone:
     import timm
     import torch
 
-    from ..evaluator.backbone import block_cut_points
-    from .timm_source import classifier_of
+    from ..backbones.backbone import block_cut_points
+    from ..backbones.timm_backbone import classifier_of
 
     # The repository's config may describe preprocessing, never where the weights come from: only
     # the safetensors file just downloaded loads (not a URL, a hub id or another path it names).

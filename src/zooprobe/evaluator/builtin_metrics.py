@@ -4,50 +4,50 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..metrics import Metric
-from .hookspecs import hookimpl
+from ..plugins.hookspecs import hookimpl
+from ..plugins.metric import Metric
 
 
 def probe_accuracy(features: Any, labels: Any, **options: Any) -> float:
     """Mean cross-validated accuracy of the linear probe (see :func:`~zooprobe.evaluator.scores.linear_probe`)."""
-    from ..evaluator.scores import linear_probe
+    from .scores import linear_probe
 
     return linear_probe(features, labels, **options).accuracy
 
 
 def probe_balanced_accuracy(features: Any, labels: Any, **options: Any) -> float:
     """Mean cross-validated balanced accuracy (mean per-class recall) of the linear probe."""
-    from ..evaluator.scores import linear_probe
+    from .scores import linear_probe
 
     return linear_probe(features, labels, **options).balanced_accuracy
 
 
 def _logme(features: Any, labels: Any, **options: Any) -> float:
-    from ..evaluator.scores import logme
+    from .scores import logme
 
     return logme(features, labels, **options)
 
 
 def _hscore(features: Any, labels: Any, **options: Any) -> float:
-    from ..evaluator.scores import hscore
+    from .scores import hscore
 
     return hscore(features, labels, **options)
 
 
 def _nce(probabilities: Any, labels: Any, **options: Any) -> float:
-    from ..evaluator.scores import nce
+    from .scores import nce
 
     return nce(probabilities, labels, **options)
 
 
 def _leep(probabilities: Any, labels: Any, **options: Any) -> float:
-    from ..evaluator.scores import leep
+    from .scores import leep
 
     return leep(probabilities, labels, **options)
 
 
 def _knn(features: Any, labels: Any, **options: Any) -> float:
-    from ..evaluator.scores import knn_accuracy
+    from .scores import knn_accuracy
 
     return knn_accuracy(features, labels, **options)
 

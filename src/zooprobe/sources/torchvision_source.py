@@ -20,11 +20,11 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+from ..backbones.backbone import Backbone, block_cut_points, last_linear
+from ..catalog.schema import DATASET_SIZES, Compute, Entry, InputSpec, PretrainStage, ReportedMetric
 from ..errors import ZooprobeError
-from ..evaluator.backbone import Backbone, block_cut_points, last_linear
-from ..registry.schema import DATASET_SIZES, Compute, Entry, InputSpec, PretrainStage, ReportedMetric
-from .hookspecs import hookimpl
-from .source import Source
+from ..plugins.hookspecs import hookimpl
+from ..plugins.source import Source
 
 # torchvision's metric dataset names -> catalog dataset names
 _DATASETS = {

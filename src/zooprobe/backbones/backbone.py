@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..catalog.schema import Entry
 from ..errors import InvalidChoiceError, ZooprobeError
-from ..registry.schema import Entry
 
 if TYPE_CHECKING:
     import numpy as np

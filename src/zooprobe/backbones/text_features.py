@@ -1,6 +1,6 @@
 """Turning a dataset of texts into pooled features at a text backbone's cut points, cached like images.
 
-The cache is :mod:`zooprobe.evaluator.features`' own: the same content-addressed key (weights
+The cache is :mod:`zooprobe.backbones.features`' own: the same content-addressed key (weights
 identity including the repo's commit, preprocessing, dataset content hash, cut point) and the same
 chunked ``.npy`` memory map renamed into place only when complete. Texts are batched in order of
 length so that a batch pads to similar lengths; rows are written back at their original positions.
@@ -12,11 +12,11 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..catalog.store import default_home
+from ..data.datasets import Dataset
 from ..errors import ZooprobeError
-from ..registry.store import default_home
 from .backbone import Backbone
-from .datasets import Dataset
-from .features import _compute, cache_key
+from .feature_cache import cache_key, write_features
 
 if TYPE_CHECKING:
     import numpy as np
@@ -55,7 +55,7 @@ def extract_text_features(
     missing = [layer for layer in layers if not paths[layer].exists()]
     if missing:
         batches = _token_batches(backbone, dataset.texts, batch_size)
-        _compute(backbone, dataset, missing, paths, batch_size, 0, progress, batches=batches, unit="texts")
+        write_features(backbone, len(dataset), missing, paths, progress, batches, unit="texts")
     return {layer: np.load(paths[layer], mmap_mode="r") for layer in layers}
 
 

@@ -20,8 +20,9 @@ from importlib import resources
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-from ..evaluator.backbone import Backbone, block_cut_points
-from ..registry.schema import (
+from ..backbones.backbone import Backbone
+from ..backbones.timm_backbone import classifier_of, load_timm_model
+from ..catalog.schema import (
     DATASET_SIZES,
     Compute,
     Entry,
@@ -29,8 +30,8 @@ from ..registry.schema import (
     PretrainStage,
     ReportedMetric,
 )
-from .hookspecs import hookimpl
-from .source import Source
+from ..plugins.hookspecs import hookimpl
+from ..plugins.source import Source
 
 RESULTS_CSV = "timm_results-imagenet.csv"
 BENCH_CSV = "timm_benchmark-infer-amp-nchw-pt291-cu130-5090.csv"
@@ -79,12 +80,6 @@ def pretraining_from_tag(tag: str) -> tuple[PretrainStage, ...]:
     return tuple(stages)
 
 
-def classifier_of(model: Any) -> Any:
-    """timm's ``get_classifier()``: a module, a (head, head_dist) tuple for distilled models, or None."""
-    get_classifier = getattr(model, "get_classifier", None)
-    return get_classifier() if get_classifier is not None else None
-
-
 def count_architecture(arch: str) -> dict[str, int]:
     """Exact parameter counts of ``arch`` (1000-class head) built on the meta device.
 
@@ -106,7 +101,7 @@ def count_architecture(arch: str) -> dict[str, int]:
 
 
 def _data_text(name: str) -> str:
-    return resources.files("zooprobe.plugins.data").joinpath(name).read_text(encoding="utf-8")
+    return resources.files("zooprobe.sources.data").joinpath(name).read_text(encoding="utf-8")
 
 
 @cache
@@ -134,7 +129,7 @@ def _bench_at(name: str, arch: str, size: int) -> dict[str, str] | None:
 
 @cache
 def load_snapshot() -> dict[str, Any]:
-    raw = resources.files("zooprobe.plugins.data").joinpath(SNAPSHOT).read_bytes()
+    raw = resources.files("zooprobe.sources.data").joinpath(SNAPSHOT).read_bytes()
     return dict(json.loads(gzip.decompress(raw)))
 
 
@@ -142,34 +137,6 @@ def _float(text: str | None) -> float | None:
     if text in (None, ""):
         return None
     return float(str(text).replace(",", ""))
-
-
-def load_timm_model(entry: Entry, model_name: str) -> Backbone:
-    """``timm.create_model(model_name, pretrained=True)`` as a backbone of ``entry``.
-
-    An entry that knows no preprocessing (a Hub listing) takes the model's own ``pretrained_cfg``.
-    """
-    import timm
-    import torch
-
-    model = timm.create_model(model_name, pretrained=True)
-    model.eval()
-    if entry.input == InputSpec():
-        cfg: dict[str, Any] = getattr(model, "pretrained_cfg", {})
-        channels, height, width = cfg["input_size"]
-        spec = InputSpec(
-            channels=channels,
-            default_resolution=(height, width),
-            fixed_resolution=bool(cfg.get("fixed_input_size")),
-            mean=tuple(cfg["mean"]),
-            std=tuple(cfg["std"]),
-            interpolation=cfg.get("interpolation"),
-            crop_pct=cfg.get("crop_pct"),
-        )
-        entry = replace(entry, input=spec, provenance=(*entry.provenance, ("input", "the loaded timm pretrained_cfg")))
-    head = classifier_of(model)
-    classifier = head if isinstance(head, torch.nn.Module) else None
-    return Backbone(entry=entry, model=model, cut_points=block_cut_points(model, classifier), classifier=classifier)
 
 
 class TimmSource(Source):

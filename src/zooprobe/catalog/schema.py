@@ -110,7 +110,7 @@ class Entry:
     (``timm:resnet50.a1_in1k``, ``torchvision:resnet50.IMAGENET1K_V2``, ``keras:MobileNetV2``).
     ``provenance`` maps a field name to where its value came from. ``aliases`` holds the ids of the
     same weights in other sources: those a source declares, plus those the catalog links after a
-    sync (:mod:`zooprobe.registry.aliases`).
+    sync (:mod:`zooprobe.catalog.aliases`).
     """
 
     source: str

@@ -1,6 +1,6 @@
 """Backbones that are not torch modules: TF-Hub SavedModels and Keras models called on NHWC batches.
 
-They keep :class:`~zooprobe.evaluator.backbone.Backbone`'s surface (``entry``, ``cut_points``,
+They keep :class:`~zooprobe.backbones.backbone.Backbone`'s surface (``entry``, ``cut_points``,
 ``preprocess``, ``extract``), so ``extract_features`` runs them unchanged: images are preprocessed
 exactly as for torch backbones (resize, centre crop, scale to [0, 1], the entry's mean/std when it
 has one: TF-Hub's image convention is plain [0, 1]), then handed to the model channels-last.
@@ -18,8 +18,8 @@ from dataclasses import dataclass, replace
 from importlib.util import find_spec
 from typing import TYPE_CHECKING, Any
 
+from ..catalog.schema import Entry
 from ..errors import ZooprobeError
-from ..registry.schema import Entry
 from .backbone import Backbone
 
 if TYPE_CHECKING:

@@ -40,11 +40,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from ..backbones.backbone import Backbone
+from ..catalog.schema import DATASET_SIZES, Entry, InputSpec, PretrainStage
 from ..errors import InvalidChoiceError, ZooprobeError, first_line
-from ..evaluator.backbone import Backbone
-from ..registry.schema import DATASET_SIZES, Entry, InputSpec, PretrainStage
-from .hookspecs import hookimpl
-from .source import Source
+from ..plugins.hookspecs import hookimpl
+from ..plugins.source import Source
 
 # Pipeline tags a backbone can come from, and the input modality each implies.
 TASK_MODALITIES: dict[str, str] = {
@@ -638,19 +638,19 @@ class _offline:
 def _load(entry: Entry, revision: str | None, trust_remote_code: bool) -> Backbone:
     repo_id = entry.name
     if repo_id.startswith("timm/") or "timm" in entry.tags:
-        from .timm_source import load_timm_model
+        from ..backbones.timm_backbone import load_timm_model
 
         return load_timm_model(entry, f"hf-hub:{repo_id}@{revision}" if revision else f"hf-hub:{repo_id}")
     if "sentence-transformers" in entry.tags:
         from sentence_transformers import SentenceTransformer
 
-        from ..evaluator.hf_backbone import sentence_transformer_backbone
+        from ..backbones.hf_backbone import sentence_transformer_backbone
 
         model = SentenceTransformer(repo_id, revision=revision, trust_remote_code=trust_remote_code, device="cpu")
         return sentence_transformer_backbone(entry, model)
     from transformers import AutoImageProcessor, AutoModel, AutoTokenizer
 
-    from ..evaluator.hf_backbone import transformers_backbone
+    from ..backbones.hf_backbone import transformers_backbone
 
     options: dict[str, Any] = {"revision": revision, "trust_remote_code": trust_remote_code}
     auto_model = AutoModel.from_pretrained(repo_id, **options)

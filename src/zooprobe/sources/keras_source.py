@@ -18,13 +18,13 @@ from importlib import resources
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
+from ..catalog.schema import DATASET_SIZES, Entry, InputSpec, PretrainStage, ReportedMetric
 from ..errors import SourceUnavailableError
-from ..registry.schema import DATASET_SIZES, Entry, InputSpec, PretrainStage, ReportedMetric
-from .hookspecs import hookimpl
-from .source import Source
+from ..plugins.hookspecs import hookimpl
+from ..plugins.source import Source
 
 if TYPE_CHECKING:
-    from ..evaluator.keras_backbone import KerasBackbone
+    from ..backbones.keras_backbone import KerasBackbone
 
 SNAPSHOT = "keras_snapshot.json"
 
@@ -83,13 +83,13 @@ def count_application(name: str) -> dict[str, Any]:
 
 @cache
 def _table() -> dict[str, dict[str, str]]:
-    text = resources.files("zooprobe.plugins.data").joinpath("keras_applications.csv").read_text(encoding="utf-8")
+    text = resources.files("zooprobe.sources.data").joinpath("keras_applications.csv").read_text(encoding="utf-8")
     return {row["model"]: row for row in csv.DictReader(text.splitlines())}
 
 
 @cache
 def load_snapshot() -> dict[str, Any]:
-    text = resources.files("zooprobe.plugins.data").joinpath(SNAPSHOT).read_text(encoding="utf-8")
+    text = resources.files("zooprobe.sources.data").joinpath(SNAPSHOT).read_text(encoding="utf-8")
     return dict(json.loads(text))
 
 
@@ -115,7 +115,7 @@ class KerasSource(Source):
         ``.keras`` files (Kaggle) load through ``load_model(safe_mode=True)`` instead.
         """
         self.require()
-        from ..evaluator.keras_backbone import KerasBackbone, keras_cut_points
+        from ..backbones.keras_backbone import KerasBackbone, keras_cut_points
 
         builder = application_functions().get(entry.architecture)
         if builder is None:

@@ -1,0 +1,1 @@
+"""The Backbone contract, one adapter per framework, and feature extraction at cut points."""

@@ -1,0 +1,96 @@
+"""Turning a dataset into pooled features at a backbone's cut points, cached (:mod:`.feature_cache`)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..catalog.store import default_home
+from ..data.datasets import Dataset
+from .backbone import Backbone, pick_device
+from .feature_cache import cache_key, write_features
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+
+class _PreprocessedImages:
+    """Map-style dataset of preprocessed images; module-level so spawned DataLoader workers can pickle it."""
+
+    def __init__(self, backbone: Backbone, dataset: Dataset) -> None:
+        self.backbone = backbone
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> Any:
+        return self.backbone.preprocess([self.dataset.load_image(index)])[0]
+
+
+def _images_batches(backbone: Backbone, dataset: Dataset, batch_size: int, num_workers: int) -> Any:
+    import torch.utils.data
+
+    images: Any = _PreprocessedImages(backbone, dataset)
+    return torch.utils.data.DataLoader(
+        images,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        pin_memory=backbone.device.startswith("cuda"),
+    )
+
+
+def extract_features(
+    backbone: Backbone,
+    dataset: Dataset,
+    layers: Sequence[str],
+    *,
+    batch_size: int = 64,
+    num_workers: int | None = None,
+    cache_dir: Path | None = None,
+    progress: bool = True,
+    device: str | None = None,
+    channels_last: bool = True,
+) -> dict[str, npt.NDArray[np.float32]]:
+    """Pooled features (N x D, float32) of every image of ``dataset`` at each of ``layers``.
+
+    Layers already in the cache are read (memory-mapped), the rest are computed together in one
+    pass over the data: images decoded ahead by DataLoader workers (into pinned memory for CUDA),
+    ``torch.inference_mode``, autocast on CUDA, one forward pass per batch stopping at the deepest
+    layer needed.
+
+    Args:
+        cache_dir: where feature files live (default ``$ZOOPROBE_HOME/features``).
+        num_workers: decoding processes (default: none for datasets held in memory, else up to 2).
+        device: cpu, cuda, cuda:N or mps (default ``$ZOOPROBE_DEVICE``, else cuda > mps > cpu);
+            the backbone's model moves there.
+        channels_last: run convolutions channels-last (measured faster on CPU, see
+            ``benchmarks/bench_extract.py``).
+    """
+    import numpy as np
+
+    if dataset.modality == "text":
+        from .text_features import extract_text_features
+
+        return extract_text_features(
+            backbone, dataset, layers, batch_size=batch_size, cache_dir=cache_dir, progress=progress
+        )
+    if dataset.modality != "image":
+        raise ValueError(f"dataset '{dataset.name}' holds {dataset.modality}; image backbones need images")
+    backbone.check_cut_points(layers)
+    cache = cache_dir or default_home() / "features"
+    cache.mkdir(parents=True, exist_ok=True)
+    digest = dataset.content_hash()
+    paths = {layer: cache / f"{cache_key(backbone, dataset, layer, digest)}.npy" for layer in layers}
+    missing = [layer for layer in layers if not paths[layer].exists()]
+    if missing:
+        backbone.to(pick_device(device), channels_last=channels_last)
+        if num_workers is None:
+            num_workers = 0 if dataset.paths is None else min(2, os.cpu_count() or 1)
+        batches = ((None, batch) for batch in _images_batches(backbone, dataset, batch_size, num_workers))
+        write_features(backbone, len(dataset), missing, paths, progress, batches)
+    return {layer: np.load(paths[layer], mmap_mode="r") for layer in layers}

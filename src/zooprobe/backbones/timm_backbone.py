@@ -1,0 +1,43 @@
+"""timm models as torch backbones: the classifier timm names, and loading through ``timm.create_model``."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from ..catalog.schema import Entry, InputSpec
+from .backbone import Backbone, block_cut_points
+
+
+def classifier_of(model: Any) -> Any:
+    """timm's ``get_classifier()``: a module, a (head, head_dist) tuple for distilled models, or None."""
+    get_classifier = getattr(model, "get_classifier", None)
+    return get_classifier() if get_classifier is not None else None
+
+
+def load_timm_model(entry: Entry, model_name: str) -> Backbone:
+    """``timm.create_model(model_name, pretrained=True)`` as a backbone of ``entry``.
+
+    An entry that knows no preprocessing (a Hub listing) takes the model's own ``pretrained_cfg``.
+    """
+    import timm
+    import torch
+
+    model = timm.create_model(model_name, pretrained=True)
+    model.eval()
+    if entry.input == InputSpec():
+        cfg: dict[str, Any] = getattr(model, "pretrained_cfg", {})
+        channels, height, width = cfg["input_size"]
+        spec = InputSpec(
+            channels=channels,
+            default_resolution=(height, width),
+            fixed_resolution=bool(cfg.get("fixed_input_size")),
+            mean=tuple(cfg["mean"]),
+            std=tuple(cfg["std"]),
+            interpolation=cfg.get("interpolation"),
+            crop_pct=cfg.get("crop_pct"),
+        )
+        entry = replace(entry, input=spec, provenance=(*entry.provenance, ("input", "the loaded timm pretrained_cfg")))
+    head = classifier_of(model)
+    classifier = head if isinstance(head, torch.nn.Module) else None
+    return Backbone(entry=entry, model=model, cut_points=block_cut_points(model, classifier), classifier=classifier)

@@ -1,0 +1,1 @@
+"""Labelled datasets as users have them: readers, the Dataset record and splits."""

@@ -1,0 +1,1 @@
+"""Fine-tuning a backbone with a strategy, against a train-from-scratch baseline, epoch by epoch."""

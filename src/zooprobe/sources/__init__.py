@@ -1,0 +1,1 @@
+"""The built-in catalog sources (torchvision, timm, Keras, Hugging Face Hub, TF-Hub, Kaggle), registered as plugins."""
