@@ -108,7 +108,7 @@ def sync_sources(
             )
         except Exception as exc:
             if isinstance(exc, ZooprobeError) and source.listed_on_request:
-                results.append(result("offline", None, str(exc)))
+                results.append(result("offline", None, f"{exc}; {_kept(source.name, held.get(source.name, 0))}"))
                 continue
             module = type(source).__module__
             if module.startswith("zooprobe."):
@@ -118,6 +118,17 @@ def sync_sources(
             continue
         results.append(result("synced", current))
     return results
+
+
+def _kept(name: str, count: int) -> str:
+    """What a source that could not be listed still offers: its stored entries, or what to run."""
+    if count:
+        return (
+            f"the catalog keeps its {count} stored {name} entries (search them with 'zooprobe search --source {name}')"
+        )
+    return (
+        f"the catalog holds no {name} entries yet: run 'zooprobe catalog sync --source {name}' when it can be reached"
+    )
 
 
 def _live_listing(source: Source) -> Iterable[Entry]:
