@@ -148,7 +148,8 @@ def sync_if_empty(catalog: Catalog, sync: SyncFunction = _plain_sync) -> list[Sy
     """Sync every registered source when the catalog holds no entry yet (a first use on a machine).
 
     The one silent-sync rule shared by ``zooprobe.load`` and the CLI's first search; ``sync`` lets
-    the CLI wrap the same sync in a progress bar.
+    the CLI wrap the same sync in a progress bar. It is a ``first_use`` sync: a source installed at
+    another version than its shipped listing is answered from that listing (the result's note says so).
 
     :returns: what the sync did, or ``[]`` when the catalog already had entries.
     """
