@@ -21,7 +21,8 @@ def zooprobe_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture(scope="session")
 def synced_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A catalog synced once from the real installed torchvision, timm and keras (shared, read-only)."""
+    """A catalog synced once for the installed torchvision, timm and keras (from their shipped listings when
+    those are of the installed versions: the same entries; shared, read-only)."""
     from zooprobe.catalog.store import Catalog
     from zooprobe.plugins.manager import get_sources
     from zooprobe.plugins.sync import sync_sources

@@ -230,22 +230,40 @@ def test_plain_sync_leaves_the_hub_alone_and_bad_task_is_one_line(hub: HubServer
     assert "did you mean 'image-classification'" in bad.output and "Traceback" not in bad.output
 
 
-def test_unreachable_hub_is_detected_at_once_and_keeps_stored_entries(
-    hub: HubServer, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def point_client_at_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Point the client at a local port nothing listens on: connections are refused."""
     import socket
 
-    synced()
     closed = socket.socket()
     closed.bind(("127.0.0.1", 0))
     port = closed.getsockname()[1]
-    closed.close()  # nothing listens there now: connections are refused
+    closed.close()
     point_client_at(f"http://127.0.0.1:{port}", monkeypatch)
+
+
+def test_an_unreachable_hub_never_listed_says_what_to_run(hub: HubServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    point_client_at_nothing(monkeypatch)
+    result = zooprobe_cli("catalog", "sync", "--source", "hf")
+    assert result.exit_code == 0, result.output
+    assert "hf: offline, 0 entries" in result.output
+    assert "holds no hf entries yet: run 'zooprobe catalog sync --source hf' when it can be reached" in result.output
+    assert "search them with" not in result.output
+    search = zooprobe_cli("search", "--source", "hf")
+    assert search.exit_code == 2
+    assert "'hf' holds no entries yet: zooprobe catalog sync --source hf" in search.output
+
+
+def test_unreachable_hub_is_detected_at_once_and_keeps_stored_entries(
+    hub: HubServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced()
+    point_client_at_nothing(monkeypatch)
     started = time.perf_counter()
     result = zooprobe_cli("catalog", "sync", "--source", "hf")
     assert time.perf_counter() - started < 10
     assert result.exit_code == 0, result.output
-    assert "hf: offline, 0 entries" in result.output and "keeps its stored hf entries" in result.output
+    assert "hf: offline, 5 entries" in result.output
+    assert "the catalog keeps its 5 stored hf entries (search them with 'zooprobe search --source hf')" in result.output
     found = json.loads(zooprobe_cli("search", "--source", "hf", "--format", "json", "--fields", "id").output)
     assert len(found) == 5
 

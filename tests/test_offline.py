@@ -7,14 +7,15 @@ import os
 import subprocess
 import sys
 import textwrap
-from importlib.metadata import version
 from pathlib import Path
 
 import pytest
 
 from zooprobe.catalog.schema import Entry
 from zooprobe.catalog.store import Catalog
-from zooprobe.plugins.entry_snapshot import read_entry_snapshot
+from zooprobe.plugins.entry_snapshot import EntrySnapshot, read_entry_snapshot, snapshot_file
+from zooprobe.plugins.manager import get_sources
+from zooprobe.plugins.sync import sync_sources
 
 FRAMEWORKS = ("torch", "torchvision", "timm", "keras", "tensorflow")
 
@@ -73,14 +74,33 @@ def test_search_and_show_work_with_no_framework_installed(tmp_path: Path) -> Non
     assert entry["params"] == 25_557_032
 
 
-@pytest.mark.parametrize("source", ["torchvision", "timm", "keras"])
-def test_snapshot_equals_the_live_listing_of_its_version(synced: Path, source: str) -> None:
-    snapshot = read_entry_snapshot(source)
-    assert snapshot is not None
-    if version(snapshot.package) != snapshot.package_version:
-        pytest.skip(f"{snapshot.package} {version(snapshot.package)} installed, snapshot of {snapshot.package_version}")
-    with Catalog(synced) as cat:
-        rows = cat.db.execute("SELECT data FROM entries WHERE source = ? ORDER BY id", (source,))
-        live = [Entry.from_dict(json.loads(data)) for (data,) in rows]
-    # a difference means the snapshot is stale: run scripts/build_entry_snapshots.py
-    assert sorted(snapshot.entries, key=lambda e: e.id) == live
+def stored(home: Path) -> tuple[list[tuple[str, str | None, str]], list[Entry]]:
+    """The catalog's sources (name, version, origin) and its entries, in stored order."""
+    with Catalog(home) as cat:
+        sources = list(cat.db.execute("SELECT source, version, origin FROM sources ORDER BY source"))
+        rows = cat.db.execute("SELECT data FROM entries ORDER BY rowid")
+        return sources, [Entry.from_dict(json.loads(data)) for (data,) in rows]
+
+
+@pytest.mark.parametrize("name", ["torchvision", "timm", "keras"])
+def test_a_snapshot_served_catalog_equals_the_live_listed_one(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = get_sources()[name]
+    installed = source.package_version()
+    shipped = read_entry_snapshot(name)
+    assert shipped is not None and installed is not None
+    if shipped.package_version != installed:
+        # the shipped listing is of another version, which a sync lists live: serve one of this version instead
+        assert source.package is not None
+        built = EntrySnapshot(name, source.package, installed, tuple(source.entries()))
+        monkeypatch.setattr(source, "offline_snapshot", lambda: built)
+    with Catalog(tmp_path / "served") as cat:
+        (served,) = sync_sources(cat, [source])
+    with Catalog(tmp_path / "live") as cat:
+        (live,) = sync_sources(cat, [source], force=True)
+    assert (served.status, served.version) == (live.status, live.version) == ("synced", installed)
+    assert f"from {snapshot_file(name)}" in served.note and live.note == ""
+    assert served.entries == live.entries > 0
+    # a difference means the shipped snapshot is stale: run scripts/build_entry_snapshots.py
+    assert stored(tmp_path / "served") == stored(tmp_path / "live")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any, Literal
 
 from ..errors import InvalidEntryError, InvalidIdError
@@ -209,7 +209,7 @@ class Entry:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict with the documented stable keys (``id`` first)."""
-        data = asdict(self)
+        data = _plain(self)
         data["provenance"] = dict(self.provenance)
         return {"id": self.id, **data}
 
@@ -239,6 +239,25 @@ class Entry:
         prov = data.get("provenance") or {}
         data["provenance"] = tuple(sorted(prov.items())) if isinstance(prov, dict) else tuple(map(tuple, prov))
         return cls(**data)
+
+
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _plain(value: Any) -> Any:
+    """``dataclasses.asdict`` for these records' frozen, immutable values, without its deep copies
+    (which were most of the time a sync spent storing an entry)."""
+    kind = type(value)
+    if kind is tuple:
+        return tuple(_plain(item) for item in value)
+    if kind in (str, int, float, bool) or value is None:
+        return value
+    names = _FIELD_NAMES.get(kind)
+    if names is None:
+        if not is_dataclass(value):
+            return value
+        names = _FIELD_NAMES[kind] = tuple(f.name for f in fields(value))
+    return {name: _plain(getattr(value, name)) for name in names}
 
 
 def _finite(value: object) -> bool:

@@ -341,14 +341,15 @@ class Catalog:
             )
             self.db.execute("DELETE FROM facets WHERE source = ?", (source,))
             self.db.executemany("INSERT INTO facets VALUES (?, ?, ?)", sorted(facets))
+            # fresh statistics let the planner choose between a filter index and walking a sort index, and
+            # join the aliases by index (with the statistics of a smaller catalog it scans: 0.9 s for timm)
+            self.db.execute("ANALYZE")
             self.db.execute("DELETE FROM aliases")
             self.db.executemany("INSERT INTO aliases VALUES (?, ?, ?)", derive_aliases(self.db))
             self.db.execute(
                 "INSERT OR REPLACE INTO sources VALUES (?, ?, ?, ?, ?)",
                 (source, version, origin, time.time(), len(rows)),
             )
-            # fresh statistics let the planner choose between a filter index and walking a sort index
-            self.db.execute("ANALYZE")
             self.db.execute("COMMIT")
         except BaseException:
             self.db.execute("ROLLBACK")
@@ -359,6 +360,10 @@ class Catalog:
 
     def source_versions(self) -> dict[str, str | None]:
         return {s: v for s, v in self.db.execute("SELECT source, version FROM sources")}
+
+    def source_counts(self) -> dict[str, int]:
+        """How many entries each synced source holds."""
+        return {s: n for s, n in self.db.execute("SELECT source, entries FROM sources")}
 
     def stats(self) -> list[dict[str, object]]:
         """Per source: package version, where entries came from, when, and how many."""

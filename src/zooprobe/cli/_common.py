@@ -73,16 +73,22 @@ def open_catalog(home: Path | None) -> Catalog:
 
 
 def sync_with_progress(
-    catalog: Catalog, sources: Sequence[Source], *, force: bool = False, requested: Sequence[str] = ()
+    catalog: Catalog,
+    sources: Sequence[Source],
+    *,
+    force: bool = False,
+    requested: Sequence[str] = (),
+    first_use: bool = False,
 ) -> list[SyncResult]:
-    """Sync ``sources`` into ``catalog`` with a progress bar on stderr (``requested``: names the user gave)."""
+    """Sync ``sources`` into ``catalog`` with a progress bar on stderr (``requested``: names the user gave;
+    ``first_use``: see :func:`~zooprobe.plugins.sync.sync_sources`)."""
     with click.progressbar(length=len(sources), label="syncing", file=sys.stderr) as bar:
 
         def step(name: str) -> None:
             bar.label = f"syncing {name}"
             bar.update(1)
 
-        return sync_sources(catalog, sources, force=force, on_progress=step, requested=requested)
+        return sync_sources(catalog, sources, force=force, on_progress=step, requested=requested, first_use=first_use)
 
 
 def ensure_synced(catalog: Catalog) -> None:
@@ -90,7 +96,7 @@ def ensure_synced(catalog: Catalog) -> None:
 
     def announced(cat: Catalog, sources: Sequence[Source]) -> list[SyncResult]:
         click.echo("zooprobe: the catalog is empty; syncing the offline sources once...", err=True)
-        return sync_with_progress(cat, sources)
+        return sync_with_progress(cat, sources, first_use=True)
 
     for r in sync_if_empty(catalog, announced):
         note = f" ({r.note})" if r.note else ""

@@ -24,7 +24,12 @@ def catalog() -> None:
 
 @catalog.command(name="sync")
 @click.option("--source", "source_names", multiple=True, help="Only this source (repeatable) [default: all].")
-@click.option("--force", is_flag=True, help="Re-read sources whose package version has not changed.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Re-read sources whose package version has not changed, listing them live "
+    "(not from the listing zooprobe ships for the installed version).",
+)
 @click.option(
     "--task",
     "tasks",
@@ -42,8 +47,9 @@ def catalog_sync(
 ) -> None:
     """Read every source plugin into the local catalog.
 
-    A source is re-read only when its package version changed (use --force to re-read anyway);
-    a source whose package is not installed keeps what the catalog already holds. Hub sources
+    A source is re-read only when its package version changed (use --force to re-read anyway),
+    from the listing zooprobe ships when that was made from the installed version (--force lists
+    live); a source whose package is not installed reads the shipped listing. Hub sources
     that list over the network (hf) are read only when named; --task and --limit shape their
     listing, and entries of other tasks already stored are kept.
 
@@ -145,5 +151,5 @@ def catalog_rebuild(home: Path | None) -> None:
         kept = f" ({earlier} earlier backup{'s' * (earlier != 1)} kept beside it)" if earlier else ""
         click.echo(f"moved the old catalog to {backup}{kept}")
     with open_catalog(root) as cat:
-        for r in sync_sources(cat, get_sources().values(), force=True):
+        for r in sync_sources(cat, get_sources().values()):  # a new catalog: every source syncs
             click.echo(f"{r.source}: {r.status}, {r.entries} entries")

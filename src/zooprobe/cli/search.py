@@ -102,7 +102,11 @@ def search(
     with open_catalog(home) as cat:
         ensure_synced(cat)
         if source and source not in cat.source_versions():
-            raise InvalidChoiceError("source", source, sorted(cat.source_versions()))
+            # a loaded source that was never listed (a hub source is listed only when named)
+            fix = f"'{source}' holds no entries yet: zooprobe catalog sync --source {source}"
+            raise InvalidChoiceError(
+                "source", source, sorted(cat.source_versions()), fix if source in get_sources() else ""
+            )
         entries = cat.search(query_from_params(click.get_current_context().params, limit))
     if not entries and fmt == "table":
         click.echo("no entries match; loosen the filters or check 'zooprobe catalog stats'", err=True)

@@ -20,8 +20,8 @@ class Source:
     Subclasses set ``name``; ``package`` (the import needed to list entries live) and ``extra``
     (the pip extra that installs it). A source that can list without its package may override
     :meth:`available`; one that ships an entry snapshot sets ``ships_snapshot`` so that a sync
-    without its package lists the snapshot's entries. A source listing a remote hub sets
-    ``listed_on_request``: only a sync that names it lists it.
+    without its package, or with the version the snapshot was listed from, reads the snapshot.
+    A source listing a remote hub sets ``listed_on_request``: only a sync that names it lists it.
     """
 
     name: str = ""
@@ -41,7 +41,7 @@ class Source:
             return False
 
     def offline_snapshot(self) -> EntrySnapshot | None:
-        """The entries zooprobe ships for this source, listed when its package is missing (None: none)."""
+        """The entries zooprobe ships for this source (None: none); see :func:`~zooprobe.plugins.sync.sync_sources`."""
         return read_entry_snapshot(self.name) if self.ships_snapshot else None
 
     def require(self) -> None:

@@ -303,10 +303,7 @@ class HfSource(Source):
         self.require()
         reachable, why = hub_reachable()
         if not reachable:
-            raise HubError(
-                f"the Hugging Face Hub at {hub_endpoint()} cannot be listed: {why}; "
-                "the catalog keeps its stored hf entries (search them with 'zooprobe search --source hf')"
-            )
+            raise HubError(f"the Hugging Face Hub at {hub_endpoint()} cannot be listed: {why}")
         from huggingface_hub import HfApi
 
         api = HfApi()
