@@ -35,6 +35,8 @@ from .source import Source
 RESULTS_CSV = "timm_results-imagenet.csv"
 BENCH_CSV = "timm_benchmark-infer-amp-nchw-pt291-cu130-5090.csv"
 SNAPSHOT = "timm_snapshot.json.gz"
+# what timm's eval transform (transforms_imagenet_eval) uses when a pretrained_cfg names no crop_pct
+DEFAULT_CROP_PCT = 0.875
 
 # Tag fragments naming a pretraining dataset, in timm's vocabulary, mapped to catalog names.
 _TAG_DATASETS: dict[str, tuple[str, str | None]] = {
@@ -164,7 +166,8 @@ def load_timm_model(entry: Entry, model_name: str) -> Backbone:
             mean=tuple(cfg["mean"]),
             std=tuple(cfg["std"]),
             interpolation=cfg.get("interpolation"),
-            crop_pct=cfg.get("crop_pct"),
+            crop_pct=cfg.get("crop_pct") or DEFAULT_CROP_PCT,
+            crop_mode=cfg.get("crop_mode") or "center",
         )
         entry = replace(entry, input=spec, provenance=(*entry.provenance, ("input", "the loaded timm pretrained_cfg")))
     head = classifier_of(model)
@@ -272,7 +275,8 @@ class TimmSource(Source):
                     mean=tuple(cfg.mean),
                     std=tuple(cfg.std),
                     interpolation=cfg.interpolation,
-                    crop_pct=cfg.crop_pct,
+                    crop_pct=cfg.crop_pct or DEFAULT_CROP_PCT,
+                    crop_mode=cfg.crop_mode or "center",
                 ),
                 feature_dim=feature_dim,
                 num_classes=num_classes or None,
