@@ -120,7 +120,8 @@ class Backbone:
             )
             for image in images
         ]
-        return torch.from_numpy(np.stack(batch)).permute(0, 3, 1, 2).float().div(255.0)
+        # contiguous while still uint8: the float conversion and normalisation then run on dense memory
+        return torch.from_numpy(np.stack(batch)).permute(0, 3, 1, 2).contiguous().float().div_(255.0)
 
     def check_cut_points(self, layers: Sequence[str]) -> None:
         """:raises InvalidChoiceError: listing the valid cut points when a name is unknown."""
