@@ -428,15 +428,31 @@ def test_migration_5_fills_the_filter_values(tmp_path: Path) -> None:
         assert [e.id for e in cat.search(Query(sort=("-compute",)))] == [old.id]
 
 
-def test_migration_6_makes_the_next_sync_read_timm_again(tmp_path: Path) -> None:
+def _sources_after(tmp_path: Path, migration: int) -> dict[str, str | None]:
+    """Stored source versions after migration ``migration`` alone ran on a catalog of the version before it."""
     db = sqlite3.connect(tmp_path / "catalog.sqlite3", isolation_level=None)
-    for migration in MIGRATIONS[:5]:
-        migration(db)
-    db.execute("PRAGMA user_version = 5")
-    db.executemany("INSERT INTO sources VALUES (?, ?, 'test', 0, 0)", [("timm", "1.0.31"), ("torchvision", "0.29.1")])
+    for earlier in MIGRATIONS[: migration - 1]:
+        earlier(db)
+    db.executemany(
+        "INSERT INTO sources VALUES (?, ?, 'test', 0, 0)",
+        [("timm", "1.0.31"), ("torchvision", "0.29.1"), ("keras", "3.8.0")],
+    )
+    MIGRATIONS[migration - 1](db)
+    db.execute(f"PRAGMA user_version = {migration}")
+    versions = dict(db.execute("SELECT source, version FROM sources").fetchall())
     db.close()
+    return versions
+
+
+def test_migration_6_makes_the_next_sync_read_timm_again(tmp_path: Path) -> None:
+    assert _sources_after(tmp_path, 6) == {"timm": None, "torchvision": "0.29.1", "keras": "3.8.0"}
+
+
+def test_migration_7_makes_the_next_sync_read_torchvision_and_timm_again(tmp_path: Path) -> None:
+    # their entries' preprocessing facts changed (torchvision's default resize, timm's crop mode)
+    assert _sources_after(tmp_path, 7) == {"timm": None, "torchvision": None, "keras": "3.8.0"}
     with Catalog(tmp_path) as cat:
-        assert cat.source_versions() == {"timm": None, "torchvision": "0.29.1"}
+        assert cat.source_versions() == {"timm": None, "torchvision": None, "keras": "3.8.0"}
 
 
 def _open_run_store(home: str) -> None:

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..catalog.schema import Entry
 from ..errors import InvalidChoiceError, ZooprobeError
+from .resize import RESIZE_RULE, resize_and_crop
 
 if TYPE_CHECKING:
     import numpy as np
@@ -66,6 +67,8 @@ class Backbone:
     # set by to(); plain class attributes, not dataclass fields, so subclasses may add fields without defaults
     device = "cpu"
     channels_last = False
+    # how resize_and_crop shapes images, part of the feature-cache key; None where a subclass preprocesses otherwise
+    resize_rule: ClassVar[str | None] = RESIZE_RULE
 
     def to(self, device: str, channels_last: bool = False) -> None:
         """Run the model on ``device`` (batches move there in :meth:`extract`), optionally channels-last."""
@@ -84,8 +87,9 @@ class Backbone:
     def preprocess(self, images: Sequence[np.ndarray]) -> torch.Tensor:
         """uint8 H x W x C arrays -> a normalised N x 3 x H x W batch, as the entry's input spec says.
 
-        Resize the shorter side to resolution / crop_pct, centre-crop to the resolution, scale to
-        [0, 1] and normalise with the entry's mean and std; grayscale is replicated to 3 channels.
+        Resize and centre-crop to the resolution as the entry's crop_pct, crop_mode and interpolation
+        say, scale to [0, 1] and normalise with the entry's mean and std; grayscale is replicated to
+        3 channels.
         """
         import torch
 
@@ -98,33 +102,26 @@ class Backbone:
         return out
 
     def resize_and_crop(self, images: Sequence[np.ndarray]) -> torch.Tensor:
-        """uint8 H x W x C arrays -> an N x 3 x H x W batch in [0, 1], resized and centre-cropped."""
+        """uint8 H x W x C arrays -> an N x 3 x H x W batch in [0, 1], resized and centre-cropped the
+        way the weights' own evaluation transform does (:mod:`zooprobe.backbones.resize`)."""
+        import numpy as np
         import torch
-        import torch.nn.functional as F
 
         spec = self.entry.input
-        height, width = self.resolution
-        crop_pct = spec.crop_pct or 1.0
-        mode = {"bicubic": "bicubic", "bilinear": "bilinear", "nearest": "nearest"}.get(
-            spec.interpolation or "", "bilinear"
-        )
-        batch = []
-        for image in images:
-            tensor = torch.tensor(image)  # a copy: inputs may be read-only arrays
-            if tensor.ndim == 2:
-                tensor = tensor[:, :, None]
-            tensor = tensor.permute(2, 0, 1).float() / 255.0
-            if tensor.shape[0] == 1:
-                tensor = tensor.expand(3, -1, -1)
-            elif tensor.shape[0] == 4:
-                tensor = tensor[:3]
-            h, w = tensor.shape[1:]
-            scale = max(height, width) / crop_pct / min(h, w)
-            size = (max(height, round(h * scale)), max(width, round(w * scale)))
-            resized = F.interpolate(tensor[None], size=size, mode=mode, antialias=mode != "nearest")[0]
-            top, left = (size[0] - height) // 2, (size[1] - width) // 2
-            batch.append(resized[:, top : top + height, left : left + width])
-        return torch.stack(batch).clamp(0, 1)
+        fill = tuple(round(255 * v) for v in spec.mean) if spec.mean else (0, 0, 0)
+        batch = [
+            resize_and_crop(
+                image,
+                self.resolution,
+                crop_pct=spec.crop_pct,
+                crop_mode=spec.crop_mode,
+                interpolation=spec.interpolation,
+                fill=fill,
+            )
+            for image in images
+        ]
+        # contiguous while still uint8: the float conversion and normalisation then run on dense memory
+        return torch.from_numpy(np.stack(batch)).permute(0, 3, 1, 2).contiguous().float().div_(255.0)
 
     def check_cut_points(self, layers: Sequence[str]) -> None:
         """:raises InvalidChoiceError: listing the valid cut points when a name is unknown."""

@@ -23,18 +23,24 @@ from .backbone import Backbone, blocks_output_channels_last
 
 
 def cache_key(backbone: Backbone, dataset: Dataset, layer: str, dataset_hash: str | None = None) -> str:
-    """sha256 over the weights' identity, the preprocessing, the dataset's content and the cut point."""
+    """sha256 over the weights' identity, the preprocessing (the entry's input spec and the backbone's
+    resize rule), the dataset's content and the cut point."""
     entry = backbone.entry
+    preprocessing = asdict(entry.input)
+    if preprocessing["crop_mode"] is None:  # keys from before crop_mode existed stay valid where it is unset
+        del preprocessing["crop_mode"]
     identity = {
         "entry": entry.id,
         "source_version": entry.source_version,
         "handle": entry.handle,
-        "preprocessing": asdict(entry.input),
+        "preprocessing": preprocessing,
         "dataset": dataset_hash or dataset.content_hash(),
         "layer": layer,
         # channels-last blocks were once pooled over W and C: their features get keys of their own
         "pooling": "mean over H, W of (N, H, W, C)" if blocks_output_channels_last(backbone.model) else "mean",
     }
+    if backbone.resize_rule is not None:  # images resized by an older rule get keys of their own
+        identity["resize"] = backbone.resize_rule
     return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..errors import ZooprobeError
 from .backbone import Backbone, pool
@@ -55,6 +55,7 @@ class HFEncoderBackbone(Backbone):
     sentence_transformer: bool
     max_tokens: int | None
     input_names: tuple[str, ...] = ("input_ids", "attention_mask")
+    resize_rule: ClassVar[str | None] = None  # the tokenizer or image processor shapes the input
 
     @property
     def modality(self) -> str:

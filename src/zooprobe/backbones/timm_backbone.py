@@ -8,6 +8,9 @@ from typing import Any
 from ..catalog.schema import Entry, InputSpec
 from .backbone import Backbone, block_cut_points
 
+# what timm's eval transform (transforms_imagenet_eval) uses when a pretrained_cfg names no crop_pct
+DEFAULT_CROP_PCT = 0.875
+
 
 def classifier_of(model: Any) -> Any:
     """timm's ``get_classifier()``: a module, a (head, head_dist) tuple for distilled models, or None."""
@@ -35,7 +38,8 @@ def load_timm_model(entry: Entry, model_name: str) -> Backbone:
             mean=tuple(cfg["mean"]),
             std=tuple(cfg["std"]),
             interpolation=cfg.get("interpolation"),
-            crop_pct=cfg.get("crop_pct"),
+            crop_pct=cfg.get("crop_pct") or DEFAULT_CROP_PCT,
+            crop_mode=cfg.get("crop_mode") or "center",
         )
         entry = replace(entry, input=spec, provenance=(*entry.provenance, ("input", "the loaded timm pretrained_cfg")))
     head = classifier_of(model)

@@ -53,7 +53,7 @@ DATASET_SIZES: dict[str, int] = {
 class InputSpec:
     """What a backbone expects as input.
 
-    Image models fill channels/resolution/mean/std/interpolation/crop_pct; text models fill
+    Image models fill channels/resolution/mean/std/interpolation/crop_pct/crop_mode; text models fill
     ``max_tokens``. Resolution is (height, width).
     """
 
@@ -65,6 +65,7 @@ class InputSpec:
     std: tuple[float, ...] | None = None
     interpolation: str | None = None
     crop_pct: float | None = None
+    crop_mode: str | None = None  # timm's center/squash/border (backbones/resize.py); None is center
     preprocessing: str | None = None  # named scheme when the source uses one (Keras: caffe/tf/torch)
     max_tokens: int | None = None
 

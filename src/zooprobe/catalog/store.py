@@ -126,6 +126,13 @@ def m006_resync_timm(db: sqlite3.Connection) -> None:
     db.execute("UPDATE sources SET version = NULL WHERE source = 'timm'")
 
 
+def m007_resync_preprocessing(db: sqlite3.Connection) -> None:
+    # torchvision entries listed before this version missed the default resize of their transform
+    # (crop_pct unset: resize 224 instead of 256), and timm entries had no crop_mode: forget both
+    # stored versions so the next sync lists them again (as m006 does).
+    db.execute("UPDATE sources SET version = NULL WHERE source IN ('torchvision', 'timm')")
+
+
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     m001_entries,
     m002_sources,
@@ -133,6 +140,7 @@ MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     m004_weights_url_aliases_terms,
     m005_facets_compute_sort,
     m006_resync_timm,
+    m007_resync_preprocessing,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

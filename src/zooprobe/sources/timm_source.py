@@ -21,7 +21,7 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from ..backbones.backbone import Backbone
-from ..backbones.timm_backbone import classifier_of, load_timm_model
+from ..backbones.timm_backbone import DEFAULT_CROP_PCT, classifier_of, load_timm_model
 from ..catalog.schema import (
     DATASET_SIZES,
     Compute,
@@ -239,7 +239,8 @@ class TimmSource(Source):
                     mean=tuple(cfg.mean),
                     std=tuple(cfg.std),
                     interpolation=cfg.interpolation,
-                    crop_pct=cfg.crop_pct,
+                    crop_pct=cfg.crop_pct or DEFAULT_CROP_PCT,
+                    crop_mode=cfg.crop_mode or "center",
                 ),
                 feature_dim=feature_dim,
                 num_classes=num_classes or None,

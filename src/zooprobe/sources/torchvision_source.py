@@ -76,6 +76,49 @@ def _pretraining(weight_name: str, metric_datasets: list[str]) -> tuple[Pretrain
     return tuple(stages)
 
 
+def transform_arguments(transforms: Any) -> dict[str, Any]:
+    """The arguments a weights' ``transforms`` partial builds its transform with: the partial's own
+    keywords over the defaults of the class it wraps (``ImageClassification`` resizes to 256 unless told)."""
+    func = getattr(transforms, "func", transforms)
+    try:
+        parameters = inspect.signature(func).parameters.values()
+    except (TypeError, ValueError):
+        parameters = ()  # type: ignore[assignment]
+    arguments = {p.name: p.default for p in parameters if p.default is not inspect.Parameter.empty}
+    arguments.update(getattr(transforms, "keywords", {}) or {})
+    return arguments
+
+
+def input_spec(transforms: Any, meta: dict[str, Any]) -> tuple[InputSpec, tuple[int, int] | None]:
+    """The input spec of weights with these ``transforms`` and ``meta``, and their crop (the default resolution).
+
+    Only ``ImageClassification`` transforms (resize the shorter side, centre-crop, normalise) are
+    described in full; the crop of other transforms is kept as the resolution they report.
+    """
+    from torchvision.transforms._presets import ImageClassification
+
+    arguments = transform_arguments(transforms)
+    crop, resize = arguments.get("crop_size"), arguments.get("resize_size")
+    crop_px = crop[0] if isinstance(crop, list | tuple) else crop
+    resize_px = resize[0] if isinstance(resize, list | tuple) else resize
+    resolution = (int(crop_px), int(crop_px)) if crop_px else None
+    is_cls = getattr(transforms, "func", None) is ImageClassification
+    interp = arguments.get("interpolation")
+    spec = InputSpec(
+        channels=3,
+        default_resolution=resolution,
+        min_resolution=tuple(meta["min_size"]) if "min_size" in meta else None,
+        fixed_resolution=None,
+        mean=tuple(arguments["mean"]) if is_cls else None,
+        std=tuple(arguments["std"]) if is_cls else None,
+        interpolation=getattr(interp, "value", None) if is_cls else None,
+        # unrounded: the resize is floor(crop / crop_pct), which must give resize_px back exactly
+        crop_pct=crop_px / resize_px if crop_px and resize_px else None,
+        crop_mode="center" if is_cls else None,
+    )
+    return spec, resolution
+
+
 class TorchvisionSource(Source):
     """Every weights enum member of every ``torchvision.models.list_models()`` model."""
 
@@ -102,10 +145,8 @@ class TorchvisionSource(Source):
     def entries(self) -> Iterator[Entry]:
         import torchvision
         from torchvision.models import get_model_builder, get_model_weights, list_models
-        from torchvision.transforms._presets import ImageClassification
 
         tv_version = torchvision.__version__.split("+")[0]
-        defaults = {k: v.default for k, v in inspect.signature(ImageClassification).parameters.items()}
         for model_name in list_models():
             builder = get_model_builder(model_name)
             task = _task(builder)
@@ -132,25 +173,10 @@ class TorchvisionSource(Source):
                         )
                 if metrics:
                     prov["metrics"] = f"torchvision {tv_version} weights meta _metrics"
-                keywords = dict(getattr(weights.transforms, "keywords", {}) or {})
-                crop = keywords.get("crop_size")
-                resize = keywords.get("resize_size")
-                crop_px = crop[0] if isinstance(crop, list | tuple) else crop
-                resize_px = resize[0] if isinstance(resize, list | tuple) else resize
-                resolution = (int(crop_px), int(crop_px)) if crop_px else None
-                interp = keywords.get("interpolation", defaults.get("interpolation"))
-                is_cls = getattr(weights.transforms, "func", None) is ImageClassification
-                spec = InputSpec(
-                    channels=3,
-                    default_resolution=resolution,
-                    min_resolution=tuple(meta["min_size"]) if "min_size" in meta else None,
-                    fixed_resolution=None,
-                    mean=tuple(keywords.get("mean", defaults["mean"])) if is_cls else None,
-                    std=tuple(keywords.get("std", defaults["std"])) if is_cls else None,
-                    interpolation=getattr(interp, "value", None) if is_cls else None,
-                    crop_pct=round(crop_px / resize_px, 4) if crop_px and resize_px else None,
+                spec, resolution = input_spec(weights.transforms, meta)
+                prov["input"] = (
+                    f"torchvision {tv_version} weights transforms (keywords over the class defaults) and meta"
                 )
-                prov["input"] = f"torchvision {tv_version} weights transforms and meta"
                 compute = None
                 if meta.get("_ops") is not None:
                     compute = Compute(float(meta["_ops"]), "GFLOPS", resolution[0] if resolution else None)
