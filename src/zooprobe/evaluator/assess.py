@@ -604,8 +604,9 @@ def assess(
                 continue
             try:
                 backbone = _load(entry, resolution, loader, trust_remote_code)
-            except (ZooprobeError, OSError, RuntimeError, ValueError) as exc:
-                doc.update(status="skipped", skip_reason=f"cannot load: {exc}".splitlines()[0])
+            except Exception as exc:  # noqa: BLE001 - loaders raise anything (pickle, safetensors, Keras, plugins'
+                # own); one candidate that cannot load is that candidate's problem. Interrupts still stop.
+                doc.update(status="skipped", skip_reason=f"cannot load: {_reason(exc)}")
                 runs.put_candidate(run.id, entry.id, position, doc)
                 say.say(f"{entry.id}: skipped ({doc['skip_reason']})")
                 continue
@@ -619,12 +620,12 @@ def assess(
                     backbone, dataset, labels, chosen_layers, chosen, available, config, run.id, runs, done_scores,
                     batch_size, progress, say,
                 )  # fmt: skip
-            except (OSError, RuntimeError, ValueError) as exc:
+            except Exception as exc:  # noqa: BLE001 - see the load above
                 if isinstance(exc, ZooprobeError):  # bad input (a class of one example...): every candidate's
                     raise
                 # one model failing on these data (input too long for it, out of memory) is that model's
                 # problem: the other candidates are still assessed; the scores it got so far stay stored
-                doc.update(status="skipped", skip_reason=f"scoring failed: {type(exc).__name__}: {first_line(exc)}")
+                doc.update(status="skipped", skip_reason=f"scoring failed: {_reason(exc)}")
                 runs.put_candidate(run.id, entry.id, position, doc)
                 say.say(f"{entry.id}: skipped ({doc['skip_reason']})")
                 continue
@@ -641,6 +642,13 @@ def assess(
     runs.close()
     del np
     return Assessment(run.id, result[0], result[1], resumed)
+
+
+def _reason(exc: Exception) -> str:
+    """One line naming what failed: a zooprobe error's own message, else the exception's type and first line."""
+    if isinstance(exc, ZooprobeError):
+        return first_line(exc)
+    return f"{type(exc).__name__}: {first_line(exc)}"
 
 
 def _load(
