@@ -122,6 +122,6 @@ def test_an_interrupt_while_loading_still_stops_the_run(
     crashzoo: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setitem(RAISED, "oserror", KeyboardInterrupt())
-    np.savez(tmp_path / "d.npz", x=np.zeros((8, 8, 8), np.uint8), y=np.array([0, 1] * 4))
+    np.savez(tmp_path / "d.npz", x=(np.arange(512) // 2).astype(np.uint8).reshape(8, 8, 8), y=np.array([0, 1] * 4))
     with pytest.raises(KeyboardInterrupt):
         assess(str(tmp_path / "d.npz"), [_entry("oserror"), _entry("good")], home=tmp_path / "home", progress=False)

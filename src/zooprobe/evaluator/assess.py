@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
     from .backbone import Backbone
     from .datasets import Dataset, OnError
+    from .hygiene import OnDuplicates
     from .scores import ProbeResult
 
 PROBE_METRICS = ("probe_accuracy", "probe_balanced_accuracy")
@@ -433,6 +434,7 @@ def assess(
     resolution: int | None = None,
     batch_size: int = 64,
     on_error: OnError = "fail",
+    on_duplicates: OnDuplicates = "error",
     resume: str | None = None,
     home: Path | str | None = None,
     progress: bool = True,
@@ -452,6 +454,8 @@ def assess(
         seed, folds: of the stratified cross-validation of the probe.
         budget: seconds; candidates not reached in time stay ``pending`` (resume the run later).
         resolution: score at this input resolution instead of each entry's default (faster on CPU).
+        on_error, on_duplicates: what :func:`~zooprobe.evaluator.datasets.read_dataset` does with bad
+            examples and with examples of the same content (``error``, ``drop``, ``keep-first``).
         resume: a run id to continue with its stored data, candidates and options; by default an
             unfinished run with the same inputs is resumed.
         loader: how to load an entry (default: its source plugin's ``load``).
@@ -466,6 +470,7 @@ def assess(
 
     from .. import metrics as metric_registry
     from .datasets import read_dataset
+    from .hygiene import content_groups
 
     say = _Progress(progress)
     stored: Run | None = None
@@ -485,7 +490,7 @@ def assess(
         trust_remote_code = bool(stored_config.get("trust_remote_code", False))
     if data is None:
         raise AssessError("assess needs a dataset (or resume=RUN to continue a run)")
-    dataset = read_dataset(data, on_error=on_error) if isinstance(data, str) else data
+    dataset = read_dataset(data, on_error=on_error, on_duplicates=on_duplicates) if isinstance(data, str) else data
     data_spec = data if isinstance(data, str) else dataset.name
     summary = dataset.summary()
     if summary["classes"] < 2:
@@ -567,6 +572,8 @@ def assess(
         trust_remote_code = bool(config.get("trust_remote_code", False))
         entries = [e for e in entries if e.id in config["models"]]
     labels = dataset.labels
+    # copies of one content (a dataset built in Python) stay in one fold and out of each other's neighbours
+    groups = content_groups(dataset)
     done_scores = {(s.model, s.layer, s.metric): s for s in runs.scores(run.id)}
     existing = {doc["model"]: doc for doc in runs.candidates(run.id)}
     started = time.perf_counter()
@@ -617,8 +624,8 @@ def assess(
             say.say(f"{entry.id}: features at {len(chosen_layers)} cut points")
             try:
                 _score_candidate(
-                    backbone, dataset, labels, chosen_layers, chosen, available, config, run.id, runs, done_scores,
-                    batch_size, progress, say,
+                    backbone, dataset, labels, groups, chosen_layers, chosen, available, config, run.id, runs,
+                    done_scores, batch_size, progress, say,
                 )  # fmt: skip
             except Exception as exc:  # noqa: BLE001 - see the load above
                 if isinstance(exc, ZooprobeError):  # bad input (a class of one example...): every candidate's
@@ -683,6 +690,7 @@ def _score_candidate(
     backbone: Backbone,
     dataset: Dataset,
     labels: npt.NDArray[np.int64],
+    groups: npt.NDArray[np.int64] | None,
     layers: list[str],
     chosen: list[str],
     available: dict[str, Any],
@@ -716,14 +724,16 @@ def _score_candidate(
         extra: dict[str, Any] = {}
         if metric in PROBE_METRICS:
             if "result" not in probe:  # one probe fit serves both probe metrics
-                probe["result"] = linear_probe(inputs, labels, folds=config["folds"], seed=config["seed"])
+                probe["result"] = linear_probe(
+                    inputs, labels, folds=config["folds"], seed=config["seed"], groups=groups
+                )
             result = probe["result"]
             balanced = metric == "probe_balanced_accuracy"
             value = result.balanced_accuracy if balanced else result.accuracy
             spread = result.balanced_accuracy_std if balanced else result.accuracy_std
             extra = {"c": result.c, "folds": result.folds}
         elif metric == "knn_accuracy":
-            value = knn_accuracy(inputs, labels, seed=config["seed"])
+            value = knn_accuracy(inputs, labels, seed=config["seed"], groups=groups)
         else:
             value = float(available[metric].function(inputs, labels))
         score = Score(model, layer, metric, value, spread, time.perf_counter() - start, extra)
