@@ -90,8 +90,9 @@ def register_sources() -> list[Source]:
 
 @pytest.fixture
 def crashzoo(monkeypatch: pytest.MonkeyPatch) -> None:
-    """This module registered as the plugin 'crashzoo', as the built-in sources are."""
+    """This module registered as the plugin 'crashzoo', as the built-in sources are (and the only source)."""
     monkeypatch.setitem(manager.DEFAULT_PLUGINS, "crashzoo", __name__)
+    monkeypatch.setenv("ZOOPROBE_PLUGINS", "metrics,crashzoo")
 
 
 def test_each_exception_type_skips_only_its_candidate(crashzoo: None, tmp_path: Path) -> None:

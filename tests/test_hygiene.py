@@ -11,9 +11,12 @@ from click.testing import CliRunner
 from PIL import Image
 
 from zooprobe.cli import cli
+from zooprobe.evaluator.assess import assess
+from zooprobe.evaluator.backbone import Backbone, block_cut_points, last_linear
 from zooprobe.evaluator.datasets import Dataset, read_dataset, stratified_split
 from zooprobe.evaluator.hygiene import DuplicateExamplesError, content_groups
 from zooprobe.evaluator.scores import _stratified_folds, knn_accuracy, linear_probe
+from zooprobe.registry.schema import Entry, InputSpec
 
 
 def _images(folder: Path, count: int, seed: int = 0) -> list[str]:
@@ -149,6 +152,49 @@ def test_grouped_probe_and_knn_stay_at_chance_on_copies() -> None:
     grouped = linear_probe(copied_f, copied_y, groups=groups).accuracy
     assert leaked > 0.95 and grouped < 0.75
     assert knn_accuracy(copied_f, copied_y) > 0.95 and knn_accuracy(copied_f, copied_y, groups=groups) < 0.75
+
+
+def _toy_loader(entry: Entry) -> Backbone:
+    import torch
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 32, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.Conv2d(32, 64, 3, padding=1),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(64, 5),
+    ).eval()
+    classifier = last_linear(model)
+    return Backbone(entry, model, block_cut_points(model, classifier), classifier)
+
+
+def test_assess_scores_copies_in_a_python_dataset_as_one_example(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ZOOPROBE_PLUGINS", "metrics")  # no catalog sync: the candidate comes with its loader
+    entry = Entry(
+        source="toy",
+        name="cnn",
+        architecture="toycnn",
+        input=InputSpec(channels=3, default_resolution=(16, 16), mean=(0.5,) * 3, std=(0.25,) * 3),
+    )
+    scores = {}
+    for copies in (1, 10):
+        result = assess(
+            _with_copies(copies, count=32),
+            [entry],
+            loader=_toy_loader,
+            home=tmp_path / f"home{copies}",
+            progress=False,
+            metrics=["probe_accuracy", "logme", "knn_accuracy"],
+            layers="pre_logits",
+        )
+        scores[copies] = result.candidates[0]["scores"]
+    # labels at chance: without grouping the copies took the probe and kNN to 1.0 and LogME from -0.8 to 8
+    assert scores[10]["probe_accuracy"] < 0.8 and scores[10]["knn_accuracy"] < 0.8
+    assert scores[10]["logme"] == pytest.approx(scores[1]["logme"])
 
 
 def test_cli_refuses_duplicates_with_exit_2_and_takes_the_option(synced: Path, tmp_path: Path) -> None:

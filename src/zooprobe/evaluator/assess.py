@@ -702,6 +702,8 @@ def _score_candidate(
     progress: bool,
     say: _Progress,
 ) -> None:
+    import numpy as np
+
     from .features import extract_features
     from .scores import knn_accuracy, linear_probe
 
@@ -734,8 +736,11 @@ def _score_candidate(
             extra = {"c": result.c, "folds": result.folds}
         elif metric == "knn_accuracy":
             value = knn_accuracy(inputs, labels, seed=config["seed"], groups=groups)
-        else:
+        elif groups is None:
             value = float(available[metric].function(inputs, labels))
+        else:  # one row per content: copies would count as independent evidence (LogME, H-score, LEEP)
+            firsts = np.flatnonzero(groups == np.arange(len(groups)))
+            value = float(available[metric].function(np.asarray(inputs)[firsts], labels[firsts]))
         score = Score(model, layer, metric, value, spread, time.perf_counter() - start, extra)
         runs.put_score(run_id, score)
         done[(model, layer, metric)] = score
