@@ -14,12 +14,13 @@ from typing import Any
 import numpy as np
 import pytest
 
+from tests.toy_backbone import toy_cnn, toy_entry
 from zooprobe import hookimpl
 from zooprobe.evaluator.assess import assess
-from zooprobe.evaluator.backbone import Backbone, block_cut_points, last_linear
+from zooprobe.evaluator.backbone import Backbone
 from zooprobe.plugins import manager
 from zooprobe.plugins.source import Source
-from zooprobe.registry.schema import Entry, InputSpec
+from zooprobe.registry.schema import Entry
 
 RAISED: dict[str, BaseException] = {
     "oserror": OSError(28, "No space left on device"),
@@ -37,29 +38,7 @@ SCORED_BROKEN = "crashzoo:scores-badly"
 
 
 def _entry(name: str) -> Entry:
-    return Entry(
-        source="crashzoo",
-        name=name,
-        architecture="toycnn",
-        input=InputSpec(channels=3, default_resolution=(16, 16), mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25)),
-        params=1000,
-    )
-
-
-def _toy_backbone(entry: Entry) -> Backbone:
-    import torch
-
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(
-        torch.nn.Conv2d(3, 8, 3, padding=1),
-        torch.nn.ReLU(),
-        torch.nn.Conv2d(8, 16, 3, padding=1),
-        torch.nn.AdaptiveAvgPool2d(1),
-        torch.nn.Flatten(),
-        torch.nn.Linear(16, 5),
-    ).eval()
-    classifier = last_linear(model)
-    return Backbone(entry, model, block_cut_points(model, classifier), classifier)
+    return toy_entry(name, source="crashzoo")
 
 
 class _ScoresBadly(Backbone):
@@ -79,7 +58,7 @@ class CrashSource(Source):
     def load(self, entry: Entry) -> Backbone:
         if entry.name in RAISED:
             raise RAISED[entry.name]
-        backbone = _toy_backbone(entry)
+        backbone = toy_cnn(entry)
         return _ScoresBadly(**vars(backbone)) if entry.id == SCORED_BROKEN else backbone
 
 

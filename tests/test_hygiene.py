@@ -10,13 +10,12 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
+from tests.toy_backbone import toy_cnn, toy_entry
 from zooprobe.cli import cli
 from zooprobe.evaluator.assess import assess
-from zooprobe.evaluator.backbone import Backbone, block_cut_points, last_linear
 from zooprobe.evaluator.datasets import Dataset, read_dataset, stratified_split
 from zooprobe.evaluator.hygiene import DuplicateExamplesError, content_groups
 from zooprobe.evaluator.scores import _stratified_folds, knn_accuracy, linear_probe
-from zooprobe.registry.schema import Entry, InputSpec
 
 
 def _images(folder: Path, count: int, seed: int = 0) -> list[str]:
@@ -109,7 +108,7 @@ def test_nan_and_empty_labels_are_errors_not_classes(tmp_path: Path, missing: st
 
 def test_bad_policy_is_a_one_line_error() -> None:
     with pytest.raises(Exception, match="on_duplicates .*'skip'.*drop, keep-first, error"):
-        read_dataset("sklearn:digits", on_duplicates="skip")  # type: ignore[arg-type]
+        read_dataset("sklearn:digits", on_duplicates="skip")
 
 
 def test_digits_has_no_exact_duplicates_and_still_loads() -> None:
@@ -154,38 +153,17 @@ def test_grouped_probe_and_knn_stay_at_chance_on_copies() -> None:
     assert knn_accuracy(copied_f, copied_y) > 0.95 and knn_accuracy(copied_f, copied_y, groups=groups) < 0.75
 
 
-def _toy_loader(entry: Entry) -> Backbone:
-    import torch
-
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(
-        torch.nn.Conv2d(3, 32, 3, padding=1),
-        torch.nn.ReLU(),
-        torch.nn.Conv2d(32, 64, 3, padding=1),
-        torch.nn.AdaptiveAvgPool2d(1),
-        torch.nn.Flatten(),
-        torch.nn.Linear(64, 5),
-    ).eval()
-    classifier = last_linear(model)
-    return Backbone(entry, model, block_cut_points(model, classifier), classifier)
-
-
 def test_assess_scores_copies_in_a_python_dataset_as_one_example(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("ZOOPROBE_PLUGINS", "metrics")  # no catalog sync: the candidate comes with its loader
-    entry = Entry(
-        source="toy",
-        name="cnn",
-        architecture="toycnn",
-        input=InputSpec(channels=3, default_resolution=(16, 16), mean=(0.5,) * 3, std=(0.25,) * 3),
-    )
+    entry = toy_entry("cnn")
     scores = {}
     for copies in (1, 10):
         result = assess(
             _with_copies(copies, count=32),
             [entry],
-            loader=_toy_loader,
+            loader=toy_cnn,
             home=tmp_path / f"home{copies}",
             progress=False,
             metrics=["probe_accuracy", "logme", "knn_accuracy"],
