@@ -108,7 +108,7 @@ def test_nan_and_empty_labels_are_errors_not_classes(tmp_path: Path, missing: st
 
 def test_bad_policy_is_a_one_line_error() -> None:
     with pytest.raises(Exception, match="on_duplicates .*'skip'.*drop, keep-first, error"):
-        read_dataset("sklearn:digits", on_duplicates="skip")
+        read_dataset("sklearn:digits", on_duplicates="skip")  # type: ignore[arg-type]
 
 
 def test_digits_has_no_exact_duplicates_and_still_loads() -> None:
