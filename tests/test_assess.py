@@ -296,7 +296,7 @@ def test_incompatible_and_unloadable_candidates_are_skipped_with_reasons(home: P
         raise SourceUnavailableError(f"weights of '{entry.id}' are not in the local cache and there is no network")
 
     npz = tmp_path / "tiny.npz"
-    np.savez(npz, x=np.zeros((8, 8, 8), np.uint8), y=np.array([0, 1] * 4))
+    np.savez(npz, x=(np.arange(512) // 2).astype(np.uint8).reshape(8, 8, 8), y=np.array([0, 1] * 4))
     result = assess(str(npz), [MOBILENET], home=home, progress=False, loader=unavailable)
     assert result.candidates[0]["skip_reason"].startswith("cannot load: weights of")
 
@@ -407,7 +407,7 @@ def test_cli_resume_needs_only_the_run_id(home: Path, digits_npz: Path, tmp_path
     with RunStore(home) as runs:
         assert runs.get(run.id).status == "done"
     other = tmp_path / "other.npz"
-    np.savez(other, x=np.zeros((8, 8, 8), np.uint8), y=np.array([0, 1] * 4))
+    np.savez(other, x=(np.arange(512) // 2).astype(np.uint8).reshape(8, 8, 8), y=np.array([0, 1] * 4))
     wrong = CliRunner().invoke(cli, ["assess", "--resume", run.id, "--data", str(other), "--home", str(home)])
     assert wrong.exit_code == 2 and f"run '{run.id}' assessed" in wrong.output and "drop --data" in wrong.output
     no_data = CliRunner().invoke(cli, ["assess", "--models", MOBILENET, "--home", str(home)])

@@ -156,7 +156,7 @@ def test_class_with_one_example(folder: Path) -> None:
 
 def test_skipping_that_leaves_one_class_still_fails(tmp_path: Path) -> None:
     save(tmp_path / "d" / "a" / "1.png", gradient(4, 4, 3))
-    save(tmp_path / "d" / "a" / "2.png", gradient(4, 4, 3))
+    save(tmp_path / "d" / "a" / "2.png", gradient(5, 4, 3))
     (tmp_path / "d" / "b").mkdir()
     (tmp_path / "d" / "b" / "x.png").write_bytes(b"garbage")
     (tmp_path / "d" / "b" / "y.png").write_bytes(b"garbage")
@@ -188,16 +188,16 @@ def test_csv_path_manifest_relative_paths_and_missing_label(tmp_path: Path) -> N
     ds = read_dataset(str(manifest), on_error="skip")
     assert ds.classes == ("2", "10")  # numeric labels sort as numbers
     assert ds.labels.tolist() == [1, 1, 0, 0]
-    assert ds.skipped == ((f"{manifest}:6", "missing label (empty label cell)"),)
+    assert ds.skipped == ((f"{manifest}:6", "missing label (empty or NaN label cell)"),)
     assert np.array_equal(ds.load_image(0), gradient(8, 8, 3))
     assert ds.summary()["channels"] == [1, 3]
 
 
 def test_csv_missing_image_file(tmp_path: Path) -> None:
     save(tmp_path / "a.png", gradient(4, 4, 3))
-    save(tmp_path / "b.png", gradient(4, 4, 3))
-    save(tmp_path / "c.png", gradient(4, 4, 3))
-    save(tmp_path / "d.png", gradient(4, 4, 3))
+    save(tmp_path / "b.png", gradient(4, 5, 3))
+    save(tmp_path / "c.png", gradient(5, 4, 3))
+    save(tmp_path / "d.png", gradient(5, 5, 3))
     manifest = tmp_path / "m.csv"
     manifest.write_text("label,path\nx,a.png\nx,b.png\ny,c.png\ny,d.png\ny,gone.png\n")
     with pytest.raises(ZooprobeError, match="not found") as info:
@@ -242,6 +242,7 @@ def test_npz_float_rgb_string_labels(tmp_path: Path) -> None:
     x = np.zeros((4, 3, 3, 3), dtype=np.float32)
     x[1] = 1.0
     x[2] = 0.5
+    x[3] = 0.25  # not a copy of x[0]
     np.savez(tmp_path / "d.npz", x=x, y=np.array(["b", "a", "b", "a"]))
     ds = read_dataset(str(tmp_path / "d.npz"))
     assert ds.classes == ("a", "b")

@@ -403,6 +403,52 @@ def test_trust_remote_code_pins_and_records_the_commit(hub: HubServer) -> None:
     assert resolved and all(f"/resolve/{sha}/" in path for path in resolved)
 
 
+def _hostile_copies(root: Path) -> None:
+    """Folders under ``root`` named like the Hub repos, holding 48-wide models instead of the repos' own."""
+    from transformers import BertConfig, BertModel, ViTConfig, ViTImageProcessor, ViTModel
+
+    vocab = minilm_package.get_model_path()
+    for repo_id in (TINY_BERT, MINILM):
+        folder = root / repo_id
+        folder.mkdir(parents=True)
+        config = BertConfig(
+            vocab_size=30522, hidden_size=48, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64
+        )
+        BertModel(config).save_pretrained(folder)
+        for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+            (folder / name).write_bytes((vocab / name).read_bytes())
+    vit = ViTConfig(
+        image_size=32, patch_size=8, hidden_size=48, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64
+    )
+    ViTModel(vit).save_pretrained(root / TINY_VIT)
+    ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(root / TINY_VIT)
+
+
+def test_a_folder_named_like_the_repo_in_the_working_directory_is_never_loaded(
+    hub: HubServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # transformers and sentence-transformers read a bare repo id as a local folder when one exists:
+    # an hf: id must load the checked, pinned Hub snapshot whatever the working directory holds.
+    import zooprobe
+
+    synced()
+    work = tmp_path / "work"
+    _hostile_copies(work)
+    monkeypatch.chdir(work)
+    image = (np.arange(40 * 48 * 3) % 256).astype(np.uint8).reshape(40, 48, 3)
+    for offline in (False, True):  # a download, then the cache read with the Hub unreachable
+        if offline:
+            monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+        bert = zooprobe.load(f"hf:{TINY_BERT}")
+        minilm = zooprobe.load(f"hf:{MINILM}")
+        vit = zooprobe.load(f"hf:{TINY_VIT}")
+        assert bert.extract(bert.preprocess(SENTENCES[:2]), ["pooled"])["pooled"].shape == (2, 32)
+        assert minilm.extract(minilm.preprocess(SENTENCES[:2]), ["pooled"])["pooled"].shape == (2, 384)
+        assert vit.extract(vit.preprocess([image]), ["pooled"])["pooled"].shape == (1, 32)
+        sha = next(r.sha for r in hub.repos.values() if r.repo_id == TINY_VIT)
+        assert vit.entry.source_version == sha
+
+
 def test_gated_and_unknown_repos_are_one_line_errors(hub: HubServer) -> None:
     from zooprobe.catalog.schema import Entry
     from zooprobe.sources.hf_source import HfSource, HubError

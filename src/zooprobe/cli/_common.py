@@ -39,6 +39,18 @@ def home_option(func: F) -> F:
     )(func)
 
 
+def on_duplicates_option(func: F) -> F:
+    """``--on-duplicates drop|keep-first|error`` of the commands that read a dataset."""
+    return click.option(
+        "--on-duplicates",
+        type=click.Choice(["drop", "keep-first", "error"]),
+        default="error",
+        show_default=True,
+        help="Examples with the same content (or one file under two labels): drop them (one copy kept,"
+        " conflicting labels dropped), keep the first of each, or stop.",
+    )(func)
+
+
 def format_option(json_help: str) -> Callable[[F], F]:
     """``--format [text|json]`` (``fmt``), with ``--json`` (``as_json``) kept as a hidden alias."""
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from ._common import home_option
+from ._common import home_option, on_duplicates_option
 from ._resume import refuse_options_with_resume
 
 
@@ -65,6 +65,7 @@ def _csv(value: str | None) -> list[str] | None:
     show_default=True,
     help="Unreadable images: drop them (listed) or stop.",
 )
+@on_duplicates_option
 @click.option("--resume", metavar="RUN", help="Continue an interrupted assessment (its data, candidates and options).")
 @click.option(
     "--trust-remote-code",
@@ -86,6 +87,7 @@ def assess(
     seed: int,
     batch_size: int,
     on_error: str,
+    on_duplicates: str,
     resume: str | None,
     trust_remote_code: bool,
     fmt: str,
@@ -129,6 +131,7 @@ def assess(
         resolution=resolution,
         batch_size=batch_size,
         on_error=on_error,  # type: ignore[arg-type]
+        on_duplicates=on_duplicates,  # type: ignore[arg-type]
         resume=resume,
         home=home,
         trust_remote_code=trust_remote_code,

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from ..errors import ZooprobeError
-from ._common import home_option
+from ._common import home_option, on_duplicates_option
 from ._resume import refuse_options_with_resume
 
 _HEADERS = ("Epoch", "Train Loss", "Validation Loss", "Accuracy", "Balanced Acc", "Time")
@@ -48,6 +48,7 @@ def parse_train_size(_ctx: click.Context, _param: click.Parameter, value: str | 
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @click.option("--resume", metavar="RUN", help="Continue an interrupted run from the last epoch of each arm.")
 @click.option("--on-error", type=click.Choice(["skip", "fail"]), default="fail", show_default=True, help="Bad images.")
+@on_duplicates_option
 @click.option(
     "--trust-remote-code",
     is_flag=True,
@@ -68,6 +69,7 @@ def finetune_cmd(
     fmt: str,
     resume: str | None,
     on_error: str,
+    on_duplicates: str,
     trust_remote_code: bool,
     home: Path | None,
 ) -> None:
@@ -85,11 +87,14 @@ def finetune_cmd(
       zooprobe finetune --data photos/ --model timm:resnet50.a1_in1k --strategy recommended
       zooprobe finetune --resume finetune-20250101-120000-abc123
     """
+    from ..data.hygiene import check_policy
     from ..finetuning.finetune import epochs_table_rows, finetune
 
     if resume is not None:
         fixed = ["data", "model", "strategy", "epochs", "baseline", "lr", "batch_size", "seed", "train_size"]
-        refuse_options_with_resume(click.get_current_context(), [*fixed, "resolution", "on_error", "trust_remote_code"])
+        refuse_options_with_resume(
+            click.get_current_context(), [*fixed, "resolution", "on_error", "on_duplicates", "trust_remote_code"]
+        )
     if resume is None and (data is None or model is None or strategy is None):
         raise ZooprobeError("finetune needs --data, --model and --strategy (or --resume RUN to continue a run)")
     result = finetune(
@@ -105,6 +110,7 @@ def finetune_cmd(
         resolution=resolution,
         resume=resume,
         on_error="skip" if on_error == "skip" else "fail",
+        on_duplicates=check_policy(on_duplicates),
         home=home,
         trust_remote_code=trust_remote_code,
     )

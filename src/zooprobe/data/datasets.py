@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Literal
 
 from ..errors import InvalidChoiceError, ZooprobeError
+from . import hygiene
+from .hygiene import OnDuplicates
 
 if TYPE_CHECKING:
     import numpy as np
@@ -41,7 +43,6 @@ ACCEPTED_SPECS = (
     "a Hugging Face datasets directory written by save_to_disk",
 )
 _SKIP_HINT = "or drop it with --on-error skip (on_error='skip' from Python)"
-_HASH_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True, eq=False)
@@ -150,29 +151,26 @@ class Dataset:
         else:
             assert self.paths is not None
             for path in self.paths:
-                try:
-                    with open(path, "rb") as handle:
-                        digest.update(Path(path).stat().st_size.to_bytes(8, "little"))
-                        while chunk := handle.read(_HASH_CHUNK):
-                            digest.update(chunk)
-                except OSError as exc:
-                    raise ZooprobeError(
-                        f"cannot read '{path}' ({exc.strerror or exc}): restore the file or read the dataset again"
-                    ) from exc
+                for chunk in hygiene.file_chunks(path):
+                    digest.update(chunk)
         return digest.hexdigest()
 
 
-def read_dataset(spec: str, on_error: OnError = "fail") -> Dataset:
+def read_dataset(spec: str, on_error: OnError = "fail", on_duplicates: OnDuplicates = "error") -> Dataset:
     """Read the labelled dataset that ``spec`` names (see the module docstring for the accepted forms).
 
-    With ``on_error='fail'`` the first bad example (undecodable image, missing file or label, empty class
-    folder, class with one example) raises; with ``'skip'`` it is dropped and listed in ``Dataset.skipped``.
+    With ``on_error='fail'`` the first bad example (undecodable image, missing file, missing or NaN label,
+    empty class folder, class with one example) raises; with ``'skip'`` it is dropped and listed in
+    ``Dataset.skipped``. Examples with the same content (file bytes, image array, text) raise with
+    ``on_duplicates='error'``; ``'keep-first'`` keeps the first of each, ``'drop'`` keeps one copy and drops
+    contents given two labels (see :func:`~zooprobe.data.hygiene.resolve_duplicates`); what is dropped
+    is listed in ``Dataset.skipped``. The built-in ``sklearn:digits`` holds no exact duplicates.
 
     :raises ZooprobeError: for an unknown spec or bad input.
     """
     if on_error not in ("skip", "fail"):
         raise InvalidChoiceError("on_error", str(on_error), ("skip", "fail"))
-    problems = _Problems(on_error)
+    problems = _Problems(on_error, hygiene.check_policy(on_duplicates))
     if spec.startswith("sklearn:"):
         if spec != "sklearn:digits":
             raise ZooprobeError(f"unknown scikit-learn dataset '{spec}': the only one built in is 'sklearn:digits'")
@@ -200,6 +198,7 @@ def stratified_split(
     """Sorted (train, val) indices holding about ``val_fraction`` of each class in val, the same for a seed.
 
     A class with at least 2 examples has at least one in each part; a class with one example goes to train.
+    Examples with the same content stay on one side, the side of the first of them (counted once, in its class).
 
     :raises ZooprobeError: when ``val_fraction`` is not strictly between 0 and 1.
     """
@@ -208,10 +207,12 @@ def stratified_split(
     if not 0 < val_fraction < 1:
         raise ZooprobeError(f"val_fraction {val_fraction!r} must be between 0 and 1 (exclusive), for example 0.2")
     rng = np.random.default_rng(seed)
+    groups = hygiene.content_groups(dataset)
+    firsts = np.arange(len(dataset)) if groups is None else np.flatnonzero(groups == np.arange(len(groups)))
     train: list[npt.NDArray[np.int64]] = []
     val: list[npt.NDArray[np.int64]] = []
     for label in range(len(dataset.classes)):
-        members = rng.permutation(np.flatnonzero(dataset.labels == label)).astype(np.int64)
+        members = rng.permutation(firsts[dataset.labels[firsts] == label]).astype(np.int64)
         if len(members) < 2:
             train.append(members)
             continue
@@ -220,7 +221,8 @@ def stratified_split(
         train.append(members[n_val:])
 
     def join(parts: list[npt.NDArray[np.int64]]) -> npt.NDArray[np.int64]:
-        return np.sort(np.concatenate(parts)) if parts else np.empty(0, dtype=np.int64)
+        chosen = np.sort(np.concatenate(parts)) if parts else np.empty(0, dtype=np.int64)
+        return chosen if groups is None else np.flatnonzero(np.isin(groups, chosen)).astype(np.int64)
 
     return join(train), join(val)
 
@@ -232,8 +234,9 @@ class _BadImage(Exception):
 class _Problems:
     """Bad examples: raised at once with on_error='fail', collected with 'skip'."""
 
-    def __init__(self, on_error: OnError) -> None:
+    def __init__(self, on_error: OnError, on_duplicates: OnDuplicates = "error") -> None:
         self.on_error = on_error
+        self.on_duplicates = on_duplicates
         self.skipped: list[tuple[str, str]] = []
 
     def report(self, source: str, reason: str, fix: str) -> None:
@@ -281,7 +284,8 @@ def _label_text(value: Any) -> str | None:
     if hasattr(value, "item") and not isinstance(value, str):
         return _label_text(value.item())  # numpy scalars
     text = str(value).strip()
-    return text or None
+    # a NaN written out as text (pandas, spreadsheets) is a missing label, not a class named 'nan'
+    return text if text and text.lower() != "nan" else None
 
 
 def _to_array(image: Image.Image) -> npt.NDArray[np.uint8]:
@@ -335,12 +339,20 @@ def _probe(path: Path, source: str, label: str, problems: _Problems) -> _Example
 
 
 def _assemble(name: str, modality: Literal["image", "text"], examples: list[_Example], problems: _Problems) -> Dataset:
-    """Drop classes with a single example (they cannot be stratified) and build the Dataset."""
+    """Settle duplicates, drop classes with a single example (they cannot be stratified), build the Dataset."""
     import numpy as np
 
+    keys = [hygiene.example_key(example.path, example.array, example.text) for example in examples]
+    kept_at, copies = hygiene.resolve_duplicates(
+        name, keys, [e.label for e in examples], [e.source for e in examples], problems.on_duplicates
+    )
+    problems.skipped.extend(copies)
+    examples = [examples[i] for i in kept_at]
+    keys = [keys[i] for i in kept_at]
     counts = Counter(example.label for example in examples)
     kept: list[_Example] = []
-    for example in examples:
+    kept_keys: list[str] = []
+    for example, key in zip(examples, keys, strict=True):
         if counts[example.label] == 1:
             problems.report(
                 example.source,
@@ -349,6 +361,7 @@ def _assemble(name: str, modality: Literal["image", "text"], examples: list[_Exa
             )
         else:
             kept.append(example)
+            kept_keys.append(key)
     classes = _sort_classes(example.label for example in kept)
     if len(classes) < 2:
         dropped = f" after skipping {len(problems.skipped)} bad examples" if problems.skipped else ""
@@ -361,13 +374,18 @@ def _assemble(name: str, modality: Literal["image", "text"], examples: list[_Exa
     skipped = tuple(problems.skipped)
     if modality == "text":
         texts = tuple(example.text or "" for example in kept)
-        return Dataset(name=name, modality="text", labels=labels, classes=classes, texts=texts, skipped=skipped)
+        text_set = Dataset(name=name, modality="text", labels=labels, classes=classes, texts=texts, skipped=skipped)
+        return hygiene.remember_keys(text_set, kept_keys)
     shapes = tuple(example.shape for example in kept)
     if kept[0].path is not None:
         paths = tuple(example.path or "" for example in kept)
-        return Dataset(name, "image", labels, classes, paths=paths, shapes=shapes, skipped=skipped)
+        return hygiene.remember_keys(
+            Dataset(name, "image", labels, classes, paths=paths, shapes=shapes, skipped=skipped), kept_keys
+        )
     arrays = tuple(example.array for example in kept if example.array is not None)
-    return Dataset(name, "image", labels, classes, arrays=arrays, shapes=shapes, skipped=skipped)
+    return hygiene.remember_keys(
+        Dataset(name, "image", labels, classes, arrays=arrays, shapes=shapes, skipped=skipped), kept_keys
+    )
 
 
 def _read_digits() -> Dataset:
@@ -429,7 +447,7 @@ def _read_table(
     for where, cells in rows:
         label = _label_text(cells.get(label_col))
         if label is None:
-            problems.report(where, "missing label (empty label cell)", "fill in the label")
+            problems.report(where, "missing label (empty or NaN label cell)", "fill in the label")
             continue
         item = cells.get(item_col)
         if item is None or (isinstance(item, float) and math.isnan(item)) or not str(item).strip():

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
     from ..backbones.backbone import Backbone
     from ..data.datasets import Dataset, OnError
+    from ..data.hygiene import OnDuplicates
     from .scores import ProbeResult
 
 PROBE_METRICS = ("probe_accuracy", "probe_balanced_accuracy")
@@ -422,6 +423,7 @@ def assess(
     resolution: int | None = None,
     batch_size: int = 64,
     on_error: OnError = "fail",
+    on_duplicates: OnDuplicates = "error",
     resume: str | None = None,
     home: Path | str | None = None,
     progress: bool = True,
@@ -441,6 +443,8 @@ def assess(
         seed, folds: of the stratified cross-validation of the probe.
         budget: seconds; candidates not reached in time stay ``pending`` (resume the run later).
         resolution: score at this input resolution instead of each entry's default (faster on CPU).
+        on_error, on_duplicates: what :func:`~zooprobe.data.datasets.read_dataset` does with bad
+            examples and with examples of the same content (``error``, ``drop``, ``keep-first``).
         resume: a run id to continue with its stored data, candidates and options; by default an
             unfinished run with the same inputs is resumed.
         loader: how to load an entry (default: its source plugin's ``load``).
@@ -454,6 +458,7 @@ def assess(
     import numpy as np
 
     from ..data.datasets import read_dataset
+    from ..data.hygiene import content_groups
     from ..plugins import metric_lookup as metric_registry
 
     say = _Progress(progress)
@@ -474,7 +479,7 @@ def assess(
         trust_remote_code = bool(stored_config.get("trust_remote_code", False))
     if data is None:
         raise AssessError("assess needs a dataset (or resume=RUN to continue a run)")
-    dataset = read_dataset(data, on_error=on_error) if isinstance(data, str) else data
+    dataset = read_dataset(data, on_error=on_error, on_duplicates=on_duplicates) if isinstance(data, str) else data
     data_spec = data if isinstance(data, str) else dataset.name
     summary = dataset.summary()
     if summary["classes"] < 2:
@@ -556,6 +561,8 @@ def assess(
         trust_remote_code = bool(config.get("trust_remote_code", False))
         entries = [e for e in entries if e.id in config["models"]]
     labels = dataset.labels
+    # copies of one content (a dataset built in Python) stay in one fold and out of each other's neighbours
+    groups = content_groups(dataset)
     done_scores = {(s.model, s.layer, s.metric): s for s in runs.scores(run.id)}
     existing = {doc["model"]: doc for doc in runs.candidates(run.id)}
     started = time.perf_counter()
@@ -593,8 +600,9 @@ def assess(
                 continue
             try:
                 backbone = _load(entry, resolution, loader, trust_remote_code)
-            except (ZooprobeError, OSError, RuntimeError, ValueError) as exc:
-                doc.update(status="skipped", skip_reason=f"cannot load: {exc}".splitlines()[0])
+            except Exception as exc:  # noqa: BLE001 - loaders raise anything (pickle, safetensors, Keras, plugins'
+                # own); one candidate that cannot load is that candidate's problem. Interrupts still stop.
+                doc.update(status="skipped", skip_reason=f"cannot load: {_reason(exc)}")
                 runs.put_candidate(run.id, entry.id, position, doc)
                 say.say(f"{entry.id}: skipped ({doc['skip_reason']})")
                 continue
@@ -605,15 +613,15 @@ def assess(
             say.say(f"{entry.id}: features at {len(chosen_layers)} cut points")
             try:
                 _score_candidate(
-                    backbone, dataset, labels, chosen_layers, chosen, available, config, run.id, runs, done_scores,
-                    batch_size, progress, say,
+                    backbone, dataset, labels, groups, chosen_layers, chosen, available, config, run.id, runs,
+                    done_scores, batch_size, progress, say,
                 )  # fmt: skip
-            except (OSError, RuntimeError, ValueError) as exc:
+            except Exception as exc:  # noqa: BLE001 - see the load above
                 if isinstance(exc, ZooprobeError):  # bad input (a class of one example...): every candidate's
                     raise
                 # one model failing on these data (input too long for it, out of memory) is that model's
                 # problem: the other candidates are still assessed; the scores it got so far stay stored
-                doc.update(status="skipped", skip_reason=f"scoring failed: {type(exc).__name__}: {first_line(exc)}")
+                doc.update(status="skipped", skip_reason=f"scoring failed: {_reason(exc)}")
                 runs.put_candidate(run.id, entry.id, position, doc)
                 say.say(f"{entry.id}: skipped ({doc['skip_reason']})")
                 continue
@@ -630,6 +638,13 @@ def assess(
     runs.close()
     del np
     return Assessment(run.id, result[0], result[1], resumed)
+
+
+def _reason(exc: Exception) -> str:
+    """One line naming what failed: a zooprobe error's own message, else the exception's type and first line."""
+    if isinstance(exc, ZooprobeError):
+        return first_line(exc)
+    return f"{type(exc).__name__}: {first_line(exc)}"
 
 
 def _load(
@@ -664,6 +679,7 @@ def _score_candidate(
     backbone: Backbone,
     dataset: Dataset,
     labels: npt.NDArray[np.int64],
+    groups: npt.NDArray[np.int64] | None,
     layers: list[str],
     chosen: list[str],
     available: dict[str, Any],
@@ -675,6 +691,8 @@ def _score_candidate(
     progress: bool,
     say: _Progress,
 ) -> None:
+    import numpy as np
+
     from ..backbones.features import extract_features
     from .scores import knn_accuracy, linear_probe
 
@@ -697,16 +715,21 @@ def _score_candidate(
         extra: dict[str, Any] = {}
         if metric in PROBE_METRICS:
             if "result" not in probe:  # one probe fit serves both probe metrics
-                probe["result"] = linear_probe(inputs, labels, folds=config["folds"], seed=config["seed"])
+                probe["result"] = linear_probe(
+                    inputs, labels, folds=config["folds"], seed=config["seed"], groups=groups
+                )
             result = probe["result"]
             balanced = metric == "probe_balanced_accuracy"
             value = result.balanced_accuracy if balanced else result.accuracy
             spread = result.balanced_accuracy_std if balanced else result.accuracy_std
             extra = {"c": result.c, "folds": result.folds}
         elif metric == "knn_accuracy":
-            value = knn_accuracy(inputs, labels, seed=config["seed"])
-        else:
+            value = knn_accuracy(inputs, labels, seed=config["seed"], groups=groups)
+        elif groups is None:
             value = float(available[metric].function(inputs, labels))
+        else:  # one row per content: copies would count as independent evidence (LogME, H-score, LEEP)
+            firsts = np.flatnonzero(groups == np.arange(len(groups)))
+            value = float(available[metric].function(np.asarray(inputs)[firsts], labels[firsts]))
         score = Score(model, layer, metric, value, spread, time.perf_counter() - start, extra)
         runs.put_score(run_id, score)
         done[(model, layer, metric)] = score

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from ..backbones.backbone import PRE_LOGITS, Backbone
 from ..data.datasets import Dataset, OnError, read_dataset, stratified_split
+from ..data.hygiene import OnDuplicates
 from ..errors import InvalidChoiceError, ZooprobeError, first_line
 from ..runs.store import EpochRecord, RunStore, library_versions
 
@@ -176,6 +177,7 @@ def finetune(
     patience: int = 3,
     resume: str | None = None,
     on_error: OnError = "fail",
+    on_duplicates: OnDuplicates = "error",
     home: str | Path | None = None,
     device: str | None = None,
     progress: bool = True,
@@ -193,6 +195,8 @@ def finetune(
         train_size: keep this many training examples (an int) or this fraction of them (0 < x < 1),
             per class in proportion; the validation split is unchanged.
         resolution: square input size in pixels instead of the entry's own (64 or 96 keep CPU runs short).
+        on_error, on_duplicates: what :func:`~zooprobe.data.datasets.read_dataset` does with bad
+            examples and with examples of the same content (``error``, ``drop``, ``keep-first``).
         patience: stop an arm after this many epochs without a lower validation loss.
         resume: a run id: continue that run from the last epoch each arm finished; other arguments but
             ``home``, ``device``, ``progress`` and ``on_epoch`` are read from the run.
@@ -224,6 +228,7 @@ def finetune(
             batch_size, seed = config["batch_size"], config["seed"]
             train_size, resolution = config.get("train_size"), config.get("resolution")
             on_error = config.get("on_error", "fail")
+            on_duplicates = config.get("on_duplicates", "error")
             patience = config.get("patience", patience)
             trust_remote_code = bool(config.get("trust_remote_code", False))
         if data is None or model is None:
@@ -231,7 +236,7 @@ def finetune(
         _check_settings(epochs, patience, lr, batch_size, baseline, train_size, resolution)
         if strategy.strip() != "recommended":
             parse_strategy(strategy)  # a typo fails before the dataset and the weights load
-        dataset = read_dataset(data, on_error=on_error)
+        dataset = read_dataset(data, on_error=on_error, on_duplicates=on_duplicates)
         if dataset.modality != "image":
             raise ZooprobeError(f"dataset '{data}' holds {dataset.modality}; fine-tuning needs an image dataset")
         data_hash = dataset.content_hash()
@@ -278,6 +283,7 @@ def finetune(
                 "train_size": train_size,
                 "resolution": resolution,
                 "on_error": on_error,
+                "on_duplicates": on_duplicates,
                 "patience": patience,
             }
             if trust_remote_code:  # the commit whose code ran, for whoever reads the report

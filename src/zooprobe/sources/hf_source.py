@@ -355,13 +355,15 @@ class HfSource(Source):
             )
         try:
             folder = fetch_verified(entry.name, revision) if reachable else verify_cached(entry.name)
-            if revision is None and folder is not None and COMMIT.match(folder.name):
+            if folder is None:
+                raise HubError(f"'{entry.name}' is not in the local Hugging Face cache ({hub_cache()}); connect once")
+            if revision is None and COMMIT.match(folder.name):
                 # main may have moved since the listing: the commit whose files load is the one to record
                 # (the run) and to key cached features on
                 entry = replace(entry, source_version=folder.name)
             # everything the library reads is in the cache now, checked: it must not fetch anything itself
             with _offline(True):
-                return _load(entry, revision, trust_remote_code)
+                return _load(entry, folder, revision, trust_remote_code)
         except ZooprobeError:
             raise
         except Exception as exc:  # noqa: BLE001 - the clients' errors become one line saying what to do
@@ -632,29 +634,34 @@ class _offline:
         constants.HF_HUB_OFFLINE = self.before
 
 
-def _load(entry: Entry, revision: str | None, trust_remote_code: bool) -> Backbone:
+def _load(entry: Entry, snapshot: Path, revision: str | None, trust_remote_code: bool) -> Backbone:
+    """Load from ``snapshot``, the checked cache folder of the pinned commit. transformers and
+    sentence-transformers read a bare repo id as a folder first when one of that name exists under the
+    working directory (unchecked files, unpinned code), so they get the snapshot's absolute path."""
     repo_id = entry.name
     if repo_id.startswith("timm/") or "timm" in entry.tags:
         from ..backbones.timm_backbone import load_timm_model
 
+        # timm resolves hf-hub: ids through the Hub client's cache only, never a local folder
         return load_timm_model(entry, f"hf-hub:{repo_id}@{revision}" if revision else f"hf-hub:{repo_id}")
+    folder = str(snapshot.resolve())
     if "sentence-transformers" in entry.tags:
         from sentence_transformers import SentenceTransformer
 
         from ..backbones.hf_backbone import sentence_transformer_backbone
 
-        model = SentenceTransformer(repo_id, revision=revision, trust_remote_code=trust_remote_code, device="cpu")
+        model = SentenceTransformer(folder, trust_remote_code=trust_remote_code, device="cpu")
         return sentence_transformer_backbone(entry, model)
     from transformers import AutoImageProcessor, AutoModel, AutoTokenizer
 
     from ..backbones.hf_backbone import transformers_backbone
 
-    options: dict[str, Any] = {"revision": revision, "trust_remote_code": trust_remote_code}
-    auto_model = AutoModel.from_pretrained(repo_id, **options)
+    options: dict[str, Any] = {"trust_remote_code": trust_remote_code}
+    auto_model = AutoModel.from_pretrained(folder, **options)
     if entry.modality == "text":
-        processor = AutoTokenizer.from_pretrained(repo_id, **options)
+        processor = AutoTokenizer.from_pretrained(folder, **options)
     else:
-        processor = AutoImageProcessor.from_pretrained(repo_id, **options)  # type: ignore[no-untyped-call]
+        processor = AutoImageProcessor.from_pretrained(folder, **options)  # type: ignore[no-untyped-call]
     return transformers_backbone(entry, auto_model, processor)
 
 
