@@ -11,6 +11,8 @@ from scipy.optimize import minimize
 import zooprobe.metrics
 from zooprobe.errors import InvalidChoiceError
 from zooprobe.evaluator import scores
+from zooprobe.evaluator.probe import _LowerTriangular, _Softmax
+from zooprobe.evaluator.score_inputs import stratified_folds
 from zooprobe.metrics import Metric
 from zooprobe.plugins.hookspecs import hookimpl
 from zooprobe.plugins.manager import get_plugin_manager
@@ -221,7 +223,7 @@ def test_probe_fit_reaches_scikit_learns_optimum(c: float) -> None:
 
     features, labels = separable(300, 20, 4, shift=0.4, seed=2)
     features = ((features - features.mean(axis=0)) / features.std(axis=0)).astype(np.float32)
-    model = scores._Softmax(20, 4)
+    model = _Softmax(20, 4)
     model.fit(features, labels, c, 500)
     weight, bias = model.state()
     reference = LogisticRegression(C=c, tol=1e-10, max_iter=10_000).fit(features.astype(np.float64), labels)
@@ -238,11 +240,11 @@ def test_probe_fit_in_the_span_of_few_training_rows_is_the_same_fit() -> None:
     features, labels = separable(90, 300, 3, shift=0.3, seed=4)
     features = features.astype(np.float32)
     train, test = features[:60], features[60:]
-    full = scores._Softmax(300, 3)
+    full = _Softmax(300, 3)
     full.fit(train, labels[:60], 0.1, 500)
     basis, triangular = np.linalg.qr(train.T)
-    reduced = scores._Softmax(60, 3)
-    rows = scores._LowerTriangular(np.ascontiguousarray(triangular.T), block=16)  # as the probe passes them
+    reduced = _Softmax(60, 3)
+    rows = _LowerTriangular(np.ascontiguousarray(triangular.T), block=16)  # as the probe passes them
     reduced.fit(rows, labels[:60], 0.1, 500)
     np.testing.assert_allclose(basis @ reduced.state()[0], full.state()[0], atol=1e-4)
     np.testing.assert_array_equal(reduced.predict(test @ basis), full.predict(test))
@@ -267,9 +269,9 @@ def test_linear_probe_estimate_matches_accuracy_on_fresh_data() -> None:
     features, labels = sample(2_000)
     fresh_features, fresh_labels = sample(5_000)
     probe = scores.linear_probe(features, labels, max_iter=10)
-    train = scores._stratified_folds(labels, 5, 0) != 1  # one fold's training rows, fitted from scratch
+    train = stratified_folds(labels, 5, 0) != 1  # one fold's training rows, fitted from scratch
     mean, std = features[train].mean(axis=0), features[train].std(axis=0) + 1e-8
-    model = scores._Softmax(d, classes)
+    model = _Softmax(d, classes)
     model.fit((features[train] - mean) / std, labels[train], probe.c, 10)
     fresh = float((model.predict((fresh_features - mean) / std) == fresh_labels).mean())
     assert probe.accuracy == pytest.approx(fresh, abs=0.04)
