@@ -13,7 +13,7 @@ from zooprobe.errors import InvalidChoiceError
 from zooprobe.evaluator import scores
 from zooprobe.evaluator.probe import _LowerTriangular, _Softmax
 from zooprobe.evaluator.score_inputs import stratified_folds
-from zooprobe.metrics import Metric
+from zooprobe.metrics import Metric, MetricResult
 from zooprobe.plugins.hookspecs import hookimpl
 from zooprobe.plugins.manager import get_plugin_manager
 
@@ -328,3 +328,72 @@ def test_a_metric_with_an_input_assess_cannot_route_is_refused() -> None:
         Metric("typo", scores.logme, "feature", "a typo")  # type: ignore[arg-type]
     with pytest.raises(zooprobe.errors.ZooprobeError, match="callable function"):
         Metric("nothing", None, "features", "no function")  # type: ignore[arg-type]
+
+
+def test_a_metric_gets_only_the_run_options_it_declares_and_returns_a_result() -> None:
+    features, labels = separable(60, 5, 3, shift=2.0)
+    run = {"seed": 3, "folds": 4, "cache": {}}
+
+    def plain(f: np.ndarray, y: np.ndarray) -> float:  # no **options: any keyword passed would raise
+        return float(np.float32(0.25))
+
+    assert Metric("plain", plain, "features", "a constant").score(features, labels, **run) == MetricResult(0.25)
+    seen: dict[str, int] = {}
+
+    def seeded(f: np.ndarray, y: np.ndarray, *, seed: int) -> MetricResult:
+        seen["seed"] = seed
+        return MetricResult(1.0, spread=0.5, details={"seed": seed})
+
+    metric = Metric("seeded", seeded, "features", "echoes the seed", options=("seed",))
+    assert metric.score(features, labels, **run) == MetricResult(1.0, 0.5, {"seed": 3}) and seen == {"seed": 3}
+    assert zooprobe.metrics.MetricResult.of(np.float64(0.5), "x") == MetricResult(0.5)
+    with pytest.raises(zooprobe.errors.ZooprobeError, match="metric 'bad' returned str 'high'"):
+        Metric("bad", lambda f, y: "high", "features", "not a number").score(features, labels)
+
+
+def test_one_probe_fit_serves_both_probe_metrics() -> None:
+    features, labels = separable(60, 5, 3, shift=0.5)
+    cache: dict[object, object] = {}
+    accuracy = zooprobe.metrics.spec("probe_accuracy").score(features, labels, folds=3, seed=1, cache=cache)
+    (fit,) = cache.values()  # the one fit, kept for the next probe metric at this cut point
+    balanced = zooprobe.metrics.spec("probe_balanced_accuracy").score(features, labels, folds=3, seed=1, cache=cache)
+    assert len(cache) == 1
+    expected = scores.linear_probe(features, labels, folds=3, seed=1)
+    assert fit == expected
+    assert accuracy == MetricResult(expected.accuracy, expected.accuracy_std, {"c": expected.c, "folds": 3})
+    assert balanced == MetricResult(
+        expected.balanced_accuracy, expected.balanced_accuracy_std, {"c": expected.c, "folds": 3}
+    )
+    assert zooprobe.metrics.get("probe_accuracy")(features, labels, folds=3, seed=1) == expected.accuracy
+
+
+def test_the_builtin_metrics_declare_the_decisions_table() -> None:
+    # the roles, consensus weights and default order the decision used to name in code
+    assert zooprobe.metrics.defaults() == [
+        "probe_accuracy", "probe_balanced_accuracy", "knn_accuracy", "logme", "hscore", "nce", "leep",
+    ]  # fmt: skip
+    declared = {m.name: (m.role, m.weight) for m in zooprobe.metrics.registered().values()}
+    assert {name: role for name, (role, _) in declared.items() if role != "evidence"} == {
+        "probe_accuracy": "probe",
+        "knn_accuracy": "neighbour",
+    }
+    assert {name: weight for name, (_, weight) in declared.items() if weight} == {
+        "probe_accuracy": 1.0,
+        "logme": 1.0,
+        "leep": 0.5,
+        "nce": 0.5,
+    }
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"role": "leader"}, "role of metric 'm'"),
+        ({"options": ("seeds",)}, "option of metric 'm'.*did you mean 'seed'"),
+        ({"weight": -1.0}, "consensus weight -1.0"),
+        ({"weight": float("nan")}, "consensus weight nan"),
+    ],
+)
+def test_a_metric_declaring_what_assess_cannot_use_is_refused(changes: dict[str, object], message: str) -> None:
+    with pytest.raises(zooprobe.errors.ZooprobeError, match=message):
+        Metric("m", scores.logme, "features", "d", **changes)  # type: ignore[arg-type]
