@@ -185,6 +185,26 @@ def test_consensus_ranks_by_the_deepest_cut_point_not_the_best_layer() -> None:
     assert consensus(docs)["late"] > consensus(docs)["early"]
 
 
+def test_decision_roles_and_weights_come_from_the_metrics_declarations() -> None:
+    from zooprobe.evaluator.decision import MetricRoles
+    from zooprobe.metrics import Metric, registered
+
+    builtin = registered()
+    roles = MetricRoles.of(builtin.values())
+    assert (roles.probe, roles.neighbour) == ("probe_accuracy", "knn_accuracy")
+    docs = [
+        {"model": "a", "final_scores": {"probe_accuracy": 0.9, "hscore": 1.0}},
+        {"model": "b", "final_scores": {"probe_accuracy": 0.8, "hscore": 9.0}},
+    ]
+    assert consensus(docs, roles) == consensus(docs)  # the chosen metrics' weights are the registered ones
+    assert consensus(docs)["a"] > consensus(docs)["b"]  # H-score weighs nothing by default
+    by_hscore = MetricRoles.of([dataclasses.replace(builtin["hscore"], weight=2.0)])
+    assert consensus(docs, by_hscore)["b"] > consensus(docs, by_hscore)["a"]
+    rival = Metric("my_probe", lambda f, y: 0.0, "features", "another probe", role="probe")
+    with pytest.raises(AssessError, match="'probe_accuracy' and 'my_probe' both take the role 'probe'"):
+        MetricRoles.of([builtin["probe_accuracy"], rival])
+
+
 # --- real runs -----------------------------------------------------------------------------------
 
 
