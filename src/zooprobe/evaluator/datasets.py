@@ -165,8 +165,9 @@ class Dataset:
 def read_dataset(spec: str, on_error: OnError = "fail") -> Dataset:
     """Read the labelled dataset that ``spec`` names (see the module docstring for the accepted forms).
 
-    With ``on_error='fail'`` the first bad example (undecodable image, missing file or label, empty class
-    folder, class with one example) raises; with ``'skip'`` it is dropped and listed in ``Dataset.skipped``.
+    With ``on_error='fail'`` bad examples (undecodable image, missing file or label, empty class folder,
+    class with one example) raise one error naming them all (the first ten, and the count); with ``'skip'``
+    they are dropped and listed in ``Dataset.skipped``.
 
     :raises ZooprobeError: for an unknown spec or bad input.
     """
@@ -230,17 +231,35 @@ class _BadImage(Exception):
 
 
 class _Problems:
-    """Bad examples: raised at once with on_error='fail', collected with 'skip'."""
+    """Bad examples: with on_error='fail' collected and raised together (:meth:`fail`), so that one pass
+    fixes them all; with 'skip' collected and dropped."""
+
+    SHOWN = 10  # bad examples named in the error; the rest are counted
 
     def __init__(self, on_error: OnError) -> None:
         self.on_error = on_error
         self.skipped: list[tuple[str, str]] = []
+        self.failed: list[tuple[str, str, str]] = []
 
     def report(self, source: str, reason: str, fix: str) -> None:
         reason = " ".join(reason.split())
         if self.on_error == "fail":
+            self.failed.append((source, reason, fix))
+        else:
+            self.skipped.append((source, reason))
+
+    def fail(self) -> None:
+        """:raises ZooprobeError: naming the bad examples reported so far (the first :attr:`SHOWN`), if any."""
+        if len(self.failed) == 1:
+            source, reason, fix = self.failed[0]
             raise ZooprobeError(f"'{source}': {reason}; {fix}, {_SKIP_HINT}")
-        self.skipped.append((source, reason))
+        if self.failed:
+            named = "; ".join(f"'{source}': {reason} ({fix})" for source, reason, fix in self.failed[: self.SHOWN])
+            more = f"; and {len(self.failed) - self.SHOWN} more" if len(self.failed) > self.SHOWN else ""
+            raise ZooprobeError(
+                f"{len(self.failed)} bad examples: {named}{more}; fix them,"
+                " or drop them with --on-error skip (on_error='skip' from Python)"
+            )
 
 
 @dataclass
@@ -338,6 +357,7 @@ def _assemble(name: str, modality: Literal["image", "text"], examples: list[_Exa
     """Drop classes with a single example (they cannot be stratified) and build the Dataset."""
     import numpy as np
 
+    problems.fail()  # the bad files first: a class may have one example left only because of them
     counts = Counter(example.label for example in examples)
     kept: list[_Example] = []
     for example in examples:
@@ -349,6 +369,7 @@ def _assemble(name: str, modality: Literal["image", "text"], examples: list[_Exa
             )
         else:
             kept.append(example)
+    problems.fail()
     classes = _sort_classes(example.label for example in kept)
     if len(classes) < 2:
         dropped = f" after skipping {len(problems.skipped)} bad examples" if problems.skipped else ""
