@@ -13,16 +13,7 @@ from click.testing import CliRunner
 
 from zooprobe.cli import cli
 
-
-def _small_digits(path: Path, per_class: int = 12) -> Path:
-    """``per_class`` of scikit-learn's 8x8 digits per class as an .npz dataset: seconds to assess and fine-tune."""
-    import numpy as np
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    keep = np.concatenate([np.flatnonzero(digits.target == c)[:per_class] for c in range(10)])
-    np.savez(path, x=(digits.images[keep] * 255 / 16).astype(np.uint8), y=digits.target[keep])
-    return path
+from .conftest import write_digits_npz
 
 
 def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -44,7 +35,7 @@ def test_quickstart_runs_the_whole_path_offline_from_empty_caches(tmp_path: Path
         "HF_HUB_OFFLINE": "1",
         "MPLBACKEND": "Agg",
     }
-    data = _small_digits(tmp_path / "digits.npz")
+    data = write_digits_npz(tmp_path / "digits.npz", 12)  # seconds to assess and fine-tune
     done = _run(["quickstart", "--data", str(data), "--resolution", "32", "--epochs", "1"], env)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "Traceback" not in done.stderr
