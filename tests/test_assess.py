@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,8 @@ from zooprobe.evaluator.assess import AssessError, assess
 from zooprobe.evaluator.checks import check_data_ratio, check_input, select_layers
 from zooprobe.evaluator.decision import consensus, margin, recommend
 from zooprobe.runs.store import RunStore
+
+from .conftest import home_with_catalog, write_digits_npz
 
 MOBILENET = "torchvision:mobilenet_v2.IMAGENET1K_V1"
 MOBILENET_V2_WEIGHTS = "torchvision:mobilenet_v2.IMAGENET1K_V2"
@@ -211,25 +212,14 @@ def test_decision_roles_and_weights_come_from_the_metrics_declarations() -> None
 @pytest.fixture
 def digits_npz(tmp_path: Path) -> Path:
     """300 of scikit-learn's 8x8 digits as an .npz dataset (30 per class)."""
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    keep = np.concatenate([np.flatnonzero(digits.target == c)[:30] for c in range(10)])
-    path = tmp_path / "digits.npz"
-    np.savez(path, x=(digits.images[keep] * 255 / 16).astype(np.uint8), y=digits.target[keep])
-    return path
+    return write_digits_npz(tmp_path / "digits.npz", 30)
 
 
 @pytest.fixture
 def home(synced: Path, torch_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A zooprobe home with the synced catalog and its own run store and feature cache."""
     monkeypatch.setenv("TORCH_HOME", str(torch_home))
-    home = tmp_path / "home"
-    home.mkdir()
-    for item in synced.iterdir():
-        if item.is_file():
-            shutil.copy(item, home / item.name)
-    return home
+    return home_with_catalog(synced, tmp_path / "home")
 
 
 def random_init_loader(calls: list[str]) -> Any:

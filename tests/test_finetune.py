@@ -422,10 +422,10 @@ def test_a_killed_run_resumes_from_its_last_recorded_epoch(weights: Path, torch_
     log = weights / "killed-run.log"  # a file, not a pipe: a full pipe would block the child
     with open(log, "wb") as stderr:
         process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
-    deadline = time.monotonic() + 240
     recorded: list[EpochRecord] = []
     try:
-        while time.monotonic() < deadline and process.poll() is None:
+        # no deadline: a loaded machine is slow, not wrong; the child ending on its own fails the check below
+        while process.poll() is None:
             if (weights / "runs.sqlite3").exists():
                 with RunStore(weights) as store:
                     runs = store.list(kind="finetune")

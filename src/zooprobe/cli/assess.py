@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from ._common import home_option, on_duplicates_option
+from ._common import MIN_RESOLUTION, batch_size_option, format_choice_option, home_option, on_duplicates_option
 from ._resume import refuse_options_with_resume
 
 
@@ -49,7 +49,7 @@ def _csv(value: str | None) -> list[str] | None:
 )
 @click.option(
     "--resolution",
-    type=click.IntRange(min=16),
+    type=click.IntRange(min=MIN_RESOLUTION),
     metavar="PX",
     help="Score at this input size instead of each model's default (faster on CPU).",
 )
@@ -57,7 +57,7 @@ def _csv(value: str | None) -> list[str] | None:
     "--folds", type=click.IntRange(min=2), default=5, show_default=True, help="Cross-validation folds of the probe."
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the folds and subsets.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+@batch_size_option(64, "Examples per forward pass")
 @click.option(
     "--on-error",
     type=click.Choice(["skip", "fail"]),
@@ -72,7 +72,7 @@ def _csv(value: str | None) -> list[str] | None:
     is_flag=True,
     help="Run the repository's own Python code, pinned to the commit it resolves (hf: entries only).",
 )
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@format_choice_option("json", help="text: the ranked table and the recommendation; json: run, candidates, summary.")
 @home_option
 def assess(
     data: str | None,
@@ -142,6 +142,7 @@ def assess(
         )
         return
     click.echo(render_assessment(result.run_id, result.candidates, result.summary))
+    click.echo(next_step(result.run_id, result.summary, home))
 
 
 def _fmt(value: Any, digits: int = 3) -> str:
@@ -199,8 +200,32 @@ def render_assessment(run_id: str, candidates: list[dict[str, Any]], summary: di
         lines.append("No recommendation: no candidate could be assessed (see the reasons above).")
     for caveat in summary.get("caveats", []):
         lines.append(f"Caveat: {caveat}")
-    lines.append(
-        f"Run {run_id} ({summary.get('seconds', 0):.0f}s);"
-        " next: zooprobe finetune --data DATA --model MODEL --strategy recommended --baseline scratch"
-    )
+    lines.append(f"Run {run_id} ({summary.get('seconds', 0):.0f}s)")
     return "\n".join(lines)
+
+
+def next_step(run_id: str, summary: dict[str, Any], home: Path | None) -> str:
+    """The command to run next, with this run's data, recommended model and options filled in."""
+    import shlex
+
+    from ..runs.store import RunStore
+
+    if summary.get("pending"):
+        return f"next: zooprobe assess --resume {run_id}{_home_arg(home)}  (to assess the candidates still pending)"
+    rec = summary.get("recommended")
+    if not rec:
+        return "next: zooprobe assess with other --models or --query, or other --metrics"
+    with RunStore(home) as runs:
+        run = runs.get(run_id)
+    resolution = run.config.get("resolution")
+    size = f" --resolution {resolution}" if resolution else ""
+    return (
+        f"next: zooprobe finetune --data {shlex.quote(run.data)} --model {shlex.quote(rec['model'])}"
+        f" --strategy recommended --baseline scratch{size}{_home_arg(home)}"
+    )
+
+
+def _home_arg(home: Path | None) -> str:
+    import shlex
+
+    return f" --home {shlex.quote(str(home))}" if home is not None else ""

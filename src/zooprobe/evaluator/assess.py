@@ -146,11 +146,6 @@ def assess(
         trust_remote_code = bool(stored_config.get("trust_remote_code", False))
     if data is None:
         raise AssessError("assess needs a dataset (or resume=RUN to continue a run)")
-    dataset = read_dataset(data, on_error=on_error, on_duplicates=on_duplicates) if isinstance(data, str) else data
-    data_spec = data if isinstance(data, str) else dataset.name
-    summary = dataset.summary()
-    if summary["classes"] < 2:
-        raise AssessError(f"dataset '{data_spec}' has {summary['classes']} class; an assessment needs at least 2")
     available = metric_registry.registered()
     chosen = list(metrics) if metrics else metric_registry.defaults()
     if not chosen:
@@ -184,6 +179,12 @@ def assess(
 
         for entry in entries:  # before the run exists: a non-hf candidate would otherwise be skipped silently
             check_remote_code(entry)
+    # read once every option and candidate is checked: reading images takes long, and a typo should cost no wait
+    dataset = read_dataset(data, on_error=on_error, on_duplicates=on_duplicates) if isinstance(data, str) else data
+    data_spec = data if isinstance(data, str) else dataset.name
+    summary = dataset.summary()
+    if summary["classes"] < 2:
+        raise AssessError(f"dataset '{data_spec}' has {summary['classes']} class; an assessment needs at least 2")
     config: dict[str, Any] = {
         "models": [e.id for e in entries],
         "query": query,
@@ -223,7 +224,8 @@ def assess(
                 data_hash=data_hash,
                 versions=library_versions("torch", "torchvision", "timm", "keras", "numpy", "scikit-learn"),
             )
-    say.say(f"{'resuming' if resumed else 'started'} assessment {run.id} (if interrupted: --resume {run.id})")
+    state = "resuming" if resumed else "started"
+    say.say(f"{state} assessment {run.id} (if interrupted: zooprobe assess --resume {run.id})")
     if resumed:
         config = run.config
         trust_remote_code = bool(config.get("trust_remote_code", False))

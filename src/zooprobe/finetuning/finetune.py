@@ -221,7 +221,11 @@ def finetune(
         if resume is not None:
             run = store.get(resume)
             if run.kind != "finetune":
-                raise ZooprobeError(f"run '{resume}' is a {run.kind} run: --resume takes a finetune run id")
+                article = "an" if run.kind[:1] in "aeiou" else "a"
+                raise ZooprobeError(
+                    f"run '{resume}' is {article} {run.kind} run: --resume takes a finetune run id"
+                    f" (continue that one with zooprobe {run.kind} --resume {resume})"
+                )
             config = run.config
             data, model, strategy = run.data, config["model"], config["strategy"]
             epochs, baseline, lr = config["epochs"], config["baseline"], config["lr"]
@@ -236,10 +240,7 @@ def finetune(
         _check_settings(epochs, patience, lr, batch_size, baseline, train_size, resolution)
         if strategy.strip() != "recommended":
             parse_strategy(strategy)  # a typo fails before the dataset and the weights load
-        dataset = read_dataset(data, on_error=on_error, on_duplicates=on_duplicates)
-        if dataset.modality != "image":
-            raise ZooprobeError(f"dataset '{data}' holds {dataset.modality}; fine-tuning needs an image dataset")
-        data_hash = dataset.content_hash()
+        # the model (an unknown id, a cut point it lacks) before the data: reading images takes long
         try:
             backbone = load(model, str(home) if home is not None else None, trust_remote_code=trust_remote_code)
         except (OSError, RuntimeError, ValueError) as exc:  # as assess reports them: weights absent offline, corrupt
@@ -250,6 +251,12 @@ def finetune(
         if resolution is not None:
             spec = replace(backbone.entry.input, default_resolution=(resolution, resolution))
             backbone = replace(backbone, entry=replace(backbone.entry, input=spec))
+        if resume is None and strategy.strip() != "recommended":
+            _parsed_arm(backbone, model, strategy)
+        dataset = read_dataset(data, on_error=on_error, on_duplicates=on_duplicates)
+        if dataset.modality != "image":
+            raise ZooprobeError(f"dataset '{data}' holds {dataset.modality}; fine-tuning needs an image dataset")
+        data_hash = dataset.content_hash()
         assess_run = None
         arm = strategy
         if resume is None and strategy.strip() == "recommended":
@@ -257,14 +264,7 @@ def finetune(
         elif resume is not None:
             arm = run.config["arms"][0]
             assess_run = run.config.get("assess_run")
-        parsed = body_output_strategy(backbone, parse_strategy(arm))
-        if parsed.kind == "cut" or parsed.layer != PRE_LOGITS:
-            backbone.check_cut_points([parsed.layer])
-        if backbone.classifier is None and parsed.layer == PRE_LOGITS:
-            raise ZooprobeError(
-                f"'{model}' has no classifier layer to replace: "
-                f"use cut:LAYER with one of {', '.join(backbone.cut_points)}"
-            )
+        parsed = _parsed_arm(backbone, model, arm)
         train_idx, val_idx = split_indices(dataset, seed, train_size)
         arms = [arm] + ([SCRATCH] if baseline == "scratch" else [])
         if resume is None:
@@ -327,6 +327,21 @@ def finetune(
         summary = _summary(outcomes, arm)
         store.finish(run.id, summary)
         return FinetuneResult(run.id, {name: store.epochs(run.id, name) for name in arms}, summary)
+
+
+def _parsed_arm(backbone: Backbone, model: str, arm: str) -> Strategy:
+    """``arm`` parsed against this backbone.
+
+    :raises ZooprobeError: for a cut point it lacks, or ``head``/``as-is`` on a model without a classifier.
+    """
+    parsed = body_output_strategy(backbone, parse_strategy(arm))
+    if parsed.kind == "cut" or parsed.layer != PRE_LOGITS:
+        backbone.check_cut_points([parsed.layer])
+    if backbone.classifier is None and parsed.layer == PRE_LOGITS:
+        raise ZooprobeError(
+            f"'{model}' has no classifier layer to replace: use cut:LAYER with one of {', '.join(backbone.cut_points)}"
+        )
+    return parsed
 
 
 def recommended_strategy(store: RunStore, data_hash: str, model: str) -> tuple[str, str]:

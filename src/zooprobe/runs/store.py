@@ -23,12 +23,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from ..catalog.store import default_home, enable_wal
+from ..catalog.store import default_home, enable_wal, permission_problem
 from ..errors import StoreError, ZooprobeError
 
 RUNS_DB_NAME = "runs.sqlite3"
 RunKind = Literal["assess", "finetune"]
 RunStatus = Literal["running", "done", "failed"]
+
+
+# Runs this process started or reopened and has not finished, in order: what Ctrl-C leaves to resume.
+_open_here: dict[str, tuple[str, Path]] = {}
+
+
+def unfinished_here() -> list[tuple[str, str, Path]]:
+    """(kind, run id, home) of the runs this process started or resumed and has not finished, oldest first."""
+    return [(kind, run_id, home) for run_id, (kind, home) in _open_here.items()]
 
 
 class UnknownRunError(ZooprobeError):
@@ -159,6 +168,9 @@ class RunStore:
             db.execute("PRAGMA foreign_keys=ON")
             version = db.execute("PRAGMA user_version").fetchone()[0]
         except sqlite3.DatabaseError as exc:
+            denied = permission_problem(self.home, self.path)
+            if denied:
+                raise StoreError(denied) from None
             raise StoreError(
                 f"cannot read the run store {self.path}: {exc}; move it aside to start a new one"
             ) from None
@@ -220,6 +232,7 @@ class RunStore:
             " VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?)",
             (run_id, kind, now, now, data, data_hash, json.dumps(config), json.dumps(versions or {})),
         )
+        _open_here[run_id] = (kind, self.home)
         return self.get(run_id)
 
     def finish(self, run_id: str, summary: dict[str, Any] | None = None, error: str | None = None) -> None:
@@ -228,6 +241,7 @@ class RunStore:
             "UPDATE runs SET status = ?, updated = ?, summary = ?, error = ? WHERE id = ?",
             ("failed" if error else "done", time.time(), json.dumps(summary), error, run_id),
         )
+        _open_here.pop(run_id, None)
 
     def reopen(self, run_id: str) -> Run:
         """Set a run back to ``running`` (resuming it) and return it."""
@@ -235,6 +249,8 @@ class RunStore:
         self.db.execute(
             "UPDATE runs SET status = 'running', updated = ?, error = NULL WHERE id = ?", (time.time(), run.id)
         )
+        _open_here.pop(run.id, None)  # to the end: the latest run resumed is the one to name
+        _open_here[run.id] = (run.kind, self.home)
         return self.get(run.id)
 
     def get(self, run_id: str) -> Run:
