@@ -13,6 +13,15 @@ from pathlib import Path
 import pytest
 
 from zooprobe.reports import build_report, render
+from zooprobe.runs.records import (
+    SCRATCH,
+    ArmResult,
+    AssessSummary,
+    CandidateResult,
+    EpochRecord,
+    FinetuneSummary,
+    provisional_gain,
+)
 from zooprobe.runs.store import SCHEMA_VERSION, RunStore
 
 FIXTURE = Path(__file__).parent / "fixtures" / "runs_v1"
@@ -90,3 +99,60 @@ def test_the_old_store_reports_the_expected_numbers(old_store: Path) -> None:
     assert decision.model == first.model and decision.achieved_accuracy == pytest.approx(0.55)
     (check,) = report.predictions
     assert round(check.predicted, 3) == 0.930 and not check.within
+
+
+# --- the typed records read every release's documents --------------------------------------------
+
+
+def test_every_stored_candidate_document_reads_back_as_written(old_store: Path) -> None:
+    db = sqlite3.connect(old_store / "runs.sqlite3")
+    try:
+        documents = [json.loads(row[0]) for row in db.execute("SELECT doc FROM candidates ORDER BY position")]
+    finally:
+        db.close()
+    with RunStore(old_store) as store:
+        results = store.candidates(ASSESS_RUN)
+        run = store.get(ASSESS_RUN)
+    assert [result.to_json() for result in results] == documents  # same keys, same order, same values
+    assert [json.dumps(result.to_json()) for result in results] == [json.dumps(doc) for doc in documents]
+    summary = run.assess_summary
+    assert summary is not None and summary.to_json() == run.summary
+    assert summary.recommended is not None and summary.recommended.model == results[0].model
+
+
+def test_documents_missing_keys_get_defaults_and_unknown_keys_are_kept() -> None:
+    old = {"model": "m", "recommendation": {"finetune_arg": "head"}, "from_a_newer_release": [1, 2]}
+    result = CandidateResult.from_json(old)
+    assert (result.status, result.best_layer, result.layer_profile, result.input_check.status) == (
+        "pending", None, [], "compatible"
+    )  # fmt: skip
+    assert result.recommendation is not None and result.recommendation.finetune_arg == "head"
+    assert result.to_json()["from_a_newer_release"] == [1, 2]
+    assert EpochRecord.from_json({"arm": "head", "epoch": 1}) == EpochRecord("head", 1, None, None, None, None, None)
+    arm = ArmResult.from_json({"final_val_accuracy": 0.5})
+    assert (arm.best_epoch, arm.checkpoint_epoch, arm.seconds) == (None, None, 0.0)
+    assert AssessSummary.from_json({}).recommended is None
+    assert FinetuneSummary.from_json({"arms": {"head": {"final_val_accuracy": 0.5}}}).seconds is None
+
+
+def test_the_finetune_summary_computes_the_gain_once_and_stores_it(old_store: Path) -> None:
+    with RunStore(old_store) as store:
+        run = store.get(FINETUNE_RUN)
+        summary = run.finetune_summary
+        assert summary is not None and summary.to_json() == run.summary  # as the old release wrote it
+        strategy, scratch = (store.epochs(FINETUNE_RUN, arm) for arm in (run.config["arms"][0], SCRATCH))
+    rebuilt = FinetuneSummary.of(
+        {run.config["arms"][0]: ArmResult.from_epochs(strategy), SCRATCH: ArmResult.from_epochs(scratch)},
+        run.config["arms"][0],
+    )
+    assert rebuilt.gain_over_scratch == pytest.approx(summary.gain_over_scratch)
+    assert provisional_gain(strategy, scratch) == (pytest.approx(summary.gain_over_scratch), 2)
+    assert FinetuneSummary.of({"head": rebuilt.arms[SCRATCH]}, "head").gain_over_scratch is None
+
+
+def test_a_summary_written_while_the_run_goes_on_leaves_it_running(tmp_path: Path) -> None:
+    with RunStore(tmp_path) as store:
+        run = store.create("assess", "sklearn:digits", {})
+        store.put_summary(run.id, AssessSummary(ranking=["m"], pending=["n"], seconds=1.5))
+        again = store.get(run.id)
+    assert again.status == "running" and again.assess_summary == AssessSummary(["m"], None, [], 1.5, ["n"], {})

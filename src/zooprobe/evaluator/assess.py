@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from ..catalog.schema import Entry
 from ..catalog.store import Catalog, Query
 from ..errors import InvalidChoiceError, ZooprobeError, first_line
+from ..runs.records import AssessSummary, CandidateResult
 from ..runs.store import Run, RunStore, Score, library_versions
 
 if TYPE_CHECKING:
@@ -84,6 +85,16 @@ class Assessment:
     def recommended(self) -> dict[str, Any] | None:
         rec = self.summary.get("recommended")
         return rec if isinstance(rec, dict) else None
+
+    @property
+    def results(self) -> list[CandidateResult]:
+        """The candidates as typed records, in the same order."""
+        return [CandidateResult.from_json(doc) for doc in self.candidates]
+
+    @property
+    def outcome(self) -> AssessSummary:
+        """The summary as a typed record."""
+        return AssessSummary.from_json(self.summary)
 
 
 @dataclass
@@ -557,7 +568,7 @@ def assess(
         entries = [e for e in entries if e.id in config["models"]]
     labels = dataset.labels
     done_scores = {(s.model, s.layer, s.metric): s for s in runs.scores(run.id)}
-    existing = {doc["model"]: doc for doc in runs.candidates(run.id)}
+    existing = {result.model: result.to_json() for result in runs.candidates(run.id)}
     started = time.perf_counter()
     docs: list[dict[str, Any]] = []
     try:
@@ -584,18 +595,18 @@ def assess(
             docs.append(doc)
             if doc["input_check"]["status"] == "incompatible":
                 doc.update(status="skipped", skip_reason=doc["input_check"]["reason"])
-                runs.put_candidate(run.id, entry.id, position, doc)
+                runs.put_candidate(run.id, position, CandidateResult.from_json(doc))
                 say.say(f"{entry.id}: skipped ({doc['skip_reason']})")
                 continue
             if budget is not None and time.perf_counter() - started > budget:
                 doc["skip_reason"] = f"budget of {budget:g}s spent before this candidate; resume the run to finish it"
-                runs.put_candidate(run.id, entry.id, position, doc)
+                runs.put_candidate(run.id, position, CandidateResult.from_json(doc))
                 continue
             try:
                 backbone = _load(entry, resolution, loader, trust_remote_code)
             except (ZooprobeError, OSError, RuntimeError, ValueError) as exc:
                 doc.update(status="skipped", skip_reason=f"cannot load: {exc}".splitlines()[0])
-                runs.put_candidate(run.id, entry.id, position, doc)
+                runs.put_candidate(run.id, position, CandidateResult.from_json(doc))
                 say.say(f"{entry.id}: skipped ({doc['skip_reason']})")
                 continue
             if trust_remote_code:
@@ -614,12 +625,12 @@ def assess(
                 # one model failing on these data (input too long for it, out of memory) is that model's
                 # problem: the other candidates are still assessed; the scores it got so far stay stored
                 doc.update(status="skipped", skip_reason=f"scoring failed: {type(exc).__name__}: {first_line(exc)}")
-                runs.put_candidate(run.id, entry.id, position, doc)
+                runs.put_candidate(run.id, position, CandidateResult.from_json(doc))
                 say.say(f"{entry.id}: skipped ({doc['skip_reason']})")
                 continue
             _summarise_candidate(doc, backbone.cut_points, chosen_layers, runs.scores(run.id))
             doc["status"] = "done"
-            runs.put_candidate(run.id, entry.id, position, doc)
+            runs.put_candidate(run.id, position, CandidateResult.from_json(doc))
         result = _finish(run.id, runs, docs, time.perf_counter() - started)
     except BaseException as exc:
         # Leave the run 'running' on an interruption (it resumes); record a real failure.
@@ -793,7 +804,7 @@ def _finish(
         doc["recommendation"] = recommend(doc)
     ordered = ranked + [d for d in docs if d["status"] != "done"]
     for position, doc in enumerate(ordered):
-        runs.put_candidate(run_id, doc["model"], position, doc)
+        runs.put_candidate(run_id, position, CandidateResult.from_json(doc))
     caveats = _caveats(ranked, docs)
     recommended = None
     if ranked and ranked[0]["recommendation"]:
@@ -817,16 +828,10 @@ def _finish(
         "skipped": {d["model"]: d["skip_reason"] for d in docs if d["status"] == "skipped"},
     }
     if summary["pending"]:
-        runs.db.execute("UPDATE runs SET summary = ?, updated = ? WHERE id = ?", (_json(summary), time.time(), run_id))
+        runs.put_summary(run_id, AssessSummary.from_json(summary))
     else:
-        runs.finish(run_id, summary)
+        runs.finish(run_id, AssessSummary.from_json(summary))
     return ordered, summary
-
-
-def _json(value: Any) -> str:
-    import json
-
-    return json.dumps(value)
 
 
 def _margin(ranked: Sequence[dict[str, Any]]) -> str:

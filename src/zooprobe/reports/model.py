@@ -20,11 +20,11 @@ from typing import Any
 
 from ..catalog.store import default_home
 from ..errors import ZooprobeError
-from ..runs.store import RUNS_DB_NAME, EpochRecord, Run, RunStore
+from ..runs.records import SCRATCH, ArmResult, CandidateResult, EpochRecord, provisional_gain
+from ..runs.store import RUNS_DB_NAME, Run, RunStore
 
 # The scores of an assessment in reading order; metrics a plugin adds follow these.
 KNOWN_METRICS = ("probe_balanced_accuracy", "knn_accuracy", "logme", "hscore", "nce", "leep")
-SCRATCH = "scratch"
 # How many candidates of each assessment get a layer-profile plot and table.
 PROFILE_TOP = 3
 
@@ -312,9 +312,9 @@ def build_report(
     finetunes: list[FinetuneComparison] = []
     for run in runs:
         if run.kind == "assess":
-            docs = store.candidates(run.id)
-            candidates.extend(_candidate_row(run.id, doc) for doc in docs)
-            profiles.extend(_profiles(run.id, docs))
+            results = store.candidates(run.id)
+            candidates.extend(_candidate_row(run.id, result) for result in results)
+            profiles.extend(_profiles(run.id, results))
         elif run.kind == "finetune":
             finetunes.append(_finetune(run, store))
     metrics = _metric_names(candidates)
@@ -325,7 +325,7 @@ def build_report(
 
 
 def _run_info(run: Run) -> RunInfo:
-    seconds = (run.summary or {}).get("seconds")
+    summary = run.assess_summary or run.finetune_summary
     return RunInfo(
         id=run.id,
         kind=run.kind,
@@ -335,7 +335,7 @@ def _run_info(run: Run) -> RunInfo:
         created=run.created,
         updated=run.updated,
         error=run.error,
-        seconds=float(seconds) if isinstance(seconds, int | float) else None,
+        seconds=summary.seconds if summary is not None else None,
     )
 
 
@@ -345,38 +345,35 @@ def _number(value: Any) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
-def _candidate_row(run_id: str, doc: dict[str, Any]) -> CandidateRow:
-    macs = doc.get("macs") or {}
-    check = doc.get("input_check") or {}
-    ratio = doc.get("data_ratio") or {}
-    rec = doc.get("recommendation") or {}
+def _candidate_row(run_id: str, result: CandidateResult) -> CandidateRow:
+    macs, check, ratio, rec = result.macs, result.input_check, result.data_ratio, result.recommendation
     return CandidateRow(
         run_id=run_id,
-        model=str(doc["model"]),
-        source=doc.get("source"),
-        status=str(doc.get("status", "pending")),
-        skip_reason=doc.get("skip_reason"),
-        params=doc.get("params"),
-        macs=_number(macs.get("value")),
-        macs_unit=macs.get("unit"),
-        macs_resolution=macs.get("resolution"),
-        input_check=check.get("status"),
-        input_adaptations=list(check.get("adaptations") or []),
-        data_ratio=_number(ratio.get("ratio")),
-        target_examples=ratio.get("target_examples"),
-        examples_per_class_min=ratio.get("examples_per_class_min"),
-        data_flags=list(ratio.get("flags") or []),
-        best_layer=doc.get("best_layer"),
-        probe_accuracy=_number(doc.get("probe_accuracy")),
-        probe_spread=_number(doc.get("probe_spread")),
-        scores={name: _number(value) for name, value in (doc.get("scores") or {}).items()},
-        consensus=_number(doc.get("consensus")),
-        rank=doc.get("rank"),
-        strategy=rec.get("strategy"),
-        cut=rec.get("cut"),
-        finetune_arg=rec.get("finetune_arg"),
-        expected_accuracy=_number(rec.get("expected_accuracy")),
-        uncertainty=_number(rec.get("uncertainty")),
+        model=result.model,
+        source=result.source,
+        status=result.status,
+        skip_reason=result.skip_reason,
+        params=result.params,
+        macs=macs.value if macs else None,
+        macs_unit=macs.unit if macs else None,
+        macs_resolution=macs.resolution if macs else None,
+        input_check=check.status,
+        input_adaptations=list(check.adaptations),
+        data_ratio=_number(ratio.ratio),
+        target_examples=ratio.target_examples,
+        examples_per_class_min=ratio.examples_per_class_min,
+        data_flags=list(ratio.flags),
+        best_layer=result.best_layer,
+        probe_accuracy=result.probe_accuracy,
+        probe_spread=result.probe_spread,
+        scores={name: _number(value) for name, value in result.scores.items()},
+        consensus=result.consensus,
+        rank=result.rank,
+        strategy=rec.strategy if rec else None,
+        cut=rec.cut if rec else None,
+        finetune_arg=rec.finetune_arg if rec else None,
+        expected_accuracy=rec.expected_accuracy if rec else None,
+        uncertainty=rec.uncertainty if rec else None,
     )
 
 
@@ -386,55 +383,48 @@ def _metric_names(candidates: Sequence[CandidateRow]) -> list[str]:
     return [name for name in KNOWN_METRICS if name in present] + sorted(present - set(KNOWN_METRICS))
 
 
-def _profiles(run_id: str, docs: Sequence[dict[str, Any]]) -> list[LayerProfile]:
-    ranked = sorted((d for d in docs if d.get("rank") is not None and d.get("layer_profile")), key=lambda d: d["rank"])
+def _profiles(run_id: str, results: Sequence[CandidateResult]) -> list[LayerProfile]:
+    ranked = sorted((r for r in results if r.rank is not None and r.layer_profile), key=lambda r: r.rank or 0)
     if not ranked:  # an assessment still running has no ranks yet: show what is profiled, in input order
-        ranked = [d for d in docs if d.get("layer_profile")]
+        ranked = [r for r in results if r.layer_profile]
     return [
         LayerProfile(
             run_id=run_id,
-            model=str(doc["model"]),
-            rank=doc.get("rank"),
-            best_layer=doc.get("best_layer"),
+            model=result.model,
+            rank=result.rank,
+            best_layer=result.best_layer,
             points=[
-                ProfilePoint(
-                    str(p["layer"]), float(p["depth"]), float(p["probe_accuracy"]), _number(p.get("probe_spread"))
-                )
-                for p in sorted(doc["layer_profile"], key=lambda p: p["depth"])
+                ProfilePoint(p.layer, p.depth, p.probe_accuracy, p.probe_spread)
+                for p in sorted(result.layer_profile, key=lambda p: p.depth)
             ],
         )
-        for doc in ranked[:PROFILE_TOP]
+        for result in ranked[:PROFILE_TOP]
     ]
 
 
 def _finetune(run: Run, store: RunStore) -> FinetuneComparison:
     config = run.config
-    summary_arms: dict[str, Any] = (run.summary or {}).get("arms") or {}
+    summary = run.finetune_summary
     records = store.epochs(run.id)
     names = list(config.get("arms") or [])
     names += sorted({r.arm for r in records} - set(names))
     arms: list[Arm] = []
     for name in names:
         rows = [record for record in records if record.arm == name]
-        stored = summary_arms.get(name) or {}
         # A run in progress has no summary yet: its final and best come from the epochs written so far.
-        scored = [row for row in rows if row.val_accuracy is not None]
-        best = max(scored, key=lambda row: row.val_accuracy or 0.0, default=None)
+        stored = summary.arms.get(name) if summary is not None else None
+        result = stored or ArmResult.from_epochs(rows)
         arms.append(
             Arm(
                 name=name,
                 epochs=rows,
-                final_val_accuracy=_number(stored.get("final_val_accuracy"))
-                if stored
-                else (scored[-1].val_accuracy if scored else None),
-                best_val_accuracy=_number(stored.get("best_val_accuracy"))
-                if stored
-                else (best.val_accuracy if best else None),
-                best_epoch=stored.get("best_epoch") if stored else (best.epoch if best else None),
-                checkpoint_epoch=stored.get("checkpoint_epoch"),
+                final_val_accuracy=result.final_val_accuracy,
+                best_val_accuracy=result.best_val_accuracy,
+                best_epoch=result.best_epoch,
+                checkpoint_epoch=result.checkpoint_epoch,
             )
         )
-    gain = _number((run.summary or {}).get("gain_over_scratch"))
+    gain = summary.gain_over_scratch if summary is not None else None
     comparison = FinetuneComparison(
         run_id=run.id,
         status=run.status,
@@ -448,13 +438,9 @@ def _finetune(run: Run, store: RunStore) -> FinetuneComparison:
         gain_over_scratch=gain,
     )
     if gain is None and comparison.strategy_arm and comparison.scratch_arm:
-        # In progress: compare the two arms at the last epoch both have reached, not at their own latest.
-        ours = {r.epoch: r.val_accuracy for r in comparison.strategy_arm.epochs if r.val_accuracy is not None}
-        theirs = {r.epoch: r.val_accuracy for r in comparison.scratch_arm.epochs if r.val_accuracy is not None}
-        common = set(ours) & set(theirs)
-        if common:
-            epoch = max(common)
-            return replace(comparison, gain_over_scratch=ours[epoch] - theirs[epoch], gain_epoch=epoch)
+        provisional = provisional_gain(comparison.strategy_arm.epochs, comparison.scratch_arm.epochs)
+        if provisional is not None:
+            return replace(comparison, gain_over_scratch=provisional[0], gain_epoch=provisional[1])
     return comparison
 
 
@@ -541,17 +527,18 @@ def _decision(
             caveats.append(f"{run.kind} run {run.id} failed: {run.error or 'no error recorded'}")
     assessments = [run for run in group if run.kind == "assess"]
     # The latest assessment with a recommendation decides; older ones stay in the tables.
-    deciding = next((run for run in reversed(assessments) if (run.summary or {}).get("recommended")), None)
-    model = strategy = finetune_arg = None
+    summaries = [(run, run.assess_summary) for run in reversed(assessments)]
+    deciding = next((summary for _, summary in summaries if summary is not None and summary.recommended), None)
+    model: str | None = None
+    strategy = finetune_arg = None
     expected = uncertainty = None
-    if deciding is not None:
-        summary = deciding.summary or {}
-        rec = summary["recommended"]
-        model, strategy, finetune_arg = rec.get("model"), rec.get("strategy"), rec.get("finetune_arg")
-        expected, uncertainty = _number(rec.get("expected_accuracy")), _number(rec.get("uncertainty"))
-        if rec.get("evidence"):
-            evidence.append(str(rec["evidence"]))
-        caveats.extend(str(c) for c in summary.get("caveats") or [])
+    if deciding is not None and deciding.recommended is not None:
+        rec = deciding.recommended
+        model, strategy, finetune_arg = rec.model, rec.strategy, rec.finetune_arg
+        expected, uncertainty = rec.expected_accuracy, rec.uncertainty
+        if rec.evidence:
+            evidence.append(rec.evidence)
+        caveats.extend(deciding.caveats)
     elif assessments and not any(row.run_id in ids and row.status == "done" for row in candidates):
         evidence.append("no candidate has been assessed yet")
     tunes = [tune for tune in finetunes if tune.run_id in ids]
