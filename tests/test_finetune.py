@@ -277,6 +277,7 @@ def test_recommended_reads_the_latest_assessment_of_this_data_and_model(weights:
     with RunStore(weights) as store:
         config = store.get(result.run_id).config
     assert config["strategy"] == "recommended" and config["assess_run"] == run.id
+    assert config["parsed_strategy"] == {"kind": "cut", "layer": "features.13", "mlp": [16], "train": "new"}
 
 
 def test_as_is_classifies_by_nearest_class_mean_without_training(weights: Path) -> None:

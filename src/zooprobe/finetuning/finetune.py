@@ -271,6 +271,7 @@ def finetune(
                 "resolution": resolution,
                 "on_error": on_error,
                 "patience": patience,
+                "parsed_strategy": asdict(parsed),  # what the arm trains, for whoever reads the run
             }
             if trust_remote_code:  # the commit whose code ran, for whoever reads the report
                 config.update(trust_remote_code=True, revision=backbone.entry.source_version)

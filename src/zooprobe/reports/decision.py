@@ -58,6 +58,8 @@ def decide(
         evidence.append("no candidate has been assessed yet")
     tunes = [tune for tune in finetunes if tune.run_id in ids]
     achieved = gain = None
+    # the strategy each fine-tuning run parsed and stored (runs before it was stored: read off the arm's name)
+    kinds = {run.id: (run.config.get("parsed_strategy") or {}).get("kind") for run in group}
     for tune in tunes:
         arm, scratch = tune.strategy_arm, tune.scratch_arm
         if arm is None or arm.final_val_accuracy is None:
@@ -75,7 +77,8 @@ def decide(
         # only the recommended strategy's own result confirms or refutes its expected accuracy
         if model is None or (tune.model == model and finetune_arg in (None, arm.name)):
             if model is None:
-                model, finetune_arg, strategy = tune.model, arm.name, arm.name.split(":")[0]
+                model, finetune_arg = tune.model, arm.name
+                strategy = kinds.get(tune.run_id) or arm.name.split(":")[0]
             achieved, gain = arm.final_val_accuracy, tune.gain_over_scratch
     for check in predictions:
         if check.finetune_run in ids and not check.within:
