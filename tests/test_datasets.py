@@ -124,7 +124,7 @@ def test_class_order_does_not_follow_the_hash_seed(tmp_path: Path) -> None:
     import subprocess
 
     # '1' and '01' are the same number: without a tie-break their order followed set iteration
-    code = "from zooprobe.data.datasets import _sort_classes; print(_sort_classes(['1', '01', '1', '2', '01']))"
+    code = "from zooprobe.data.readers import _sort_classes; print(_sort_classes(['1', '01', '1', '2', '01']))"
     orders = set()
     for seed in range(6):
         env = {**os.environ, "PYTHONHASHSEED": str(seed)}
