@@ -200,7 +200,7 @@ def finetune(
     Example:
         >>> result = zooprobe.finetune("sklearn:digits", "torchvision:mobilenet_v2.IMAGENET1K_V1", "full",
         ...                            epochs=3, baseline="scratch", train_size=200, resolution=64)
-        >>> result.summary["gain_over_scratch"]
+        >>> result.outcome.gain_over_scratch
     """
     from ..backbones.tf_backbone import TFBackbone
     from ..plugins.loading import load_by_id as load
