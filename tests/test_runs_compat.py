@@ -50,7 +50,7 @@ def old_store(tmp_path: Path) -> Path:
 
 
 def _user_version(path: Path) -> int:
-    db = sqlite3.connect(path)
+    db = sqlite3.connect(f"file:{path}?immutable=1", uri=True)  # read as it is: no WAL files beside it
     try:
         return int(db.execute("PRAGMA user_version").fetchone()[0])
     finally:

@@ -209,7 +209,7 @@ class Macs:
 class InputCheck:
     """Whether the data fit the backbone's input: ``compatible``, ``adapted`` (saying how) or ``incompatible``."""
 
-    status: str
+    status: str = "compatible"
     adaptations: list[str] = field(default_factory=list)
     reason: str | None = None
 
@@ -322,7 +322,7 @@ class CandidateResult:
     pretraining: list[str] = field(default_factory=list)
     status: str = "pending"
     skip_reason: str | None = None
-    input_check: InputCheck = field(default_factory=lambda: InputCheck("compatible"))
+    input_check: InputCheck = field(default_factory=InputCheck)
     data_ratio: DataRatio = field(default_factory=DataRatio)
     best_layer: str | None = None
     probe_accuracy: float | None = None
@@ -387,8 +387,8 @@ class CandidateResult:
             pretraining=list(doc.get("pretraining") or []),
             status=str(doc.get("status", "pending")),
             skip_reason=doc.get("skip_reason"),
-            input_check=InputCheck(**_known(InputCheck, check)) if check else InputCheck("compatible"),
-            data_ratio=DataRatio(**_known(DataRatio, ratio)) if ratio else DataRatio(),
+            input_check=InputCheck(**_known(InputCheck, check or {})),
+            data_ratio=DataRatio(**_known(DataRatio, ratio or {})),
             best_layer=doc.get("best_layer"),
             probe_accuracy=_number(doc.get("probe_accuracy")),
             probe_spread=_number(doc.get("probe_spread")),
