@@ -156,3 +156,17 @@ def test_a_summary_written_while_the_run_goes_on_leaves_it_running(tmp_path: Pat
         store.put_summary(run.id, AssessSummary(ranking=["m"], pending=["n"], seconds=1.5))
         again = store.get(run.id)
     assert again.status == "running" and again.assess_summary == AssessSummary(["m"], None, [], 1.5, ["n"], {})
+
+
+def test_the_cli_reports_an_old_store(old_store: Path) -> None:
+    from click.testing import CliRunner
+
+    from zooprobe.cli import cli
+
+    result = CliRunner().invoke(
+        cli, ["report", ASSESS_RUN, FINETUNE_RUN, "--format", "json", "--home", str(old_store)], catch_exceptions=False
+    )
+    assert result.exit_code == 0, result.output
+    document, expected = json.loads(result.output), json.loads((FIXTURE / "report_v1.json").read_text())
+    assert document.pop("generated") > expected.pop("generated")
+    assert document == expected
