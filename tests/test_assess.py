@@ -21,6 +21,7 @@ from zooprobe.evaluator import assess as assess_module
 from zooprobe.evaluator.assess import AssessError, assess
 from zooprobe.evaluator.checks import check_data_ratio, check_input, select_layers
 from zooprobe.evaluator.decision import consensus, margin, recommend
+from zooprobe.runs.records import AssessSummary, CandidateResult
 from zooprobe.runs.store import RunStore
 
 from .conftest import home_with_catalog, write_digits_npz
@@ -272,7 +273,7 @@ def test_assess_ranks_candidates_profiles_layers_and_records_the_run(home: Path,
         run = runs.get(result.run_id)
         assert run.status == "done" and run.kind == "assess" and run.config["folds"] == 3
         stored = runs.candidates(result.run_id)
-        assert [d["model"] for d in stored] == [first["model"], second["model"]]
+        assert [d.to_json() for d in stored] == [first, second]
         rows = {(s.model, s.layer, s.metric): s for s in runs.scores(result.run_id)}
     # Stored scores are the metric functions' values on the cached features.
     from zooprobe import metrics
@@ -451,8 +452,8 @@ def test_repeated_candidates_are_assessed_once(home: Path) -> None:
 def test_scored_candidates_without_a_probe_say_why_there_is_no_recommendation() -> None:
     from zooprobe.cli.assess import render_assessment
 
-    doc = {"model": MOBILENET, "status": "done", "rank": 1, "input_check": {"status": "compatible"}, "scores": {}}
-    text = render_assessment("assess-x", [doc], {"recommended": None, "caveats": [], "seconds": 1.0})
+    result = CandidateResult(MOBILENET, status="done", rank=1)
+    text = render_assessment("assess-x", [result], AssessSummary(seconds=1.0))
     assert "add probe_accuracy to --metrics" in text and "no candidate could be assessed" not in text
 
 

@@ -405,3 +405,16 @@ def test_stratified_split_on_digits_keeps_every_class_in_both() -> None:
     train, val = stratified_split(ds, val_fraction=0.25, seed=3)
     assert set(ds.labels[train].tolist()) == set(range(10)) == set(ds.labels[val].tolist())
     assert abs(len(val) / len(ds) - 0.25) < 0.01
+
+
+def test_content_hash_reads_the_files_once_per_dataset(folder: Path) -> None:
+    import dataclasses
+
+    dataset = read_dataset(str(folder))
+    first = dataset.content_hash()
+    (folder / "cat" / "a.png").unlink()  # a second read of the folder would fail on it
+    assert dataset.content_hash() == first
+    # a dataset made from it with other labels is other content: its hash is computed afresh (and reads the files)
+    relabelled = dataclasses.replace(dataset, labels=dataset.labels[::-1].copy())
+    with pytest.raises(ZooprobeError, match="cannot read"):
+        relabelled.content_hash()

@@ -125,7 +125,7 @@ def finetune_cmd(
         widths = [max(len(row[i]) for row in cells) for i in range(len(_HEADERS))]
         lines = ["  ".join(cell.rjust(width) for cell, width in zip(row, widths, strict=True)) for row in cells]
         blocks.append("\n".join([arm, *lines]))
-    gain = result.summary.get("gain_over_scratch")
+    gain = result.outcome.gain_over_scratch
     if gain is not None:
         blocks.append(f"gain over scratch (final validation accuracy): {gain:+.4f}")
     click.echo("\n\n".join(blocks))

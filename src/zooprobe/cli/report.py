@@ -15,7 +15,7 @@ def _has_results(store: RunStore, run: Run) -> bool:
     if run.status == "done":
         return True
     if run.kind == "assess":
-        return any(doc.get("status") == "done" for doc in store.candidates(run.id))
+        return any(result.status == "done" for result in store.candidates(run.id))
     return bool(store.epochs(run.id))
 
 

@@ -20,7 +20,7 @@ import statistics
 import struct
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Literal
 
@@ -62,6 +62,7 @@ class Dataset:
     texts: tuple[str, ...] | None = None
     shapes: tuple[tuple[int, int, int], ...] = ()
     skipped: tuple[tuple[str, str], ...] = ()
+    _content_hash: str | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         sources = [s for s in (self.paths, self.arrays, self.texts) if s is not None]
@@ -127,8 +128,16 @@ class Dataset:
     def content_hash(self) -> str:
         """sha256 hex digest of the examples' bytes (file contents, array bytes or texts), labels and classes.
 
-        It ignores where the files live, so moving a dataset keeps its cache key.
+        It ignores where the files live, so moving a dataset keeps its cache key. It is computed once per
+        Dataset (an image folder is read in full) and kept on it: assess and finetune ask for it per
+        candidate and per cached feature file.
         """
+        if self._content_hash is None:
+            object.__setattr__(self, "_content_hash", self._digest())
+        assert self._content_hash is not None
+        return self._content_hash
+
+    def _digest(self) -> str:
         import numpy as np
 
         digest = hashlib.sha256()
