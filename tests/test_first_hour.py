@@ -18,6 +18,7 @@ from click.testing import CliRunner, Result
 from zooprobe.cli import cli
 from zooprobe.data.datasets import read_dataset
 from zooprobe.errors import ZooprobeError
+from zooprobe.runs.records import AssessSummary, Recommendation
 from zooprobe.runs.store import RunStore
 
 from .conftest import home_with_catalog, write_digits_npz
@@ -93,12 +94,13 @@ def test_assess_ends_with_the_finetune_command_for_this_data_and_model(tmp_path:
 
     with RunStore(tmp_path) as runs:
         run = runs.create("assess", "my photos/train", {"resolution": 64})
-    summary = {"recommended": {"model": MOBILENET, "finetune_arg": "head"}, "pending": []}
+    recommended = Recommendation("head", None, "head", 0.9, 0.01, "", model=MOBILENET)
+    summary = AssessSummary(ranking=[MOBILENET], recommended=recommended)
     assert next_step(run.id, summary, tmp_path) == (
         f"next: zooprobe finetune --data 'my photos/train' --model {MOBILENET} --strategy recommended"
         f" --baseline scratch --resolution 64 --home {tmp_path}"
     )
-    pending = {"recommended": None, "pending": [MOBILENET]}
+    pending = AssessSummary(pending=[MOBILENET])
     assert next_step(run.id, pending, None).startswith(f"next: zooprobe assess --resume {run.id} ")
 
 
@@ -122,7 +124,7 @@ def test_ctrl_c_prints_the_command_that_resumes_the_run(
 def test_report_latest_skips_a_newer_run_without_results_and_says_so(tmp_path: Path) -> None:
     with RunStore(tmp_path) as runs:
         done = runs.create("assess", "sklearn:digits", {})
-        runs.finish(done.id, {"ranking": [], "recommended": None, "caveats": [], "seconds": 1.0})
+        runs.finish(done.id, AssessSummary(ranking=[], seconds=1.0))
         stopped = runs.create("assess", "sklearn:digits", {})  # Ctrl-C before its first candidate
     for args in (["--latest"], []):
         result = invoke("report", *args, "--format", "json", "--home", str(tmp_path))
@@ -199,7 +201,7 @@ def test_a_home_you_may_not_read_says_permissions(tmp_path: Path, locked: str) -
 def test_report_out_creates_only_the_files_own_folder(tmp_path: Path) -> None:
     with RunStore(tmp_path / "home") as runs:
         run = runs.create("assess", "sklearn:digits", {})
-        runs.finish(run.id, {"ranking": [], "recommended": None, "caveats": [], "seconds": 1.0})
+        runs.finish(run.id, AssessSummary(ranking=[], seconds=1.0))
     home = ["--home", str(tmp_path / "home")]
     result = invoke("report", "--out", str(tmp_path / "no" / "such" / "r.md"), *home)
     assert result.exit_code == 2
