@@ -300,7 +300,9 @@ def assess(
             summarise_candidate(doc, backbone.cut_points, chosen_layers, runs.scores(run.id), roles)
             doc["status"] = "done"
             runs.put_candidate(run.id, entry.id, position, doc)
-        probe = available[roles.probe] if roles.probe else None
+        # what pretrained features must beat, once per run; nothing to compare when no candidate was scored
+        scored = any(doc["status"] == "done" for doc in docs)
+        probe = available[roles.probe] if roles.probe and scored else None
         options = {"seed": config["seed"], "folds": config["folds"], "groups": groups}
         baseline = run_baseline(dataset, labels, probe, options, done_scores, lambda s: runs.put_score(run.id, s))
         result = _finish(run.id, runs, docs, roles, time.perf_counter() - started, baseline)
