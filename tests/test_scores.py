@@ -299,6 +299,7 @@ def test_metric_registry_lists_builtins_and_a_third_party_metric() -> None:
         "leep",
         "logme",
         "nce",
+        "ncm_accuracy",
         "probe_accuracy",
         "probe_balanced_accuracy",
     ]
@@ -370,12 +371,12 @@ def test_one_probe_fit_serves_both_probe_metrics() -> None:
 def test_the_builtin_metrics_declare_the_decisions_table() -> None:
     # the roles, consensus weights and default order the decision used to name in code
     assert zooprobe.metrics.defaults() == [
-        "probe_accuracy", "probe_balanced_accuracy", "knn_accuracy", "logme", "hscore", "nce", "leep",
+        "probe_accuracy", "probe_balanced_accuracy", "knn_accuracy", "ncm_accuracy", "logme", "hscore", "nce", "leep",
     ]  # fmt: skip
     declared = {m.name: (m.role, m.weight) for m in zooprobe.metrics.registered().values()}
     assert {name: role for name, (role, _) in declared.items() if role != "evidence"} == {
         "probe_accuracy": "probe",
-        "knn_accuracy": "neighbour",
+        "ncm_accuracy": "as-is",
     }
     assert {name: weight for name, (_, weight) in declared.items() if weight} == {
         "probe_accuracy": 1.0,

@@ -33,8 +33,10 @@ from ..errors import InvalidChoiceError, ZooprobeError, first_line
 from ..runs.records import AssessSummary, CandidateResult
 from ..runs.store import Run, RunStore, Score, library_versions
 from .candidates import entry_facts, resolve_candidates
+from .caveats import caveats
 from .checks import AssessError, check_data_ratio, check_input, select_layers
-from .decision import MetricRoles, caveats, rank
+from .decision import MetricRoles, rank
+from .raw_baseline import run_baseline
 from .scoring import LOGITS, score_metric, summarise_candidate
 
 if TYPE_CHECKING:
@@ -309,7 +311,12 @@ def assess(
             summarise_candidate(doc, backbone.cut_points, chosen_layers, runs.scores(run.id), roles)
             doc["status"] = "done"
             runs.put_candidate(run.id, position, CandidateResult.from_json(doc))
-        result = _finish(run.id, runs, docs, roles, time.perf_counter() - started)
+        # what pretrained features must beat, once per run; nothing to compare when no candidate was scored
+        scored = any(doc["status"] == "done" for doc in docs)
+        probe = available[roles.probe] if roles.probe and scored else None
+        options = {"seed": config["seed"], "folds": config["folds"], "groups": groups}
+        baseline = run_baseline(dataset, labels, probe, options, done_scores, lambda s: runs.put_score(run.id, s))
+        result = _finish(run.id, runs, docs, roles, time.perf_counter() - started, baseline)
     except BaseException as exc:
         # Leave the run 'running' on an interruption (it resumes); record a real failure.
         if not isinstance(exc, KeyboardInterrupt):
@@ -423,16 +430,22 @@ def _source_probabilities(backbone: Backbone, pre_logits: Any) -> Any:
 
 
 def _finish(
-    run_id: str, runs: RunStore, docs: list[dict[str, Any]], roles: MetricRoles, seconds: float
+    run_id: str,
+    runs: RunStore,
+    docs: list[dict[str, Any]],
+    roles: MetricRoles,
+    seconds: float,
+    baseline: dict[str, Any] | None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    ranked, recommended = rank(docs, roles)
+    ranked, recommended = rank(docs, roles, baseline)
     ordered = ranked + [d for d in docs if d["status"] != "done"]
     for position, doc in enumerate(ordered):
         runs.put_candidate(run_id, position, CandidateResult.from_json(doc))
     summary = {
         "ranking": [d["model"] for d in ranked],
         "recommended": recommended,
-        "caveats": caveats(ranked, docs),
+        "caveats": caveats(ranked, docs, baseline),
+        "baseline": baseline,
         "seconds": seconds,
         "pending": [d["model"] for d in docs if d["status"] == "pending"],
         "skipped": {d["model"]: d["skip_reason"] for d in docs if d["status"] == "skipped"},

@@ -11,7 +11,8 @@ held-out targets (three runs) they match or beat every single score (0.52-0.62 a
 those runs. The README gives the figures. kNN adds nothing to the probe on the same features, and
 H-score, unstable with few examples per dimension, ranked worst of all; both stay in the report but
 out of the consensus (weight 0). The catalog's prior weighs in too: see
-:data:`zooprobe.evaluator.decision.PRIOR_WEIGHT`.
+:data:`zooprobe.evaluator.decision.PRIOR_WEIGHT`. Nearest class mean ranks nothing either: it is
+the as-is strategy's own classifier, which the decision reads to predict that strategy (role ``as-is``).
 """
 
 from __future__ import annotations
@@ -93,6 +94,15 @@ def _leep(probabilities: Any, labels: Any, **options: Any) -> float:
     return leep(probabilities, labels, **options)
 
 
+def ncm_accuracy(features: Any, labels: Any, *, folds: int = 5, seed: int = 0, groups: Any = None) -> MetricResult:
+    """Held-out accuracy of cosine nearest class mean (see :func:`~zooprobe.evaluator.ncm.nearest_class_mean`),
+    its standard deviation over folds, and ``folds``."""
+    from .ncm import nearest_class_mean
+
+    result = nearest_class_mean(features, labels, folds=folds, seed=seed, groups=groups)
+    return MetricResult(result.accuracy, result.accuracy_std, {"folds": result.folds})
+
+
 def _knn(features: Any, labels: Any, **options: Any) -> float:
     from .scores import knn_accuracy
 
@@ -127,9 +137,18 @@ BUILTIN_METRICS = [
         "features",
         "leave-one-out cosine k-nearest-neighbour accuracy (k=10)",
         "Wu et al. 2018; Caron et al. 2021 (DINO)",
-        role="neighbour",
         default=True,
         options=("seed", "groups"),
+    ),
+    Metric(
+        "ncm_accuracy",
+        ncm_accuracy,
+        "features",
+        "cosine nearest-class-mean accuracy on held-out stratified folds: the classifier of the as-is strategy",
+        "Mensink et al. 2013, nearest class mean",
+        role="as-is",
+        default=True,
+        options=("folds", "seed", "groups"),
     ),
     Metric(
         "logme",

@@ -83,10 +83,8 @@ def check_data_ratio(entry: Entry, summary: dict[str, Any]) -> dict[str, Any]:
             " pretraining may add little over training from scratch"
         )
     if target < SMALL_TARGET_EXAMPLES or per_class_min < SMALL_TARGET_PER_CLASS:
-        flags.append(
-            f"target small ({target:,} examples, {per_class_min} in the smallest class):"
-            " retraining the whole network risks overfitting"
-        )
+        # whether that risks overfitting depends on the strategy: the caveats say so next to one that retrains the body
+        flags.append(f"target small ({target:,} examples, {per_class_min} in the smallest class)")
     return {
         "source_examples": source,
         "target_examples": target,

@@ -1,8 +1,9 @@
-"""The decision: a strategy per candidate from its layer profile, the consensus ranking, and the caveats.
+"""The decision: a strategy per candidate from its layer profile, and the consensus ranking with its reasons.
 
-Which metric leads the layer profile, which one says the frozen features serve as they are, and each
-metric's weight in the consensus are read from the metrics' own declarations (:class:`MetricRoles`,
-built from :class:`~zooprobe.plugins.metric.Metric`'s ``role`` and ``weight``); no metric is named here.
+Which metric leads the layer profile, which one measures the classifier the as-is strategy runs, and
+each metric's weight in the consensus are read from the metrics' own declarations
+(:class:`MetricRoles`, built from :class:`~zooprobe.plugins.metric.Metric`'s ``role`` and ``weight``);
+no metric is named here. The caveats are in :mod:`.caveats`.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .baseline import negative_transfer
 from .checks import AssessError, is_small
 
 if TYPE_CHECKING:
@@ -30,19 +32,20 @@ class MetricRoles:
 
     Attributes:
         probe: the metric whose value and spread per cut point make the layer profile (``role="probe"``).
-        neighbour: the metric whose match with the probe at the last cut point means "use as is".
+        as_is: the metric measuring the as-is strategy's classifier on held-out examples (``role="as-is"``):
+            the expected accuracy of that strategy, and matching the probe at the last cut point means "use as is".
         weights: consensus weight of each metric that has one (> 0).
     """
 
     probe: str | None = None
-    neighbour: str | None = None
+    as_is: str | None = None
     weights: Mapping[str, float] = field(default_factory=dict)
 
     @classmethod
     def of(cls, metrics: Iterable[Metric]) -> MetricRoles:
         """The roles the given (chosen) metrics declare.
 
-        :raises AssessError: when two of them take the role ``probe`` or ``neighbour``.
+        :raises AssessError: when two of them take the role ``probe`` or ``as-is``.
         """
         metrics = list(metrics)
         lead: dict[str, str] = {}
@@ -56,7 +59,7 @@ class MetricRoles:
                 )
             lead[metric.role] = metric.name
         weights = {metric.name: float(metric.weight) for metric in metrics if metric.weight > 0}
-        return cls(lead.get("probe"), lead.get("neighbour"), weights)
+        return cls(lead.get("probe"), lead.get("as-is"), weights)
 
     @classmethod
     def registered(cls) -> MetricRoles:
@@ -75,9 +78,10 @@ def recommend(doc: dict[str, Any]) -> dict[str, Any] | None:
 
     Rules, in order:
 
-    - the probe peaks at the last cut point, or the last is within the spread of the peak, and kNN on
-      those frozen final features does as well as the probe: (1) use as is — nothing to train.
-    - the same profile without kNN's match: the source's final features serve the target; (2) new
+    - the probe peaks at the last cut point, or the last is within the spread of the peak, and the
+      as-is classifier (cosine nearest class mean, on held-out folds) on those frozen final features
+      does as well as the probe: (1) use as is — nothing to train.
+    - the same profile without that match: the source's final features serve the target; (2) new
       head on the frozen body for a small target, (3) new head and retrain everything otherwise.
     - an earlier cut point beats the last by more than the spread: the later layers are specific to
       the source task; (4) cut at the earliest layer within the spread of the peak, add new layers,
@@ -85,8 +89,9 @@ def recommend(doc: dict[str, Any]) -> dict[str, Any] | None:
     - the network's final cut point was not assessed (layers named by hand): (1)-(3) would rest on
       features nobody measured, so (4) at the earliest layer within the spread of the assessed peak.
 
-    The expected accuracy is the probe's (kNN's for as-is) at that layer, ± the probe's spread over
-    folds there.
+    The expected accuracy is that of the classifier the strategy trains, measured on held-out
+    folds: the as-is metric's for as-is, the linear probe's otherwise (at the layer the new head
+    reads), ± its spread over folds there.
     """
     profile = doc.get("layer_profile") or []
     if not profile:
@@ -97,7 +102,7 @@ def recommend(doc: dict[str, Any]) -> dict[str, Any] | None:
     best = max(profile, key=_probe_accuracy)
     last = profile[-1]
     noise = max(best["probe_spread"], last["probe_spread"], 0.005)
-    knn_last = doc.get("knn_by_layer", {}).get(last["layer"])
+    as_is_last = (doc.get("as_is_by_layer") or {}).get(last["layer"])
 
     def rec(
         strategy: str, cut: str | None, train: str | None, arg: str, acc: float, spread: float, why: str
@@ -114,18 +119,25 @@ def recommend(doc: dict[str, Any]) -> dict[str, Any] | None:
 
     final_assessed = last.get("final", True)
     last_serves = final_assessed and last["probe_accuracy"] >= best["probe_accuracy"] - noise
-    if last_serves and knn_last is not None and knn_last >= last["probe_accuracy"] - noise:
-        return rec(
-            "as-is",
-            None,
-            None,
-            "as-is",
-            knn_last,
-            last["probe_spread"],
-            f"kNN on the frozen features at {last['layer']} reaches {knn_last:.3f}, as good as a trained linear"
-            f" probe ({last['probe_accuracy']:.3f} ± {last['probe_spread']:.3f}):"
-            " training a head buys nothing measurable.",
-        )
+    probe_last = f"{last['probe_accuracy']:.3f} ± {last['probe_spread']:.3f}"
+    if as_is_last is not None and last_serves:
+        as_is, as_is_spread = float(as_is_last["accuracy"]), float(as_is_last["spread"])
+        held_out = f"nearest class mean on the frozen features at {last['layer']}, the classifier the as-is"
+        held_out += f" strategy runs, reaches {as_is:.3f} ± {as_is_spread:.3f} on held-out folds"
+        if as_is >= last["probe_accuracy"] - max(noise, as_is_spread):
+            return rec(
+                "as-is",
+                None,
+                None,
+                "as-is",
+                as_is,
+                as_is_spread,
+                f"{held_out[0].upper()}{held_out[1:]}, as good as a trained linear probe ({probe_last}):"
+                " training a head buys nothing measurable.",
+            )
+        trained = f"; {held_out}, so a trained head adds {last['probe_accuracy'] - as_is:.3f}"
+    else:
+        trained = ""
     if last_serves:
         peak = (
             f"probe accuracy is highest at the last cut point {last['layer']}"
@@ -142,8 +154,8 @@ def recommend(doc: dict[str, Any]) -> dict[str, Any] | None:
                 "head",
                 last["probe_accuracy"],
                 last["probe_spread"],
-                f"The {peak}: the source's final features serve this task, and with {size} a new head on the frozen"
-                " body is the safe start.",
+                f"{peak[0].upper()}{peak[1:]}{trained}: the source's final features serve this task, and with"
+                f" {size} a new head on the frozen body is the safe start.",
             )
         return rec(
             "full",
@@ -152,15 +164,14 @@ def recommend(doc: dict[str, Any]) -> dict[str, Any] | None:
             "full",
             last["probe_accuracy"],
             last["probe_spread"],
-            f"The {peak}; with {size} there is enough data to retrain everything, which usually adds to the"
-            " probe's accuracy (expected accuracy is the probe's, a lower bound).",
+            f"{peak[0].upper()}{peak[1:]}{trained}; with {size} there is enough data to retrain everything, which"
+            " usually adds to the probe's accuracy (expected accuracy is the probe's, a lower bound).",
         )
     plateau = next(p for p in profile if p["probe_accuracy"] >= best["probe_accuracy"] - noise)
     train = "new" if small else "all"
     width = 256
-    reached = (
-        f"Probe accuracy peaks at {best['layer']} ({best['probe_accuracy']:.3f} ± {best['probe_spread']:.3f}),"
-        f" reached within the spread by {plateau['layer']}"
+    reached = f"Probe accuracy peaks at {best['layer']} ({best['probe_accuracy']:.3f} ± {best['probe_spread']:.3f})" + (
+        f", reached within the spread by {plateau['layer']}" if plateau is not best else ""
     )
     if final_assessed:
         why = (
@@ -180,9 +191,39 @@ def recommend(doc: dict[str, Any]) -> dict[str, Any] | None:
         f"cut:{plateau['layer']}+mlp:{width}:train={train}",
         plateau["probe_accuracy"],
         plateau["probe_spread"],
-        f"{why}; cut at {plateau['layer']}, add new layers and train {'only those' if small else 'everything'}"
-        f" ({size}).",
+        f"{why}; cut at {plateau['layer']}, add new layers and train {'only those' if small else 'everything'},"
+        f" with {size}.",
     )
+
+
+def consensus_terms(
+    docs: Sequence[dict[str, Any]], roles: MetricRoles | None = None
+) -> dict[str, dict[str, tuple[float, float]]]:
+    """Each candidate's consensus terms: ``{model: {term: (z-score across candidates, weight)}}``.
+
+    A term is a metric with a consensus weight (``roles``: by default those of every registered
+    metric) or the prior (:data:`PRIOR`, weight :data:`PRIOR_WEIGHT`), kept where at least two
+    candidates have it; see :func:`consensus`.
+    """
+    import numpy as np
+
+    weights = {**(roles or MetricRoles.registered()).weights, PRIOR: PRIOR_WEIGHT}
+    columns: dict[str, dict[str, float]] = {}
+    for doc in docs:
+        for metric, value in doc.get("final_scores", doc.get("best_scores", {})).items():
+            if value is not None and metric in weights:
+                columns.setdefault(metric, {})[doc["model"]] = float(value)
+        if doc.get(PRIOR) is not None:
+            columns.setdefault(PRIOR, {})[doc["model"]] = float(doc[PRIOR])
+    terms: dict[str, dict[str, tuple[float, float]]] = {doc["model"]: {} for doc in docs}
+    for metric, values in columns.items():
+        if len(values) < 2:
+            continue
+        array = np.array(list(values.values()))
+        spread = array.std() or 1.0
+        for model, value in values.items():
+            terms[model][metric] = (float((value - array.mean()) / spread), weights[metric])
+    return terms
 
 
 def consensus(docs: Sequence[dict[str, Any]], roles: MetricRoles | None = None) -> dict[str, float]:
@@ -198,39 +239,26 @@ def consensus(docs: Sequence[dict[str, Any]], roles: MetricRoles | None = None) 
     use. The prior is the catalog's ImageNet top-1, used when at least two candidates report it. A
     score missing for a candidate is left out of that candidate's mean.
     """
-    import numpy as np
-
-    weights = {**(roles or MetricRoles.registered()).weights, PRIOR: PRIOR_WEIGHT}
-    columns: dict[str, dict[str, float]] = {}
-    for doc in docs:
-        for metric, value in doc.get("final_scores", doc.get("best_scores", {})).items():
-            if value is not None and metric in weights:
-                columns.setdefault(metric, {})[doc["model"]] = float(value)
-        if doc.get(PRIOR) is not None:
-            columns.setdefault(PRIOR, {})[doc["model"]] = float(doc[PRIOR])
-    z: dict[str, list[tuple[float, float]]] = {doc["model"]: [] for doc in docs}
-    for metric, values in columns.items():
-        if len(values) < 2:
-            continue
-        array = np.array(list(values.values()))
-        spread = array.std() or 1.0
-        for model, value in values.items():
-            z[model].append(((value - array.mean()) / spread, weights[metric]))
     return {
-        model: (sum(v * w for v, w in parts) / sum(w for _, w in parts)) if parts else 0.0 for model, parts in z.items()
+        model: (sum(z * w for z, w in parts.values()) / sum(w for _, w in parts.values())) if parts else 0.0
+        for model, parts in consensus_terms(docs, roles).items()
     }
 
 
 def rank(
-    docs: Sequence[dict[str, Any]], roles: MetricRoles | None = None
+    docs: Sequence[dict[str, Any]], roles: MetricRoles | None = None, baseline: dict[str, Any] | None = None
 ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
-    """Rank the assessed ``docs`` by :func:`consensus`, filling each one's ``consensus``, ``rank`` and
-    ``recommendation``; with the recommended candidate's summary (``None`` when there is none)."""
+    """Rank the assessed ``docs`` by :func:`consensus`, filling each one's ``consensus``, ``consensus_terms``
+    (z-score per term), ``rank`` and ``recommendation``; with the recommended candidate's summary (``None``
+    when there is none). With a raw-feature ``baseline`` (:func:`~zooprobe.evaluator.raw_baseline.baseline_summary`)
+    that no candidate beats, the summary says so first and carries ``negative_transfer``."""
     assessed = [d for d in docs if d["status"] == "done"]
+    terms = consensus_terms(assessed, roles)
     scores = consensus(assessed, roles)
     ranked = sorted(assessed, key=lambda d: -scores[d["model"]])
     for position, doc in enumerate(ranked, start=1):
         doc["consensus"] = scores[doc["model"]]
+        doc["consensus_terms"] = {term: z for term, (z, _) in terms[doc["model"]].items()}
         doc["rank"] = position
         doc["recommendation"] = recommend(doc)
     recommended = None
@@ -244,45 +272,75 @@ def rank(
             "finetune_arg": rec["finetune_arg"],
             "expected_accuracy": rec["expected_accuracy"],
             "uncertainty": rec["uncertainty"],
-            "evidence": f"{top['model']} ranks first of {len(ranked)} ({margin(ranked)}). {rec['evidence']}",
+            "evidence": f"{why_first(ranked, roles)}. {rec['evidence']}",
+            "negative_transfer": False,
         }
+        verdict = negative_transfer(ranked, baseline)
+        if verdict:
+            recommended["negative_transfer"] = True
+            recommended["evidence"] = (
+                f"Pretraining buys nothing measurable here: {verdict}; train a small model from scratch. If a"
+                f" pretrained backbone is still wanted: {recommended['evidence']}"
+            )
     return ranked, recommended
 
 
-def margin(ranked: Sequence[dict[str, Any]]) -> str:
-    """How far the first candidate leads the second, in words: by the best-layer probe, else by consensus."""
+# z-scores closer than this count as a tie in the reason for a rank (a quarter of the candidates' spread)
+TIED_Z = 0.25
+
+
+def why_first(ranked: Sequence[dict[str, Any]], roles: MetricRoles | None = None) -> str:
+    """Why the first candidate ranks first, in one sentence: the consensus terms it leads the second on,
+    those tied (the probe: within the fold-to-fold spread at the last cut point) and those it trails on,
+    largest weighted difference first; and the best-layer probe when that would have put the second first."""
+    first = ranked[0]
     if len(ranked) < 2:
-        return "the only candidate assessed"
-    first, second = ranked[0], ranked[1]
+        return f"{first['model']} is the only candidate assessed"
+    second = ranked[1]
+    probe = roles.probe if roles else None
+    mine, theirs = first.get("consensus_terms") or {}, second.get("consensus_terms") or {}
+    weights = {**(roles or MetricRoles.registered()).weights, PRIOR: PRIOR_WEIGHT}
+    shared = sorted(
+        (term for term in mine if term in theirs), key=lambda t: -weights.get(t, 0.0) * (mine[t] - theirs[t])
+    )
+    ahead: list[str] = []
+    tied: list[str] = []
+    behind: list[str] = []
+    for term in shared:
+        label = "the ImageNet top-1 prior" if term == PRIOR else "the probe" if term == probe else term
+        if term == probe and _probes_tie(first, second):
+            tied.append(label)
+        elif abs(mine[term] - theirs[term]) < TIED_Z:
+            tied.append(label)
+        else:
+            (ahead if mine[term] > theirs[term] else behind).append(label)
+    lead = f"on {_and(ahead)}" if ahead else "on small differences that add up"
+    sentence = (
+        f"{first['model']} ranks first of {len(ranked)} {lead} (consensus {first['consensus']:+.2f} vs"
+        f" {second['consensus']:+.2f} for {second['model']})"
+    )
+    if tied:
+        sentence += f"; tied on {_and(tied)}"
+    if behind:
+        sentence += f"; {second['model']} leads on {_and(behind)}"
     a, b = first.get("probe_accuracy"), second.get("probe_accuracy")
-    if a is None or b is None:
-        return f"consensus {first['consensus']:.2f} vs {second['consensus']:.2f}"
     spread = math.hypot(first.get("probe_spread") or 0.0, second.get("probe_spread") or 0.0)
-    if a - b > spread:
-        verdict = "a clear lead"
-    elif b - a > spread:
-        verdict = f"{second['model']} probes better by {b - a:.3f}; the other scores and the prior put it second"
-    else:
-        verdict = "within the fold-to-fold spread: treat the top two as tied"
-    return f"best-layer probe {a:.3f} vs {b:.3f} for {second['model']}, {verdict}"
-
-
-def caveats(ranked: Sequence[dict[str, Any]], docs: Sequence[dict[str, Any]]) -> list[str]:
-    """Warnings for the summary: the top candidate's data-ratio flags and input adaptations; what the budget left."""
-    caveats: list[str] = []
-    if ranked:
-        top = ranked[0]
-        caveats.extend(
-            f"{top['model']}: {flag}" for flag in top["data_ratio"]["flags"] if flag != "source size unknown"
+    if a is not None and b is not None and b - a > spread:
+        sentence += (
+            f"; {second['model']} probes better at its best layer ({b:.3f} vs {a:.3f}), which the ranking does not"
+            " read: it scores the deepest cut point, where a new head goes"
         )
-        caveats.extend(f"{top['model']}: input {a}" for a in top["input_check"]["adaptations"])
-        pretraining = set(top.get("pretraining") or [])
-        if top["input_check"]["adaptations"] and pretraining:
-            caveats.append(
-                f"domain mismatch likely: {top['model']} was pretrained on {', '.join(sorted(pretraining))}"
-                " and the data needed adapting; confirm with 'zooprobe finetune' against --baseline scratch"
-            )
-    pending = [d["model"] for d in docs if d["status"] == "pending"]
-    if pending:
-        caveats.append(f"not assessed within the budget: {', '.join(pending)} (resume the run to finish)")
-    return caveats
+    return sentence
+
+
+def _probes_tie(first: dict[str, Any], second: dict[str, Any]) -> bool:
+    """Whether the two candidates' probes at their deepest assessed cut point are within the fold spread."""
+    a, b = ((doc.get("layer_profile") or [None])[-1] for doc in (first, second))
+    if not a or not b:
+        return False
+    spread = math.hypot(a["probe_spread"], b["probe_spread"])
+    return bool(abs(a["probe_accuracy"] - b["probe_accuracy"]) <= spread)
+
+
+def _and(items: Sequence[str]) -> str:
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"

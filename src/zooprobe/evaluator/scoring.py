@@ -44,8 +44,8 @@ def summarise_candidate(
     roles: MetricRoles,
 ) -> None:
     """Fill ``doc``'s layer profile (the ``probe`` metric's value and spread per cut point, under the document's
-    ``probe_accuracy`` and ``probe_spread`` keys), ``knn_by_layer`` (the ``neighbour`` metric's), and its best,
-    final and best-layer scores, from the candidate's stored ``scores``."""
+    ``probe_accuracy`` and ``probe_spread`` keys), ``as_is_by_layer`` (the ``as-is`` metric's value and spread per
+    cut point), and its best, final and best-layer scores, from the candidate's stored ``scores``."""
     mine = [s for s in scores if s.model == doc["model"]]
     by = {(s.layer, s.metric): s for s in mine}
     last_index = max(len(cut_points) - 1, 1)
@@ -64,7 +64,11 @@ def summarise_candidate(
             }
         )
     doc["layer_profile"] = profile
-    doc["knn_by_layer"] = {s.layer: s.value for s in mine if s.metric == roles.neighbour}
+    doc["as_is_by_layer"] = {
+        s.layer: {"accuracy": s.value, "spread": s.spread or 0.0}
+        for s in mine
+        if s.metric == roles.as_is and s.value is not None
+    }
     best_scores: dict[str, float | None] = {}
     for s in mine:
         if s.value is not None and (best_scores.get(s.metric) is None or s.value > best_scores[s.metric]):  # type: ignore[operator]

@@ -19,7 +19,7 @@ from typing import Any, Literal, get_args
 from ..errors import InvalidChoiceError, ZooprobeError
 
 MetricInput = Literal["features", "probabilities"]
-MetricRole = Literal["probe", "neighbour", "evidence"]
+MetricRole = Literal["probe", "as-is", "evidence"]
 RunOption = Literal["seed", "folds", "cache", "groups"]
 
 
@@ -67,10 +67,11 @@ class Metric:
         reference: where the metric comes from (paper), or ``""``.
         role: the part the metric plays in the recommendation. ``"probe"``: its value and spread at
             each cut point are the layer profile the strategy is read from (the built-in
-            ``probe_accuracy``); ``"neighbour"``: matching the probe at the last cut point means the
-            frozen features can be used as they are (the built-in ``knn_accuracy``); ``"evidence"``
-            (the default): reported, and ranked by its ``weight``. One chosen metric per role
-            ``probe`` and ``neighbour``.
+            ``probe_accuracy``); ``"as-is"``: the held-out accuracy of the classifier the ``as-is``
+            strategy runs on the frozen features, its expected accuracy, and matching the probe at the
+            last cut point means nothing needs training (the built-in ``ncm_accuracy``);
+            ``"evidence"`` (the default): reported, and ranked by its ``weight``. One chosen metric
+            per role ``probe`` and ``as-is``.
         weight: the metric's weight in the consensus ranking (its z-score across candidates at the
             deepest cut point); 0 (the default) reports it without ranking by it.
         default: scored when no metrics are named (``--metrics`` left out).

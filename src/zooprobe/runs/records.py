@@ -277,18 +277,23 @@ class Recommendation:
     evidence: str
     train: str | None = None
     model: str | None = None
+    # no candidate beat the raw-feature baseline: scratch or a small model is recommended instead
+    negative_transfer: bool = False
 
     def to_json(self) -> dict[str, Any]:
         doc: dict[str, Any] = {} if self.model is None else {"model": self.model}
         doc |= {"strategy": self.strategy, "cut": self.cut}
         if self.model is None:
             doc["train"] = self.train
-        return doc | {
+        doc |= {
             "finetune_arg": self.finetune_arg,
             "expected_accuracy": self.expected_accuracy,
             "uncertainty": self.uncertainty,
             "evidence": self.evidence,
         }
+        if self.negative_transfer:  # only when set: documents of earlier runs keep their exact shape
+            doc["negative_transfer"] = True
+        return doc
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> Recommendation:
@@ -301,6 +306,7 @@ class Recommendation:
             evidence=str(doc.get("evidence") or ""),
             train=doc.get("train"),
             model=doc.get("model"),
+            negative_transfer=bool(doc.get("negative_transfer", False)),
         )
 
 
@@ -421,16 +427,18 @@ class AssessSummary:
     seconds: float | None = None
     pending: list[str] = field(default_factory=list)
     skipped: dict[str, str | None] = field(default_factory=dict)
+    # the probe on raw features (pixels, word counts) that pretrained features must beat; None in older runs
+    baseline: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        doc: dict[str, Any] = {
             "ranking": list(self.ranking),
             "recommended": self.recommended.to_json() if self.recommended else None,
             "caveats": list(self.caveats),
-            "seconds": self.seconds,
-            "pending": list(self.pending),
-            "skipped": dict(self.skipped),
         }
+        if self.baseline is not None:  # only when measured: documents of earlier runs keep their exact shape
+            doc["baseline"] = dict(self.baseline)
+        return doc | {"seconds": self.seconds, "pending": list(self.pending), "skipped": dict(self.skipped)}
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> AssessSummary:
@@ -442,4 +450,5 @@ class AssessSummary:
             seconds=_number(doc.get("seconds")),
             pending=list(doc.get("pending") or []),
             skipped=dict(doc.get("skipped") or {}),
+            baseline=dict(doc["baseline"]) if isinstance(doc.get("baseline"), Mapping) else None,
         )
