@@ -293,12 +293,14 @@ def test_parquet_manifest(tmp_path: Path) -> None:
     pd = pytest.importorskip("pandas")
     pytest.importorskip("pyarrow")
     manifest = tmp_path / "m.parquet"
-    pd.DataFrame({"text": ["a", "bb", "ccc", "dddd"], "label": [1, 1, 2, None]}).to_parquet(manifest)
+    texts = ["a", "bb", "ccc", "dddd", "eeeee", "ffffff"]
+    pd.DataFrame({"text": texts, "label": [1, 1, 2, None, 3, 3]}).to_parquet(manifest)
     with pytest.raises(ZooprobeError, match="missing label"):
         read_dataset(str(manifest))
     ds = read_dataset(str(manifest), on_error="skip")
     # the missing label leaves class 2 with one example, which is dropped too
     assert len(ds.skipped) == 2
+    assert ds.classes == ("1", "3")
 
 
 def test_hf_directory_without_datasets_names_the_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

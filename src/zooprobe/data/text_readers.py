@@ -1,0 +1,83 @@
+"""Text data as users have it: sentence-pair columns and ``root/<class>/*.txt`` folders.
+
+A pair manifest (CSV, Parquet, or a Hugging Face dataset) names its two texts ``text_a``/``text_b``,
+or as GLUE does ``sentence1``/``sentence2`` (also ``question1``/``question2`` and
+``premise``/``hypothesis``). A text folder holds one example per ``.txt`` file (UTF-8), its class
+being the folder it sits in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..errors import ZooprobeError
+from .datasets import IMAGE_EXTENSIONS, _assemble, _Example, _Problems
+
+if TYPE_CHECKING:
+    from .datasets import Dataset
+
+PAIR_COLUMNS = (("text_a", "text_b"), ("sentence1", "sentence2"), ("question1", "question2"), ("premise", "hypothesis"))
+TEXT_EXTENSION = ".txt"
+
+
+def pair_columns(source: object, columns: Iterable[str]) -> tuple[str, str] | None:
+    """The (first, second) text columns of a pair table among ``columns`` (compared lower-case), or None.
+
+    :raises ZooprobeError: when a table has one column of a pair and not the other.
+    """
+    present = {column.strip().lower(): column for column in columns}
+    for first, second in PAIR_COLUMNS:
+        if first in present and second in present:
+            return present[first], present[second]
+        if first in present or second in present:
+            has, lacks = (first, second) if first in present else (second, first)
+            raise ZooprobeError(
+                f"'{source}' has a '{has}' column but no '{lacks}': a sentence pair needs both texts;"
+                f" add the '{lacks}' column (or name a single-text column 'text')"
+            )
+    return None
+
+
+def is_text_folder(root: Path) -> bool:
+    """Whether ``root``'s class folders hold ``.txt`` files and no images (an image folder otherwise)."""
+    texts = False
+    for class_dir in root.iterdir():
+        if not class_dir.is_dir() or class_dir.name.startswith("."):
+            continue
+        for file in class_dir.iterdir():
+            suffix = file.suffix.lower()
+            if suffix in IMAGE_EXTENSIONS:
+                return False
+            texts = texts or suffix == TEXT_EXTENSION
+    return texts
+
+
+def read_text_folder(root: Path, problems: _Problems) -> Dataset:
+    """``root/<class>/*.txt``, one example per file: the file's whole text, surrounding whitespace removed.
+
+    :raises ZooprobeError: for a file that is not UTF-8 (naming it), or as ``problems`` says for empty ones.
+    """
+    examples: list[_Example] = []
+    for class_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        files = sorted(
+            p
+            for p in class_dir.iterdir()
+            if p.is_file() and p.suffix.lower() == TEXT_EXTENSION and not p.name.startswith(".")
+        )
+        if not files:
+            problems.report(str(class_dir), f"empty class folder (no {TEXT_EXTENSION} files)", "add texts or remove it")
+        for file in files:
+            try:
+                text = file.read_text(encoding="utf-8-sig").strip()
+            except UnicodeDecodeError as exc:
+                raise ZooprobeError(
+                    f"'{file}' is not UTF-8 ({exc.reason} at byte {exc.start}): save it as UTF-8"
+                    " (e.g. iconv -f latin1 -t utf-8)"
+                ) from exc
+            if not text:
+                problems.report(str(file), "empty text file", "write the text into it or remove it")
+                continue
+            examples.append(_Example(source=str(file), label=class_dir.name, text=text))
+    return _assemble(root.name, "text", examples, problems)
