@@ -30,7 +30,8 @@ from typing import IO, TYPE_CHECKING, Any, Literal
 from ..errors import InvalidChoiceError, ZooprobeError
 from . import hygiene
 from .hygiene import OnDuplicates
-from .splits import SPLIT_COLUMN, check_splits, split_name
+from .split_column import SPLIT_COLUMN, SPLITS, check_splits, split_name
+from .text_readers import is_text_folder, pair_columns, text_folder_items
 
 if TYPE_CHECKING:
     import numpy as np
@@ -206,9 +207,7 @@ def read_dataset(spec: str, on_error: OnError = "fail", on_duplicates: OnDuplica
     if path.is_dir():
         if (path / "dataset_dict.json").is_file() or (path / "state.json").is_file():
             return _read_hf(path, problems)
-        from .text_readers import is_text_folder, read_text_folder
-
-        return read_text_folder(path, problems) if is_text_folder(path) else _read_folder(path, problems)
+        return _read_text_folder(path, problems) if is_text_folder(path) else _read_folder(path, problems)
     suffix = path.suffix.lower()
     if suffix == ".csv":
         return _read_csv(path, problems)
@@ -471,12 +470,15 @@ def _read_folder(root: Path, problems: _Problems) -> Dataset:
     return _assemble(root.name, "image", examples, problems)
 
 
+def _read_text_folder(root: Path, problems: _Problems) -> Dataset:
+    examples = [_Example(source, label, text=text) for source, label, text in text_folder_items(root, problems.report)]
+    return _assemble(root.name, "text", examples, problems)
+
+
 def _read_table(
     manifest: Path, columns: Sequence[str], rows: Iterable[tuple[str, dict[str, Any]]], problems: _Problems
 ) -> Dataset:
     """Examples from manifest rows ((where, cells) pairs, where is 'file:line' for messages)."""
-    from .text_readers import pair_columns
-
     by_name = {column.strip().lower(): column for column in columns if column is not None}
     pair = pair_columns(manifest, by_name.values())
     has_path, has_text = "path" in by_name, "text" in by_name or pair is not None
@@ -615,7 +617,6 @@ def _read_hf(root: Path, problems: _Problems) -> Dataset:
             f"'{root}' is a Hugging Face datasets directory; reading it needs the datasets package: "
             "pip install datasets"
         ) from exc
-    from .splits import SPLITS
 
     loaded = datasets.load_from_disk(str(root))
     # a DatasetDict's own splits are kept as given (zooprobe.data.splits); a lone split is read unsplit
@@ -630,7 +631,7 @@ def _read_hf(root: Path, problems: _Problems) -> Dataset:
                 f" save it without {', '.join(repr(n) for n in unknown)}"
                 f" (DatasetDict({{k: d[k] for k in {[n for n in names if n in SPLITS]}}}).save_to_disk(...))"
             )
-        tables.sort(key=lambda item: SPLITS.index(item[0] or SPLITS[0]))
+        tables.sort(key=lambda item: SPLITS.index(item[0] or "train"))
     examples: list[_Example] = []
     modality: Literal["image", "text"] = "text"
     for split, table in tables:
@@ -644,8 +645,6 @@ def _hf_examples(
 ) -> Literal["image", "text"]:
     """Append one Hugging Face table's examples to ``examples``; returns the table's modality."""
     import datasets
-
-    from .text_readers import pair_columns
 
     features = table.features
     columns = list(features.keys())

@@ -8,15 +8,10 @@ being the folder it sits in.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from ..errors import ZooprobeError
-from .datasets import IMAGE_EXTENSIONS, _assemble, _Example, _Problems
-
-if TYPE_CHECKING:
-    from .datasets import Dataset
 
 PAIR_COLUMNS = (("text_a", "text_b"), ("sentence1", "sentence2"), ("question1", "question2"), ("premise", "hypothesis"))
 TEXT_EXTENSION = ".txt"
@@ -42,24 +37,29 @@ def pair_columns(source: object, columns: Iterable[str]) -> tuple[str, str] | No
 
 def is_text_folder(root: Path) -> bool:
     """Whether ``root``'s class folders hold ``.txt`` files and no images (an image folder otherwise)."""
+    from PIL import Image
+
+    image_extensions = set(Image.registered_extensions())
     texts = False
     for class_dir in root.iterdir():
         if not class_dir.is_dir() or class_dir.name.startswith("."):
             continue
         for file in class_dir.iterdir():
             suffix = file.suffix.lower()
-            if suffix in IMAGE_EXTENSIONS:
+            if suffix in image_extensions:
                 return False
             texts = texts or suffix == TEXT_EXTENSION
     return texts
 
 
-def read_text_folder(root: Path, problems: _Problems) -> Dataset:
-    """``root/<class>/*.txt``, one example per file: the file's whole text, surrounding whitespace removed.
+def text_folder_items(root: Path, report: Callable[[str, str, str], None]) -> list[tuple[str, str, str]]:
+    """(file, class, text) of ``root/<class>/*.txt``, one example per file: its whole text, stripped.
 
-    :raises ZooprobeError: for a file that is not UTF-8 (naming it), or as ``problems`` says for empty ones.
+    Empty files and class folders go to ``report(source, reason, fix)``.
+
+    :raises ZooprobeError: for a file that is not UTF-8, naming it.
     """
-    examples: list[_Example] = []
+    items: list[tuple[str, str, str]] = []
     for class_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         files = sorted(
             p
@@ -67,7 +67,7 @@ def read_text_folder(root: Path, problems: _Problems) -> Dataset:
             if p.is_file() and p.suffix.lower() == TEXT_EXTENSION and not p.name.startswith(".")
         )
         if not files:
-            problems.report(str(class_dir), f"empty class folder (no {TEXT_EXTENSION} files)", "add texts or remove it")
+            report(str(class_dir), f"empty class folder (no {TEXT_EXTENSION} files)", "add texts or remove it")
         for file in files:
             try:
                 text = file.read_text(encoding="utf-8-sig").strip()
@@ -77,7 +77,7 @@ def read_text_folder(root: Path, problems: _Problems) -> Dataset:
                     " (e.g. iconv -f latin1 -t utf-8)"
                 ) from exc
             if not text:
-                problems.report(str(file), "empty text file", "write the text into it or remove it")
+                report(str(file), "empty text file", "write the text into it or remove it")
                 continue
-            examples.append(_Example(source=str(file), label=class_dir.name, text=text))
-    return _assemble(root.name, "text", examples, problems)
+            items.append((str(file), class_dir.name, text))
+    return items
