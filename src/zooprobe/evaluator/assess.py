@@ -434,7 +434,10 @@ def assess(
 
     Args:
         data: a dataset spec (``sklearn:digits``, an image folder, a CSV/Parquet manifest, ``.npz``,
-            a Hugging Face ``save_to_disk`` directory) or a loaded :class:`Dataset`.
+            a Hugging Face ``save_to_disk`` directory) or a loaded :class:`Dataset`. Data with given
+            splits (a ``split`` column, a ``DatasetDict``) are scored on their ``train`` part only
+            (:mod:`zooprobe.data.splits`); sentence pairs are read as
+            :func:`~zooprobe.backbones.text_features.pair_features` says.
         models: catalog ids of the candidates (or :class:`Entry` records, e.g. of a model of your
             own, together with ``loader``); or ``query`` (``zooprobe search`` words and options)
             with ``top`` K results.
@@ -459,6 +462,8 @@ def assess(
 
     from ..data.datasets import read_dataset
     from ..data.hygiene import content_groups
+    from ..data.splits import counts as split_counts
+    from ..data.splits import training_part
     from ..plugins import metric_lookup as metric_registry
 
     say = _Progress(progress)
@@ -481,6 +486,10 @@ def assess(
         raise AssessError("assess needs a dataset (or resume=RUN to continue a run)")
     dataset = read_dataset(data, on_error=on_error, on_duplicates=on_duplicates) if isinstance(data, str) else data
     data_spec = data if isinstance(data, str) else dataset.name
+    # the run is keyed by all the data (finetune finds it so); given splits are scored on 'train' only
+    data_hash = dataset.content_hash()
+    given_splits = split_counts(dataset)
+    dataset = training_part(dataset)
     summary = dataset.summary()
     if summary["classes"] < 2:
         raise AssessError(f"dataset '{data_spec}' has {summary['classes']} class; an assessment needs at least 2")
@@ -529,7 +538,8 @@ def assess(
     }
     if trust_remote_code:  # only when set: unfinished runs stored before this option still match and resume
         config["trust_remote_code"] = True
-    data_hash = dataset.content_hash()
+    if given_splits is not None:  # the data's own splits, of which 'train' is scored
+        config["splits"] = given_splits
     if stored is not None and stored.data_hash and data_hash != stored.data_hash:
         raise AssessError(
             f"run '{resume}' assessed {stored.data} (content {stored.data_hash[:12]}), not these data"
@@ -609,6 +619,8 @@ def assess(
             if trust_remote_code:
                 # the commit whose code ran, for whoever reads the report
                 doc.update(trust_remote_code=True, revision=backbone.entry.source_version)
+            if dataset.texts_b is not None:
+                _name_pair_features(doc, backbone)
             chosen_layers = select_layers(backbone.cut_points, config["layers"])
             say.say(f"{entry.id}: features at {len(chosen_layers)} cut points")
             try:
@@ -638,6 +650,16 @@ def assess(
     runs.close()
     del np
     return Assessment(run.id, result[0], result[1], resumed)
+
+
+def _name_pair_features(doc: dict[str, Any], backbone: Backbone) -> None:
+    """Record how the candidate reads sentence pairs, as an adaptation of the input (the report shows it)."""
+    from ..backbones.text_features import PAIR_FEATURES_DESCRIPTION, pair_features
+
+    doc["pair_features"] = pair_features(backbone)
+    check = doc["input_check"]
+    check["adaptations"] = [*check["adaptations"], PAIR_FEATURES_DESCRIPTION[doc["pair_features"]]]
+    check["status"] = "adapted"
 
 
 def _reason(exc: Exception) -> str:
