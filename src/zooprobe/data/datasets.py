@@ -382,6 +382,8 @@ def _assemble(name: str, modality: Literal["image", "text"], examples: list[_Exa
     problems.skipped.extend(copies)
     examples = [examples[i] for i in kept_at]
     keys = [keys[i] for i in kept_at]
+    if any(example.split is not None for example in examples):  # before a class of one example is dropped
+        check_splits(name, [example.split or "" for example in examples], [example.label for example in examples])
     counts = Counter(example.label for example in examples)
     kept: list[_Example] = []
     kept_keys: list[str] = []
@@ -408,7 +410,6 @@ def _assemble(name: str, modality: Literal["image", "text"], examples: list[_Exa
     splits = None
     if any(example.split is not None for example in kept):
         splits = tuple(example.split or "" for example in kept)
-        check_splits(name, splits, [example.label for example in kept])
     if modality == "text":
         texts = tuple(example.text or "" for example in kept)
         seconds = tuple(e.text_b or "" for e in kept) if any(e.text_b is not None for e in kept) else None
