@@ -19,6 +19,7 @@ from zooprobe.finetuning.finetune import split_indices
 from zooprobe.runs.store import RunStore
 
 from .test_datasets import gradient, save
+from .test_finetune import MODEL, weights  # noqa: F401  (a fixture)
 
 PAIRS = [
     ("The cat sat on the mat.", "A cat was sitting on the mat.", "1"),
@@ -286,3 +287,13 @@ def test_subset_keeps_classes_and_content_keys() -> None:
     part = subset(ds, np.array([1, 3], dtype=np.int64))
     assert part.classes == ("a", "b") and part.labels.tolist() == [1, 1] and part.texts_b == ("2", "4")
     assert hygiene.example_keys(part) == (hygiene.pair_key("x", "2"), hygiene.pair_key("z", "4"))
+
+
+def test_finetune_validates_on_the_given_split_and_records_it(weights: Path, image_manifest: Path) -> None:  # noqa: F811
+    import zooprobe
+
+    result = zooprobe.finetune(str(image_manifest), MODEL, "as-is", resolution=32, progress=False)
+    with RunStore(weights) as runs:
+        config = runs.get(result.run_id).config
+    assert config["splits"] == {"train": 9, "validation": 3} and config["validated_on"] == "validation"
+    assert (config["train_examples"], config["val_examples"]) == (9, 3)
