@@ -136,7 +136,8 @@ def test_dataset_dict_keeps_its_own_splits(tmp_path: Path) -> None:
     held = [("One more sentence.", "Another one entirely.", 0), ("The dog barked.", "A dog was barking.", 1)]
     root = _mrpc_like(tmp_path / "mrpc2", {"test": rows[4:], "train": rows[:4], "validation": held})
     ds = read_dataset(str(root))
-    assert ds.classes == ("equivalent", "not_equivalent")
+    assert ds.classes == ("not_equivalent", "equivalent")  # the ClassLabel's order: 'equivalent' is GLUE's 1
+    assert ds.labels.tolist() == [y for _, _, y in rows[:4] + held + rows[4:]]
     assert ds.splits == ("train",) * 4 + ("validation",) * 2 + ("test",) * 2  # in train, validation, test order
     assert (
         ds.texts_b is not None

@@ -371,8 +371,17 @@ def _probe(path: Path, source: str, label: str, problems: _Problems) -> _Example
     return _Example(source=source, label=label, path=str(path), shape=(height, width, channels))
 
 
-def _assemble(name: str, modality: Literal["image", "text"], examples: list[_Example], problems: _Problems) -> Dataset:
-    """Settle duplicates, drop classes with a single example (they cannot be stratified), build the Dataset."""
+def _assemble(
+    name: str,
+    modality: Literal["image", "text"],
+    examples: list[_Example],
+    problems: _Problems,
+    order: Sequence[str] = (),
+) -> Dataset:
+    """Settle duplicates, drop classes with a single example (they cannot be stratified), build the Dataset.
+
+    Classes follow ``order`` where the data declare one (a ``ClassLabel``'s names), else :func:`_sort_classes`.
+    """
     import numpy as np
 
     keys = [hygiene.example_key(e.path, e.array, e.text, e.text_b) for e in examples]
@@ -397,7 +406,9 @@ def _assemble(name: str, modality: Literal["image", "text"], examples: list[_Exa
         else:
             kept.append(example)
             kept_keys.append(key)
-    classes = _sort_classes(example.label for example in kept)
+    present = {example.label for example in kept}
+    declared = tuple(label for label in order if label in present)
+    classes = declared if len(declared) == len(present) else _sort_classes(present)
     if len(classes) < 2:
         dropped = f" after skipping {len(problems.skipped)} bad examples" if problems.skipped else ""
         raise ZooprobeError(
@@ -638,7 +649,10 @@ def _read_hf(root: Path, problems: _Problems) -> Dataset:
     for split, table in tables:
         where = f"{root}" if split is None else f"{root}[{split}]"
         modality = _hf_examples(table, where, split, problems, examples)
-    return _assemble(root.name, modality, examples, problems)
+    # a ClassLabel's order is the data's own (GLUE's positive class, 1, stays second for F1)
+    label_feature = next((f for f in tables[0][1].features.values() if isinstance(f, datasets.ClassLabel)), None)
+    order = tuple(label_feature.names) if label_feature is not None else ()
+    return _assemble(root.name, modality, examples, problems, order)
 
 
 def _hf_examples(
