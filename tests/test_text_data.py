@@ -298,3 +298,36 @@ def test_finetune_validates_on_the_given_split_and_records_it(weights: Path, ima
         config = runs.get(result.run_id).config
     assert config["splits"] == {"train": 9, "validation": 3} and config["validated_on"] == "validation"
     assert (config["train_examples"], config["val_examples"]) == (9, 3)
+
+
+def test_fortune_files_one_category_each(tmp_path: Path) -> None:
+    (tmp_path / "food").write_text(
+        "%\nAn apple a day.\n%\nEat  your\n  greens.\n%\n%\nBread is life.\n", encoding="utf-8"
+    )
+    (tmp_path / "work").write_text(
+        "Work is love made visible.\n%\n_\bI_\bm_\bp_\bo_\br_\bt_\ba_\bn_\bt work.\n", encoding="utf-8"
+    )
+    ds = read_dataset(f"fortunes:{tmp_path / 'food'},{tmp_path / 'work'}")
+    assert ds.name == "fortunes:food,work" and ds.classes == ("food", "work")
+    assert ds.texts == (
+        "An apple a day.",
+        "Eat  your\n  greens.",
+        "Bread is life.",
+        "Work is love made visible.",
+        "Important work.",
+    )
+    assert ds.labels.tolist() == [0, 0, 0, 1, 1]
+    with pytest.raises(
+        ZooprobeError, match=r"fortune category 'nosuch' not found: give a category name or a file path"
+    ):
+        read_dataset(f"fortunes:{tmp_path / 'food'},nosuch")
+    with pytest.raises(ZooprobeError, match=r"names 1 fortune category; give two or more"):
+        read_dataset(f"fortunes:{tmp_path / 'food'}")
+
+
+def test_debian_fortunes_by_category_name() -> None:
+    if not Path("/usr/share/games/fortunes/food").is_file():
+        pytest.skip("Debian's fortunes package is not installed (apt-get install fortunes)")
+    ds = read_dataset("fortunes:food,love")
+    assert ds.classes == ("food", "love") and min(ds.summary()["per_class"].values()) >= 100
+    assert not any("\b" in text for text in ds.texts)

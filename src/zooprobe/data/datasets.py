@@ -31,7 +31,7 @@ from ..errors import InvalidChoiceError, ZooprobeError
 from . import hygiene
 from .hygiene import OnDuplicates
 from .split_column import SPLIT_COLUMN, SPLITS, check_splits, split_name
-from .text_readers import is_text_folder, pair_columns, text_folder_items
+from .text_readers import FORTUNES, fortune_items, is_text_folder, pair_columns, text_folder_items
 
 if TYPE_CHECKING:
     import numpy as np
@@ -44,6 +44,7 @@ ACCEPTED_SPECS = (
     "'sklearn:digits'",
     "an image folder root/<class>/<image>.{jpg,jpeg,png,bmp,gif,webp}",
     "a text folder root/<class>/<text>.txt",
+    "'fortunes:CATEGORY,CATEGORY,...' (the fortune program's files)",
     "a .csv or .parquet manifest with columns path,label or text,label or text_a,text_b,label (and optionally split)",
     "a .npz file with arrays x (N,H,W[,C]) and y (N,)",
     "a Hugging Face datasets directory written by save_to_disk",
@@ -201,6 +202,9 @@ def read_dataset(spec: str, on_error: OnError = "fail", on_duplicates: OnDuplica
         if spec != "sklearn:digits":
             raise ZooprobeError(f"unknown scikit-learn dataset '{spec}': the only one built in is 'sklearn:digits'")
         return _read_digits()
+    if spec.startswith(FORTUNES):
+        name, items = fortune_items(spec, problems.report)
+        return _assemble(f"fortunes:{name}", "text", [_Example(*item[:2], text=item[2]) for item in items], problems)
     path = Path(spec).expanduser()
     if not path.exists():
         raise ZooprobeError(f"dataset '{spec}' does not exist: give {_accepted()}")
