@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,17 +18,13 @@ from zooprobe.catalog.store import Catalog
 from zooprobe.cli import cli
 from zooprobe.errors import InvalidChoiceError, SourceUnavailableError
 from zooprobe.evaluator import assess as assess_module
-from zooprobe.evaluator.assess import (
-    AssessError,
-    _margin,
-    assess,
-    check_data_ratio,
-    check_input,
-    consensus,
-    recommend,
-    select_layers,
-)
+from zooprobe.evaluator.assess import AssessError, assess
+from zooprobe.evaluator.checks import check_data_ratio, check_input, select_layers
+from zooprobe.evaluator.decision import consensus, margin, recommend
+from zooprobe.runs.records import AssessSummary, CandidateResult
 from zooprobe.runs.store import RunStore
+
+from .conftest import home_with_catalog, write_digits_npz
 
 MOBILENET = "torchvision:mobilenet_v2.IMAGENET1K_V1"
 MOBILENET_V2_WEIGHTS = "torchvision:mobilenet_v2.IMAGENET1K_V2"
@@ -155,9 +151,9 @@ def test_margin_names_which_way_the_probe_disagrees() -> None:
     def doc(model: str, accuracy: float) -> dict[str, Any]:
         return {"model": model, "consensus": 0.0, "probe_accuracy": accuracy, "probe_spread": 0.01}
 
-    assert "a clear lead" in _margin([doc("A", 0.95), doc("B", 0.7)])
-    assert "tied" in _margin([doc("A", 0.95), doc("B", 0.945)])
-    behind = _margin([doc("A", 0.7), doc("B", 0.95)])
+    assert "a clear lead" in margin([doc("A", 0.95), doc("B", 0.7)])
+    assert "tied" in margin([doc("A", 0.95), doc("B", 0.945)])
+    behind = margin([doc("A", 0.7), doc("B", 0.95)])
     assert "B probes better by 0.250" in behind and "tied" not in behind
 
 
@@ -191,31 +187,40 @@ def test_consensus_ranks_by_the_deepest_cut_point_not_the_best_layer() -> None:
     assert consensus(docs)["late"] > consensus(docs)["early"]
 
 
+def test_decision_roles_and_weights_come_from_the_metrics_declarations() -> None:
+    from zooprobe.evaluator.decision import MetricRoles
+    from zooprobe.metrics import Metric, registered
+
+    builtin = registered()
+    roles = MetricRoles.of(builtin.values())
+    assert (roles.probe, roles.neighbour) == ("probe_accuracy", "knn_accuracy")
+    docs = [
+        {"model": "a", "final_scores": {"probe_accuracy": 0.9, "hscore": 1.0}},
+        {"model": "b", "final_scores": {"probe_accuracy": 0.8, "hscore": 9.0}},
+    ]
+    assert consensus(docs, roles) == consensus(docs)  # the chosen metrics' weights are the registered ones
+    assert consensus(docs)["a"] > consensus(docs)["b"]  # H-score weighs nothing by default
+    by_hscore = MetricRoles.of([dataclasses.replace(builtin["hscore"], weight=2.0)])
+    assert consensus(docs, by_hscore)["b"] > consensus(docs, by_hscore)["a"]
+    rival = Metric("my_probe", lambda f, y: 0.0, "features", "another probe", role="probe")
+    with pytest.raises(AssessError, match="'probe_accuracy' and 'my_probe' both take the role 'probe'"):
+        MetricRoles.of([builtin["probe_accuracy"], rival])
+
+
 # --- real runs -----------------------------------------------------------------------------------
 
 
 @pytest.fixture
 def digits_npz(tmp_path: Path) -> Path:
     """300 of scikit-learn's 8x8 digits as an .npz dataset (30 per class)."""
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    keep = np.concatenate([np.flatnonzero(digits.target == c)[:30] for c in range(10)])
-    path = tmp_path / "digits.npz"
-    np.savez(path, x=(digits.images[keep] * 255 / 16).astype(np.uint8), y=digits.target[keep])
-    return path
+    return write_digits_npz(tmp_path / "digits.npz", 30)
 
 
 @pytest.fixture
 def home(synced: Path, torch_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A zooprobe home with the synced catalog and its own run store and feature cache."""
     monkeypatch.setenv("TORCH_HOME", str(torch_home))
-    home = tmp_path / "home"
-    home.mkdir()
-    for item in synced.iterdir():
-        if item.is_file():
-            shutil.copy(item, home / item.name)
-    return home
+    return home_with_catalog(synced, tmp_path / "home")
 
 
 def random_init_loader(calls: list[str]) -> Any:
@@ -268,7 +273,7 @@ def test_assess_ranks_candidates_profiles_layers_and_records_the_run(home: Path,
         run = runs.get(result.run_id)
         assert run.status == "done" and run.kind == "assess" and run.config["folds"] == 3
         stored = runs.candidates(result.run_id)
-        assert [d["model"] for d in stored] == [first["model"], second["model"]]
+        assert [d.to_json() for d in stored] == [first, second]
         rows = {(s.model, s.layer, s.metric): s for s in runs.scores(result.run_id)}
     # Stored scores are the metric functions' values on the cached features.
     from zooprobe import metrics
@@ -347,10 +352,10 @@ def test_an_interrupted_assessment_resumes_without_recomputing(home: Path, digit
     assert [d["rank"] for d in result.candidates] == [1, 2]
 
 
-def test_cli_assess_prints_the_ranking_and_json(home: Path, digits_npz: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(assess_module, "DEFAULT_METRICS", ("probe_accuracy", "knn_accuracy", "logme"))
+def test_cli_assess_prints_the_ranking_and_json(home: Path, digits_npz: Path) -> None:
     runner = CliRunner()
     args = ["assess", "--data", str(digits_npz), "--models", MOBILENET, "--resolution", "32", "--folds", "3"]
+    args += ["--metrics", "probe_accuracy,knn_accuracy,logme"]
     result = runner.invoke(cli, [*args, "--home", str(home)])
     assert result.exit_code == 0, result.output
     assert "RANK  MODEL" in result.output and MOBILENET in result.output
@@ -447,8 +452,8 @@ def test_repeated_candidates_are_assessed_once(home: Path) -> None:
 def test_scored_candidates_without_a_probe_say_why_there_is_no_recommendation() -> None:
     from zooprobe.cli.assess import render_assessment
 
-    doc = {"model": MOBILENET, "status": "done", "rank": 1, "input_check": {"status": "compatible"}, "scores": {}}
-    text = render_assessment("assess-x", [doc], {"recommended": None, "caveats": [], "seconds": 1.0})
+    result = CandidateResult(MOBILENET, status="done", rank=1)
+    text = render_assessment("assess-x", [result], AssessSummary(seconds=1.0))
     assert "add probe_accuracy to --metrics" in text and "no candidate could be assessed" not in text
 
 
@@ -477,3 +482,76 @@ def test_no_registered_metric_is_an_error_naming_the_allow_list(
     monkeypatch.setenv("ZOOPROBE_PLUGINS", "torchvision")  # leaves out the built-in 'metrics' plugin
     with pytest.raises(AssessError, match="add 'metrics'"):
         assess(str(digits_npz), [MOBILENET], home=home, progress=False)
+
+
+PLUGIN_METRICS = """
+import numpy as np
+
+from zooprobe import hookimpl
+from zooprobe.metrics import Metric, MetricResult
+
+
+def centroid_gap(features, labels):  # a plain float, and no room for options it did not ask for
+    means = np.stack([features[labels == c].mean(axis=0) for c in np.unique(labels)])
+    return float(np.linalg.norm(means - means.mean(axis=0), axis=1).mean())
+
+
+def seeded(features, labels, *, seed, folds):
+    return MetricResult(seed + 0.5, spread=0.25, details={"folds": folds, "rows": len(features)})
+
+
+@hookimpl
+def register_metrics():
+    return [
+        Metric("centroid_gap", centroid_gap, "features", "mean distance of the class means to their centre"),
+        Metric("seeded", seeded, "features", "the run's seed, as a score", options=("seed", "folds")),
+    ]
+"""
+
+
+def toy_loader(entry: Entry) -> Backbone:
+    """A two-layer convolutional network with random weights: a backbone that needs no weight file."""
+    import torch
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 6, 3), torch.nn.ReLU(), torch.nn.Conv2d(6, 12, 3)).eval()
+    return Backbone(entry, model, ["0", "2"], None)
+
+
+def test_hook_register_metrics_scores_a_plugin_metric_like_the_builtins(
+    home: Path, digits_npz: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.test_plugins import install_plugin
+
+    install_plugin(tmp_path, monkeypatch, "gapzoo", "1.0", PLUGIN_METRICS)
+    entry = image_entry(input=InputSpec(channels=3, default_resolution=(8, 8)))
+    chosen = ["probe_accuracy", "probe_balanced_accuracy", "knn_accuracy", "centroid_gap", "seeded"]
+    try:
+        result = assess(
+            str(digits_npz), [entry], metrics=chosen, layers="all", seed=7, folds=2, home=home, progress=False,
+            loader=toy_loader,
+        )  # fmt: skip
+    finally:
+        sys.modules.pop("gapzoo_plugin", None)
+    (doc,) = result.candidates
+    assert doc["status"] == "done", doc["skip_reason"]
+    with RunStore(home) as runs:
+        rows = {(s.layer, s.metric): s for s in runs.scores(result.run_id)}
+    assert {metric for _, metric in rows} == set(chosen)
+    # a MetricResult keeps its spread and details; the metric got the seed and folds it asked for
+    seeded = rows[("2", "seeded")]
+    assert (seeded.value, seeded.spread, seeded.extra) == (7.5, 0.25, {"folds": 2, "rows": 300})
+    # a plain float is the value, with no spread; it equals the function on the features assessed
+    from zooprobe import metrics
+    from zooprobe.data.datasets import read_dataset
+
+    labels = read_dataset(str(digits_npz)).labels
+    gaps = {float(metrics.get("centroid_gap")(np.load(f), labels)) for f in (home / "features").glob("*.npy")}
+    assert rows[("2", "centroid_gap")].spread is None and rows[("2", "centroid_gap")].value in gaps
+    # the built-ins go through the same door: one probe fit gives both probe scores, with its folds
+    probe, balanced = rows[("2", "probe_accuracy")], rows[("2", "probe_balanced_accuracy")]
+    assert probe.extra == balanced.extra and probe.extra["folds"] == 2 and probe.spread is not None
+    assert [p["layer"] for p in doc["layer_profile"]] == ["0", "2"]
+    assert doc["knn_by_layer"] == {layer: rows[(layer, "knn_accuracy")].value for layer in ("0", "2")}
+    # weight 0 (the default): a plugin metric is reported, not ranked by
+    assert doc["final_scores"]["seeded"] == 7.5 and doc["rank"] == 1

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from zooprobe.evaluator import scores
+from zooprobe.evaluator import probe
 from zooprobe.evaluator.lbfgs import minimize
 
 
@@ -66,7 +66,7 @@ def test_lower_triangular_products_equal_dense_ones() -> None:
     rng = np.random.default_rng(0)
     lower = np.tril(rng.normal(size=(70, 70))).astype(np.float32)
     other = rng.normal(size=(70, 6)).astype(np.float32)
-    triangle = scores._LowerTriangular(lower, block=16)  # 5 blocks, the last one short
+    triangle = probe._LowerTriangular(lower, block=16)  # 5 blocks, the last one short
     np.testing.assert_allclose(triangle @ other, lower @ other, rtol=1e-5, atol=1e-5)
     out = np.empty((70, 6), dtype=np.float32)
     triangle.transpose_times(other, out=out)

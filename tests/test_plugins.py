@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -208,3 +209,35 @@ def test_a_third_party_source_that_fails_to_list_does_not_stop_the_others(
         assert "entry 'broken:net': tasks is 'image-classification', expected a tuple of strings" in result.output
     finally:
         sys.modules.pop("broken_plugin", None)
+
+
+# --- meta-tests: every hook is documented and exercised ------------------------------------------
+
+
+def hookspec_names() -> list[str]:
+    """The hooks declared in zooprobe.plugins.hookspecs (any added later included)."""
+    from zooprobe.plugins import hookspecs
+
+    marker = f"{hookspecs.PROJECT}_spec"
+    return sorted(name for name, value in vars(hookspecs).items() if callable(value) and hasattr(value, marker))
+
+
+def test_the_hookspecs_are_found() -> None:
+    # the meta-tests below are parametrised over this list: an empty one would pass them vacuously
+    assert {"register_sources", "register_metrics"} <= set(hookspec_names())
+
+
+@pytest.mark.parametrize("hook", hookspec_names())
+def test_every_hook_is_documented_in_the_readme(hook: str) -> None:
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    assert "\n## Plugin hooks\n" in readme, "README.md needs a '## Plugin hooks' section"
+    section = readme.split("\n## Plugin hooks\n", 1)[1].split("\n## ", 1)[0]
+    assert f"\n### {hook}\n" in section, f"README.md's Plugin hooks section has no '### {hook}' heading"
+    assert f"`{hook}(" in section, f"README.md's Plugin hooks section does not give the signature of {hook}"
+
+
+@pytest.mark.parametrize("hook", hookspec_names())
+def test_every_hook_has_a_test_named_after_it(hook: str) -> None:
+    named = re.compile(rf"^def test_hook_{hook}(_\w*)?\(", re.MULTILINE)
+    files = sorted(Path(__file__).parent.glob("test_*.py"))
+    assert any(named.search(path.read_text()) for path in files), f"no test named test_hook_{hook}* in tests/"

@@ -11,7 +11,9 @@ from scipy.optimize import minimize
 import zooprobe.metrics
 from zooprobe.errors import InvalidChoiceError
 from zooprobe.evaluator import scores
-from zooprobe.metrics import Metric
+from zooprobe.evaluator.probe import _LowerTriangular, _Softmax
+from zooprobe.evaluator.score_inputs import stratified_folds
+from zooprobe.metrics import Metric, MetricResult
 from zooprobe.plugins.hookspecs import hookimpl
 from zooprobe.plugins.manager import get_plugin_manager
 
@@ -221,7 +223,7 @@ def test_probe_fit_reaches_scikit_learns_optimum(c: float) -> None:
 
     features, labels = separable(300, 20, 4, shift=0.4, seed=2)
     features = ((features - features.mean(axis=0)) / features.std(axis=0)).astype(np.float32)
-    model = scores._Softmax(20, 4)
+    model = _Softmax(20, 4)
     model.fit(features, labels, c, 500)
     weight, bias = model.state()
     reference = LogisticRegression(C=c, tol=1e-10, max_iter=10_000).fit(features.astype(np.float64), labels)
@@ -238,11 +240,11 @@ def test_probe_fit_in_the_span_of_few_training_rows_is_the_same_fit() -> None:
     features, labels = separable(90, 300, 3, shift=0.3, seed=4)
     features = features.astype(np.float32)
     train, test = features[:60], features[60:]
-    full = scores._Softmax(300, 3)
+    full = _Softmax(300, 3)
     full.fit(train, labels[:60], 0.1, 500)
     basis, triangular = np.linalg.qr(train.T)
-    reduced = scores._Softmax(60, 3)
-    rows = scores._LowerTriangular(np.ascontiguousarray(triangular.T), block=16)  # as the probe passes them
+    reduced = _Softmax(60, 3)
+    rows = _LowerTriangular(np.ascontiguousarray(triangular.T), block=16)  # as the probe passes them
     reduced.fit(rows, labels[:60], 0.1, 500)
     np.testing.assert_allclose(basis @ reduced.state()[0], full.state()[0], atol=1e-4)
     np.testing.assert_array_equal(reduced.predict(test @ basis), full.predict(test))
@@ -267,9 +269,9 @@ def test_linear_probe_estimate_matches_accuracy_on_fresh_data() -> None:
     features, labels = sample(2_000)
     fresh_features, fresh_labels = sample(5_000)
     probe = scores.linear_probe(features, labels, max_iter=10)
-    train = scores._stratified_folds(labels, 5, 0) != 1  # one fold's training rows, fitted from scratch
+    train = stratified_folds(labels, 5, 0) != 1  # one fold's training rows, fitted from scratch
     mean, std = features[train].mean(axis=0), features[train].std(axis=0) + 1e-8
-    model = scores._Softmax(d, classes)
+    model = _Softmax(d, classes)
     model.fit((features[train] - mean) / std, labels[train], probe.c, 10)
     fresh = float((model.predict((fresh_features - mean) / std) == fresh_labels).mean())
     assert probe.accuracy == pytest.approx(fresh, abs=0.04)
@@ -326,3 +328,72 @@ def test_a_metric_with_an_input_assess_cannot_route_is_refused() -> None:
         Metric("typo", scores.logme, "feature", "a typo")  # type: ignore[arg-type]
     with pytest.raises(zooprobe.errors.ZooprobeError, match="callable function"):
         Metric("nothing", None, "features", "no function")  # type: ignore[arg-type]
+
+
+def test_a_metric_gets_only_the_run_options_it_declares_and_returns_a_result() -> None:
+    features, labels = separable(60, 5, 3, shift=2.0)
+    run = {"seed": 3, "folds": 4, "cache": {}}
+
+    def plain(f: np.ndarray, y: np.ndarray) -> float:  # no **options: any keyword passed would raise
+        return float(np.float32(0.25))
+
+    assert Metric("plain", plain, "features", "a constant").score(features, labels, **run) == MetricResult(0.25)
+    seen: dict[str, int] = {}
+
+    def seeded(f: np.ndarray, y: np.ndarray, *, seed: int) -> MetricResult:
+        seen["seed"] = seed
+        return MetricResult(1.0, spread=0.5, details={"seed": seed})
+
+    metric = Metric("seeded", seeded, "features", "echoes the seed", options=("seed",))
+    assert metric.score(features, labels, **run) == MetricResult(1.0, 0.5, {"seed": 3}) and seen == {"seed": 3}
+    assert zooprobe.metrics.MetricResult.of(np.float64(0.5), "x") == MetricResult(0.5)
+    with pytest.raises(zooprobe.errors.ZooprobeError, match="metric 'bad' returned str 'high'"):
+        Metric("bad", lambda f, y: "high", "features", "not a number").score(features, labels)
+
+
+def test_one_probe_fit_serves_both_probe_metrics() -> None:
+    features, labels = separable(60, 5, 3, shift=0.5)
+    cache: dict[object, object] = {}
+    accuracy = zooprobe.metrics.spec("probe_accuracy").score(features, labels, folds=3, seed=1, cache=cache)
+    (fit,) = cache.values()  # the one fit, kept for the next probe metric at this cut point
+    balanced = zooprobe.metrics.spec("probe_balanced_accuracy").score(features, labels, folds=3, seed=1, cache=cache)
+    assert len(cache) == 1
+    expected = scores.linear_probe(features, labels, folds=3, seed=1)
+    assert fit == expected
+    assert accuracy == MetricResult(expected.accuracy, expected.accuracy_std, {"c": expected.c, "folds": 3})
+    assert balanced == MetricResult(
+        expected.balanced_accuracy, expected.balanced_accuracy_std, {"c": expected.c, "folds": 3}
+    )
+    assert zooprobe.metrics.get("probe_accuracy")(features, labels, folds=3, seed=1) == expected.accuracy
+
+
+def test_the_builtin_metrics_declare_the_decisions_table() -> None:
+    # the roles, consensus weights and default order the decision used to name in code
+    assert zooprobe.metrics.defaults() == [
+        "probe_accuracy", "probe_balanced_accuracy", "knn_accuracy", "logme", "hscore", "nce", "leep",
+    ]  # fmt: skip
+    declared = {m.name: (m.role, m.weight) for m in zooprobe.metrics.registered().values()}
+    assert {name: role for name, (role, _) in declared.items() if role != "evidence"} == {
+        "probe_accuracy": "probe",
+        "knn_accuracy": "neighbour",
+    }
+    assert {name: weight for name, (_, weight) in declared.items() if weight} == {
+        "probe_accuracy": 1.0,
+        "logme": 1.0,
+        "leep": 0.5,
+        "nce": 0.5,
+    }
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"role": "leader"}, "role of metric 'm'"),
+        ({"options": ("seeds",)}, "option of metric 'm'.*did you mean 'seed'"),
+        ({"weight": -1.0}, "consensus weight -1.0"),
+        ({"weight": float("nan")}, "consensus weight nan"),
+    ],
+)
+def test_a_metric_declaring_what_assess_cannot_use_is_refused(changes: dict[str, object], message: str) -> None:
+    with pytest.raises(zooprobe.errors.ZooprobeError, match=message):
+        Metric("m", scores.logme, "features", "d", **changes)  # type: ignore[arg-type]

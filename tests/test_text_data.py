@@ -263,20 +263,22 @@ def _bad_inputs(tmp_path: Path) -> dict[str, tuple[Path, str]]:
     }
 
 
+# the model is checked (and, for finetune, loaded) before the data are read: a real one, then the data fail
 @pytest.mark.parametrize(
-    "command", [["assess", "--models", "hf:x/y"], ["finetune", "--model", "hf:x/y", "--strategy", "head"]]
+    "command", [["assess", "--models", MODEL], ["finetune", "--model", MODEL, "--strategy", "head"]]
 )
 def test_cli_bad_text_data_exit_2_with_one_line_naming_the_file_and_records_nothing(
-    tmp_path: Path, zooprobe_home: Path, command: list[str]
+    tmp_path: Path,
+    weights: Path,  # noqa: F811
+    command: list[str],
 ) -> None:
     for name, (path, message) in _bad_inputs(tmp_path / "data").items():
         result = CliRunner().invoke(cli, [*command, "--data", str(path)])
         assert result.exit_code == 2, (name, result.output)
         assert len(result.output.strip().splitlines()) == 1 and message in result.output, (name, result.output)
         assert path.name in result.output and "Traceback" not in result.output, (name, result.output)
-    if zooprobe_home.exists():
-        with RunStore(zooprobe_home) as runs:
-            assert runs.list() == []
+    with RunStore(weights) as runs:
+        assert runs.list() == []
 
 
 def test_subset_keeps_classes_and_content_keys() -> None:

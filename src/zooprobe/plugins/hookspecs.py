@@ -50,9 +50,14 @@ def register_metrics() -> list[Metric]:
     """Return the transferability metrics this plugin provides.
 
     A metric scores frozen features of a labelled target dataset: ``metric.function(features,
-    labels, **options) -> float`` where ``features`` is an N x D array (for metrics whose
-    ``input`` is ``"probabilities"``, the source head's N x K class probabilities) and ``labels``
-    holds N integers. Higher must always mean more transferable. Names are unique across plugins.
+    labels, **options) -> float | MetricResult`` where ``features`` is an N x D array (for metrics
+    whose ``input`` is ``"probabilities"``, the source head's N x K class probabilities) and
+    ``labels`` holds N integers. Higher must always mean more transferable. A
+    :class:`~zooprobe.plugins.metric.MetricResult` adds a spread and details to the value. The
+    function gets, as keywords, only the run options its ``options`` name (``seed``, ``folds``,
+    ``cache``); its ``role``, ``weight`` and ``default`` say what the decision and the consensus
+    ranking make of it, as they do for the built-in probe, kNN, LogME, H-score, NCE and LEEP.
+    Names are unique across plugins.
 
     :returns: a list of :class:`~zooprobe.plugins.metric.Metric` objects (may be empty).
     """

@@ -8,12 +8,13 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidChoiceError
 from .manager import get_plugin_manager, unique_by_name
-from .metric import Metric
+from .metric import Metric, MetricResult
 
 if TYPE_CHECKING:
     import pluggy
@@ -24,9 +25,17 @@ def registered(pm: pluggy.PluginManager | None = None) -> dict[str, Metric]:
 
     :raises ZooprobeError: when two plugins register a metric of the same name.
     """
+    return dict(sorted(_in_plugin_order(pm).items()))
+
+
+def defaults(pm: pluggy.PluginManager | None = None) -> list[str]:
+    """Names of the metrics scored when none are named: those declared ``default``, in their plugin's order."""
+    return [name for name, metric in _in_plugin_order(pm).items() if metric.default]
+
+
+def _in_plugin_order(pm: pluggy.PluginManager | None) -> dict[str, Metric]:
     pm = pm or get_plugin_manager()
-    metrics = unique_by_name(pm.hook.register_metrics(), "metric")
-    return dict(sorted(metrics.items()))
+    return unique_by_name(pm.hook.register_metrics(), "metric")
 
 
 def names(pm: pluggy.PluginManager | None = None) -> list[str]:
@@ -46,5 +55,14 @@ def spec(name: str, pm: pluggy.PluginManager | None = None) -> Metric:
 
 
 def get(name: str, pm: pluggy.PluginManager | None = None) -> Callable[..., float]:
-    """The scoring function of metric ``name``: ``(features, labels, **options) -> float``."""
-    return spec(name, pm).function
+    """The scoring function of metric ``name``: ``(features, labels, **options) -> float``.
+
+    It returns the value alone; :meth:`Metric.score` of :func:`spec` gives the whole :class:`MetricResult`.
+    """
+    metric = spec(name, pm)
+
+    @functools.wraps(metric.function)
+    def value(features: Any, labels: Any, **options: Any) -> float:
+        return MetricResult.of(metric.function(features, labels, **options), metric.name).value
+
+    return value

@@ -1,0 +1,90 @@
+"""Checks and helpers every transferability score shares: input validation, float32 readiness, stratified folds."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ZooprobeError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+    FloatArray = npt.NDArray[np.float64]
+
+
+class ScoreInputError(ZooprobeError):
+    """Features and labels a score cannot use (shape mismatch, a single class, NaNs...)."""
+
+
+def check_score_input(
+    features: Any, labels: Any, *, what: str = "features", dtype: Any = None
+) -> tuple[FloatArray, npt.NDArray[np.int64]]:
+    """(features as a ``dtype`` array, default float64; labels as codes 0..C-1), or a one-line error."""
+    import numpy as np
+
+    x = np.asarray(features, dtype=dtype or np.float64)
+    y = np.asarray(labels)
+    if x.ndim != 2:
+        raise ScoreInputError(f"{what} must be an N x D array, got shape {x.shape}; reshape to (N, D)")
+    if y.ndim != 1 or len(y) != len(x):
+        raise ScoreInputError(f"labels must be N={len(x)} integers, got shape {y.shape}; pass one label per row")
+    if x.size == 0:
+        raise ScoreInputError(f"{what} are empty (shape {x.shape}); a score needs at least one row and one column")
+    if not np.isfinite(x).all():
+        raise ScoreInputError(f"{what} contain NaN or infinite values; check the extraction")
+    if y.dtype.kind in "fc" and not np.isfinite(y).all():
+        raise ScoreInputError("labels contain NaN or infinite values; drop those rows or give them a class")
+    _, codes = np.unique(y, return_inverse=True)
+    if codes.max(initial=0) < 1:
+        raise ScoreInputError("labels hold a single class; a transferability score needs at least two")
+    return x, codes.astype(np.int64)
+
+
+def float32_ready(features: Any, *, centre: bool) -> Any:
+    """``features`` as they may be rounded to float32 without losing what the float32 scores use.
+
+    The probe and kNN compute in float32 (squares summed over rows, norms, an absolute 1e-8 guard
+    on standard deviations), which assumes ordinary magnitudes. Features whose largest magnitude
+    lies outside [2^-10, 2^20] are multiplied by a power of two, which is exact and leaves cosine
+    similarities and standardised features as they were. With ``centre`` (the probe, which
+    standardises anyway), wider input is first centred in its own precision, so an offset far above
+    the spread does not swamp it. Anything malformed is returned as is, for :func:`check_score_input` to report.
+    """
+    import numpy as np
+
+    x = np.asarray(features)
+    if x.ndim != 2 or x.size == 0 or x.dtype.kind not in "iuf":
+        return x
+    if centre and x.dtype != np.float32:
+        x = x.astype(np.float64)
+        x -= x.mean(axis=0)
+    peak = float(np.abs(x).max())
+    if not math.isfinite(peak) or peak == 0 or 2.0**-10 <= peak <= 2.0**20:
+        return x
+    x = np.asarray(x, dtype=np.float32 if x.dtype == np.float32 else np.float64)
+    return np.ldexp(x, -math.frexp(peak)[1])
+
+
+def stratified_folds(
+    y: npt.NDArray[np.int64], folds: int, seed: int, groups: npt.NDArray[Any] | None = None
+) -> npt.NDArray[np.int64]:
+    """Fold number of each example: each class shuffled (fixed seed) and dealt round-robin.
+
+    With ``groups``, each group's first example is dealt (in its class) and the rest of the group follows it.
+    """
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    fold_of = np.empty(len(y), dtype=np.int64)
+    firsts = np.arange(len(y))
+    if groups is not None:
+        _, first_of_group, inverse = np.unique(groups, return_index=True, return_inverse=True)
+        firsts = np.sort(first_of_group)
+    offset = 0
+    for c in np.unique(y[firsts]):
+        members = rng.permutation(firsts[y[firsts] == c])
+        fold_of[members] = (np.arange(len(members)) + offset) % folds
+        offset += len(members)
+    return fold_of if groups is None else fold_of[first_of_group[inverse.ravel()]]
