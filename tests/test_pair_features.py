@@ -149,6 +149,8 @@ def test_assess_scores_the_train_split_of_a_pair_task_and_names_the_pair_feature
     assert doc["probe_accuracy"] > 0.85  # chance is 0.5
     with RunStore(home) as runs:
         run = runs.get(result.run_id)
+        (stored,) = runs.candidates(result.run_id)
+    assert stored.to_json()["pair_features"] == "bi-encoder"  # kept in the run store, so in its reports
     assert run.config["splits"] == {"train": 40, "validation": 20}
     assert run.data_hash == read_dataset(str(manifest)).content_hash()  # the whole data: finetune finds the run
     assert doc["data_ratio"]["target_examples"] == 40  # only the train split was scored

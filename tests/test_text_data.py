@@ -139,11 +139,8 @@ def test_dataset_dict_keeps_its_own_splits(tmp_path: Path) -> None:
     assert ds.classes == ("not_equivalent", "equivalent")  # the ClassLabel's order: 'equivalent' is GLUE's 1
     assert ds.labels.tolist() == [y for _, _, y in rows[:4] + held + rows[4:]]
     assert ds.splits == ("train",) * 4 + ("validation",) * 2 + ("test",) * 2  # in train, validation, test order
-    assert (
-        ds.texts_b is not None
-        and ds.texts_b[4] == "Another one entirely."
-        and ds.texts[:4] == tuple(PAIRS[i][0] for i in range(4))
-    )
+    assert ds.texts is not None and ds.texts_b is not None and ds.texts_b[4] == "Another one entirely."
+    assert ds.texts[:4] == tuple(PAIRS[i][0] for i in range(4))
     given = fixed_split(ds)
     assert given is not None and given[1].tolist() == [4, 5] and given[2] == "validation"
     train = training_part(ds)
@@ -332,4 +329,4 @@ def test_debian_fortunes_by_category_name() -> None:
         pytest.skip("Debian's fortunes package is not installed (apt-get install fortunes)")
     ds = read_dataset("fortunes:food,love")
     assert ds.classes == ("food", "love") and min(ds.summary()["per_class"].values()) >= 100
-    assert not any("\b" in text for text in ds.texts)
+    assert ds.texts is not None and not any("\b" in text for text in ds.texts)
