@@ -145,6 +145,11 @@ def test_dataset_dict_keeps_its_own_splits(tmp_path: Path) -> None:
     assert given is not None and given[1].tolist() == [4, 5] and given[2] == "validation"
     train = training_part(ds)
     assert len(train) == 4 and train.splits == ("train",) * 4 and train.texts == ds.texts[:4]
+    # a test split without labels (GLUE hides them as -1) is left out, not an error
+    hidden = [(a, b, -1) for a, b, _ in rows[4:]]
+    glue = read_dataset(str(_mrpc_like(tmp_path / "glue", {"train": rows[:4], "validation": held, "test": hidden})))
+    assert glue.splits == ("train",) * 4 + ("validation",) * 2
+    assert glue.skipped == ((f"{tmp_path / 'glue'}[test]", "2 examples without labels (hidden test labels): left out"),)
     # without a validation part, the test part is validated on
     no_val = read_dataset(str(_mrpc_like(tmp_path / "tt", {"train": rows[:4], "test": rows[4:]})))
     given = fixed_split(no_val)

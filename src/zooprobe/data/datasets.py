@@ -710,6 +710,10 @@ def _hf_examples(
     label_feature = features[label_col]
     names = label_feature.names if isinstance(label_feature, datasets.ClassLabel) else None
     raw_labels = list(table[label_col])
+    unlabelled = names is not None and all(not isinstance(r, int) or not 0 <= r < len(names) for r in raw_labels)
+    if split == "test" and unlabelled:  # GLUE and others hide their test labels (-1): nothing to evaluate on
+        problems.skipped.append((source, f"{len(raw_labels)} examples without labels (hidden test labels): left out"))
+        return "image" if image_col is not None else "text"
     if image_col is not None:
         # undecoded cells ({'bytes', 'path'}) so that one bad image is reported instead of failing the whole column
         cells = list(table.cast_column(image_col, datasets.Image(decode=False))[image_col])
