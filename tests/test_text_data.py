@@ -335,3 +335,23 @@ def test_debian_fortunes_by_category_name() -> None:
     ds = read_dataset("fortunes:food,love")
     assert ds.classes == ("food", "love") and min(ds.summary()["per_class"].values()) >= 100
     assert ds.texts is not None and not any("\b" in text for text in ds.texts)
+
+
+def test_assess_needs_two_training_examples_per_class_of_a_given_split(tmp_path: Path, image_manifest: Path) -> None:
+    from zooprobe.evaluator.assess import AssessError, assess
+
+    from .toy_backbone import toy_cnn, toy_entry
+
+    lines = image_manifest.read_text().splitlines()
+    # image 1 ('b') is the only 'b' left in train: 3, 5 and 7 move to validation
+    moved = [line.replace(",train", ",validation") if i in (4, 6, 8) else line for i, line in enumerate(lines)]
+    manifest = image_manifest.with_name("few.csv")
+    manifest.write_text("\n".join(moved) + "\n")
+    home = tmp_path / "home"
+    with pytest.raises(AssessError, match=r"class\(es\) 'b' have fewer than 2 examples in the 'train' split"):
+        assess(str(manifest), [toy_entry("t")], home=home, progress=False, loader=toy_cnn, layers="all")
+    with RunStore(home) as runs:
+        assert runs.list() == []
+    result = assess(str(image_manifest), [toy_entry("t")], home=home, progress=False, loader=toy_cnn, layers="all")
+    assert result.candidates[0]["status"] == "done"
+    assert result.candidates[0]["data_ratio"]["target_examples"] == 9

@@ -203,6 +203,12 @@ def assess(
     given_splits = split_counts(dataset)
     dataset = training_part(dataset)
     summary = dataset.summary()
+    few = [name for name, count in summary["per_class"].items() if count < 2]
+    if given_splits is not None and few:
+        raise AssessError(
+            f"dataset '{data_spec}': class(es) {', '.join(repr(n) for n in few[:5])} have fewer than 2 examples in"
+            " the 'train' split, and assess cross-validates within it: mark more of their examples 'train'"
+        )
     if summary["classes"] < 2:
         raise AssessError(f"dataset '{data_spec}' has {summary['classes']} class; an assessment needs at least 2")
     config: dict[str, Any] = {
