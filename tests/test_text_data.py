@@ -338,7 +338,7 @@ def test_debian_fortunes_by_category_name() -> None:
 
 
 def test_assess_needs_two_training_examples_per_class_of_a_given_split(tmp_path: Path, image_manifest: Path) -> None:
-    from zooprobe.evaluator.assess import AssessError, assess
+    from zooprobe.evaluator.assess import assess
 
     from .toy_backbone import toy_cnn, toy_entry
 
@@ -348,7 +348,7 @@ def test_assess_needs_two_training_examples_per_class_of_a_given_split(tmp_path:
     manifest = image_manifest.with_name("few.csv")
     manifest.write_text("\n".join(moved) + "\n")
     home = tmp_path / "home"
-    with pytest.raises(AssessError, match=r"class\(es\) 'b' have fewer than 2 examples in the 'train' split"):
+    with pytest.raises(ZooprobeError, match=r"class\(es\) 'b' have fewer than 2 examples in the 'train' split"):
         assess(str(manifest), [toy_entry("t")], home=home, progress=False, loader=toy_cnn, layers="all")
     with RunStore(home) as runs:
         assert runs.list() == []

@@ -95,10 +95,20 @@ def subset(dataset: Dataset, indices: npt.NDArray[np.int64], name: str | None = 
 
 
 def training_part(dataset: Dataset) -> Dataset:
-    """The ``train`` examples of a dataset with given splits (what assessment scores); others unchanged."""
+    """The ``train`` examples of a dataset with given splits (what assessment scores); others unchanged.
+
+    :raises SplitError: when a class has fewer than 2 training examples (assessment cross-validates them).
+    """
     import numpy as np
 
     if dataset.splits is None:
         return dataset
     train = np.flatnonzero(np.asarray(dataset.splits) == "train").astype(np.int64)
+    counts = np.bincount(dataset.labels[train], minlength=len(dataset.classes))
+    few = [repr(name) for name, count in zip(dataset.classes, counts, strict=True) if count < 2]
+    if few:
+        raise SplitError(
+            f"dataset '{dataset.name}': class(es) {', '.join(few[:5])} have fewer than 2 examples in the 'train'"
+            " split, and assess cross-validates within it: mark more of their examples 'train'"
+        )
     return subset(dataset, train, f"{dataset.name} (train split)")

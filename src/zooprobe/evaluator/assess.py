@@ -33,7 +33,7 @@ from ..errors import InvalidChoiceError, ZooprobeError, first_line
 from ..runs.records import AssessSummary, CandidateResult
 from ..runs.store import Run, RunStore, Score, library_versions
 from .candidates import entry_facts, resolve_candidates
-from .checks import AssessError, check_data_ratio, check_input, select_layers
+from .checks import AssessError, check_data_ratio, check_input, name_pair_features, select_layers
 from .decision import MetricRoles, caveats, rank
 from .scoring import LOGITS, score_metric, summarise_candidate
 
@@ -203,12 +203,6 @@ def assess(
     given_splits = split_counts(dataset)
     dataset = training_part(dataset)
     summary = dataset.summary()
-    few = [name for name, count in summary["per_class"].items() if count < 2]
-    if given_splits is not None and few:
-        raise AssessError(
-            f"dataset '{data_spec}': class(es) {', '.join(repr(n) for n in few[:5])} have fewer than 2 examples in"
-            " the 'train' split, and assess cross-validates within it: mark more of their examples 'train'"
-        )
     if summary["classes"] < 2:
         raise AssessError(f"dataset '{data_spec}' has {summary['classes']} class; an assessment needs at least 2")
     config: dict[str, Any] = {
@@ -307,7 +301,7 @@ def assess(
                 # the commit whose code ran, for whoever reads the report
                 doc.update(trust_remote_code=True, revision=backbone.entry.source_version)
             if dataset.texts_b is not None:
-                _name_pair_features(doc, backbone)
+                name_pair_features(doc["input_check"], backbone, doc)
             chosen_layers = select_layers(backbone.cut_points, config["layers"])
             say.say(f"{entry.id}: features at {len(chosen_layers)} cut points")
             try:
@@ -337,16 +331,6 @@ def assess(
     runs.close()
     del np
     return Assessment(run.id, result[0], result[1], resumed)
-
-
-def _name_pair_features(doc: dict[str, Any], backbone: Backbone) -> None:
-    """Record how the candidate reads sentence pairs, as an adaptation of the input (the report shows it)."""
-    from ..backbones.text_features import PAIR_FEATURES_DESCRIPTION, pair_features
-
-    doc["pair_features"] = pair_features(backbone)
-    check = doc["input_check"]
-    check["adaptations"] = [*check["adaptations"], PAIR_FEATURES_DESCRIPTION[doc["pair_features"]]]
-    check["status"] = "adapted"
 
 
 def _reason(exc: Exception) -> str:
