@@ -24,7 +24,8 @@ def _csv(value: str | None) -> list[str] | None:
 @click.option(
     "--data",
     metavar="DATA",
-    help="sklearn:digits, an image folder, a CSV/Parquet manifest, .npz, or a save_to_disk dir.",
+    help="sklearn:digits, an image or text (<class>/*.txt) folder, a CSV/Parquet manifest (path, text or"
+    " text_a,text_b pairs; optional split column), .npz, or a save_to_disk dir. Given splits: train is scored.",
 )
 @click.option("--models", metavar="ID,ID,...", help="Candidate catalog ids.")
 @click.option(

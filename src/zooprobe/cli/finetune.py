@@ -29,7 +29,12 @@ def parse_train_size(_ctx: click.Context, _param: click.Parameter, value: str | 
 
 
 @click.command(name="finetune")
-@click.option("--data", metavar="DATA", help="Dataset: sklearn:digits, an image folder, a manifest, an .npz ...")
+@click.option(
+    "--data",
+    metavar="DATA",
+    help="Dataset: sklearn:digits, a folder, a manifest, an .npz ...; a split column (or a DatasetDict's splits)"
+    " is used as given: train on train, validate on validation.",
+)
 @click.option("--model", metavar="ID", help="Catalog id, e.g. torchvision:mobilenet_v2.IMAGENET1K_V1.")
 @click.option(
     "--strategy",
@@ -40,7 +45,9 @@ def parse_train_size(_ctx: click.Context, _param: click.Parameter, value: str | 
 @click.option("--baseline", type=click.Choice(["scratch"]), help="Also train the architecture from random init.")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=2e-3, show_default=True, help="Head LR.")
 @batch_size_option(32, "Training examples per optimiser step")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the split, the init and the order.")
+@click.option(
+    "--seed", type=int, default=0, show_default=True, help="Seed of the split (unless given), the init and the order."
+)
 @click.option(
     "--train-size", callback=parse_train_size, metavar="N|FRACTION", help="Keep N training examples, or a fraction."
 )

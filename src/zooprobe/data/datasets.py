@@ -1,9 +1,12 @@
 """Labelled datasets read from the user's files into one in-memory description.
 
 Accepted specs (see :func:`read_dataset`): ``sklearn:digits``; an image folder ``root/<class>/<image>``;
-a CSV or Parquet manifest with ``path,label`` (paths relative to the manifest's folder) or ``text,label``
-columns; a NumPy ``.npz`` with ``x`` images and ``y`` labels; a Hugging Face ``datasets`` directory
-written by ``save_to_disk``.
+a text folder ``root/<class>/<text>.txt`` (one example per file); a CSV or Parquet manifest with
+``path,label`` (paths relative to the manifest's folder), ``text,label`` or sentence pairs
+``text_a,text_b,label`` (or GLUE's ``sentence1,sentence2``) columns, and optionally a ``split`` column
+(:mod:`zooprobe.data.splits`); a NumPy ``.npz`` with ``x`` images and ``y`` labels; a Hugging Face
+``datasets`` directory written by ``save_to_disk`` (a ``DatasetDict``'s train/validation/test splits
+are kept as given).
 
 Every image is decoded once while reading, so a bad file is reported before any model runs. Images are
 uint8 H x W x C arrays with C = 1 (grayscale) or 3 (RGB); alpha is dropped.
@@ -27,6 +30,8 @@ from typing import IO, TYPE_CHECKING, Any, Literal
 from ..errors import InvalidChoiceError, ZooprobeError
 from . import hygiene
 from .hygiene import OnDuplicates
+from .split_column import SPLIT_COLUMN, SPLITS, check_splits, split_name
+from .text_readers import FORTUNES, fortune_items, is_text_folder, pair_columns, text_folder_items
 
 if TYPE_CHECKING:
     import numpy as np
@@ -38,7 +43,9 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".
 ACCEPTED_SPECS = (
     "'sklearn:digits'",
     "an image folder root/<class>/<image>.{jpg,jpeg,png,bmp,gif,webp}",
-    "a .csv or .parquet manifest with columns path,label or text,label",
+    "a text folder root/<class>/<text>.txt",
+    "'fortunes:CATEGORY,CATEGORY,...' (the fortune program's files)",
+    "a .csv or .parquet manifest with columns path,label or text,label or text_a,text_b,label (and optionally split)",
     "a .npz file with arrays x (N,H,W[,C]) and y (N,)",
     "a Hugging Face datasets directory written by save_to_disk",
 )
@@ -50,7 +57,9 @@ class Dataset:
     """A labelled dataset: exactly one of ``paths`` (image files), ``arrays`` (in-memory images) or ``texts``.
 
     ``labels[i]`` indexes ``classes``; ``shapes[i]`` is image i's (height, width, channels) after decoding;
-    ``skipped`` lists (file, reason) for what was dropped with ``on_error='skip'``.
+    ``skipped`` lists (file, reason) for what was dropped with ``on_error='skip'``. ``texts_b`` holds the
+    second text of each sentence pair (``texts`` the first); ``splits`` the split each example was given
+    (``train``, ``validation``, ``test``), None when the data bring none.
     """
 
     name: str
@@ -62,6 +71,8 @@ class Dataset:
     texts: tuple[str, ...] | None = None
     shapes: tuple[tuple[int, int, int], ...] = ()
     skipped: tuple[tuple[str, str], ...] = ()
+    texts_b: tuple[str, ...] | None = None
+    splits: tuple[str, ...] | None = None
     _content_hash: str | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -75,6 +86,10 @@ class Dataset:
             raise ValueError(f"labels have shape {self.labels.shape}, expected ({count},)")
         if self.modality == "image" and len(self.shapes) != count:
             raise ValueError(f"{len(self.shapes)} shapes for {count} images")
+        if self.texts_b is not None and (self.texts is None or len(self.texts_b) != count):
+            raise ValueError("texts_b needs texts, one second text per first text")
+        if self.splits is not None and len(self.splits) != count:
+            raise ValueError(f"{len(self.splits)} splits for {count} examples")
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -111,8 +126,14 @@ class Dataset:
             "per_class": {name: int(n) for name, n in zip(self.classes, counts, strict=True)},
             "skipped": len(self.skipped),
         }
+        if self.texts_b is not None:
+            out["pairs"] = True
+        if self.splits is not None:
+            out["splits"] = dict(Counter(self.splits))
         if self.texts is not None:
-            lengths = [len(text) for text in self.texts] or [0]
+            # a pair is read as one input by a cross-encoder: its length is both texts'
+            seconds = self.texts_b or ("",) * len(self.texts)
+            lengths = [len(text) + len(second) for text, second in zip(self.texts, seconds, strict=True)] or [0]
             out["text_length"] = {
                 "min": min(lengths),
                 "median": statistics.median(lengths),
@@ -153,6 +174,10 @@ class Dataset:
         if self.texts is not None:
             for text in self.texts:
                 put(text.encode("utf-8"))
+            if self.texts_b is not None:  # only then: hashes of single-text datasets stay as they were
+                put(b"pairs")
+                for text in self.texts_b:
+                    put(text.encode("utf-8"))
         elif self.arrays is not None:
             for array in self.arrays:
                 put(json.dumps(list(array.shape)).encode())
@@ -162,6 +187,8 @@ class Dataset:
             for path in self.paths:
                 for chunk in hygiene.file_chunks(path):
                     digest.update(chunk)
+        if self.splits is not None:
+            put(json.dumps(list(self.splits)).encode())
         return digest.hexdigest()
 
 
@@ -185,13 +212,16 @@ def read_dataset(spec: str, on_error: OnError = "fail", on_duplicates: OnDuplica
         if spec != "sklearn:digits":
             raise ZooprobeError(f"unknown scikit-learn dataset '{spec}': the only one built in is 'sklearn:digits'")
         return _read_digits()
+    if spec.startswith(FORTUNES):
+        name, items = fortune_items(spec, problems.report)
+        return _assemble(f"fortunes:{name}", "text", [_Example(*item[:2], text=item[2]) for item in items], problems)
     path = Path(spec).expanduser()
     if not path.exists():
         raise ZooprobeError(f"dataset '{spec}' does not exist: give {_accepted()}")
     if path.is_dir():
         if (path / "dataset_dict.json").is_file() or (path / "state.json").is_file():
             return _read_hf(path, problems)
-        return _read_folder(path, problems)
+        return _read_text_folder(path, problems) if is_text_folder(path) else _read_folder(path, problems)
     suffix = path.suffix.lower()
     if suffix == ".csv":
         return _read_csv(path, problems)
@@ -282,6 +312,8 @@ class _Example:
     array: npt.NDArray[np.uint8] | None = None
     text: str | None = None
     shape: tuple[int, int, int] = (0, 0, 0)
+    text_b: str | None = None
+    split: str | None = None
 
 
 def _accepted() -> str:
@@ -314,6 +346,11 @@ def _label_text(value: Any) -> str | None:
     text = str(value).strip()
     # a NaN written out as text (pandas, spreadsheets) is a missing label, not a class named 'nan'
     return text if text and text.lower() != "nan" else None
+
+
+def _blank(value: Any) -> bool:
+    """A missing cell: None, NaN or only whitespace."""
+    return value is None or (isinstance(value, float) and math.isnan(value)) or not str(value).strip()
 
 
 def _to_array(image: Image.Image) -> npt.NDArray[np.uint8]:
@@ -366,18 +403,29 @@ def _probe(path: Path, source: str, label: str, problems: _Problems) -> _Example
     return _Example(source=source, label=label, path=str(path), shape=(height, width, channels))
 
 
-def _assemble(name: str, modality: Literal["image", "text"], examples: list[_Example], problems: _Problems) -> Dataset:
-    """Settle duplicates, drop classes with a single example (they cannot be stratified), build the Dataset."""
+def _assemble(
+    name: str,
+    modality: Literal["image", "text"],
+    examples: list[_Example],
+    problems: _Problems,
+    order: Sequence[str] = (),
+) -> Dataset:
+    """Settle duplicates, drop classes with a single example (they cannot be stratified), build the Dataset.
+
+    Classes follow ``order`` where the data declare one (a ``ClassLabel``'s names), else :func:`_sort_classes`.
+    """
     import numpy as np
 
     problems.fail()  # the bad files first: a class may have one example left only because of them
-    keys = [hygiene.example_key(example.path, example.array, example.text) for example in examples]
+    keys = [hygiene.example_key(e.path, e.array, e.text, e.text_b) for e in examples]
     kept_at, copies = hygiene.resolve_duplicates(
         name, keys, [e.label for e in examples], [e.source for e in examples], problems.on_duplicates
     )
     problems.skipped.extend(copies)
     examples = [examples[i] for i in kept_at]
     keys = [keys[i] for i in kept_at]
+    if any(example.split is not None for example in examples):  # before a class of one example is dropped
+        check_splits(name, [example.split or "" for example in examples], [example.label for example in examples])
     counts = Counter(example.label for example in examples)
     kept: list[_Example] = []
     kept_keys: list[str] = []
@@ -392,7 +440,9 @@ def _assemble(name: str, modality: Literal["image", "text"], examples: list[_Exa
             kept.append(example)
             kept_keys.append(key)
     problems.fail()
-    classes = _sort_classes(example.label for example in kept)
+    present = {example.label for example in kept}
+    declared = tuple(label for label in order if label in present)
+    classes = declared if len(declared) == len(present) else _sort_classes(present)
     if len(classes) < 2:
         dropped = f" after skipping {len(problems.skipped)} bad examples" if problems.skipped else ""
         raise ZooprobeError(
@@ -402,19 +452,25 @@ def _assemble(name: str, modality: Literal["image", "text"], examples: list[_Exa
     index = {label: i for i, label in enumerate(classes)}
     labels = np.array([index[example.label] for example in kept], dtype=np.int64)
     skipped = tuple(problems.skipped)
+    splits = None
+    if any(example.split is not None for example in kept):
+        splits = tuple(example.split or "" for example in kept)
     if modality == "text":
         texts = tuple(example.text or "" for example in kept)
-        text_set = Dataset(name=name, modality="text", labels=labels, classes=classes, texts=texts, skipped=skipped)
+        seconds = tuple(e.text_b or "" for e in kept) if any(e.text_b is not None for e in kept) else None
+        text_set = Dataset(name, "text", labels, classes, texts=texts, skipped=skipped, texts_b=seconds, splits=splits)
         return hygiene.remember_keys(text_set, kept_keys)
     shapes = tuple(example.shape for example in kept)
     if kept[0].path is not None:
         paths = tuple(example.path or "" for example in kept)
         return hygiene.remember_keys(
-            Dataset(name, "image", labels, classes, paths=paths, shapes=shapes, skipped=skipped), kept_keys
+            Dataset(name, "image", labels, classes, paths=paths, shapes=shapes, skipped=skipped, splits=splits),
+            kept_keys,
         )
     arrays = tuple(example.array for example in kept if example.array is not None)
     return hygiene.remember_keys(
-        Dataset(name, "image", labels, classes, arrays=arrays, shapes=shapes, skipped=skipped), kept_keys
+        Dataset(name, "image", labels, classes, arrays=arrays, shapes=shapes, skipped=skipped, splits=splits),
+        kept_keys,
     )
 
 
@@ -460,37 +516,49 @@ def _read_folder(root: Path, problems: _Problems) -> Dataset:
     return _assemble(root.name, "image", examples, problems)
 
 
+def _read_text_folder(root: Path, problems: _Problems) -> Dataset:
+    examples = [_Example(source, label, text=text) for source, label, text in text_folder_items(root, problems.report)]
+    return _assemble(root.name, "text", examples, problems)
+
+
 def _read_table(
     manifest: Path, columns: Sequence[str], rows: Iterable[tuple[str, dict[str, Any]]], problems: _Problems
 ) -> Dataset:
     """Examples from manifest rows ((where, cells) pairs, where is 'file:line' for messages)."""
     by_name = {column.strip().lower(): column for column in columns if column is not None}
-    has_path, has_text = "path" in by_name, "text" in by_name
+    pair = pair_columns(manifest, by_name.values())
+    has_path, has_text = "path" in by_name, "text" in by_name or pair is not None
     if "label" not in by_name or has_path == has_text:
         raise ZooprobeError(
             f"manifest '{manifest}' has columns {', '.join(repr(c) for c in columns)}: "
-            "it needs a 'label' column and either a 'path' column (image files) or a 'text' column"
+            "it needs a 'label' column and either a 'path' column (image files), a 'text' column,"
+            " or 'text_a' and 'text_b' (sentence pairs)"
         )
     label_col = by_name["label"]
-    item_col = by_name["path" if has_path else "text"]
+    item_cols = pair or (by_name["path" if has_path else "text"],)
+    split_col = by_name.get(SPLIT_COLUMN)
     examples: list[_Example] = []
     for where, cells in rows:
         label = _label_text(cells.get(label_col))
         if label is None:
             problems.report(where, "missing label (empty or NaN label cell)", "fill in the label")
             continue
-        item = cells.get(item_col)
-        if item is None or (isinstance(item, float) and math.isnan(item)) or not str(item).strip():
-            problems.report(where, f"empty {'path' if has_path else 'text'} cell", "fill it in or remove the row")
+        split = None if split_col is None else split_name(cells.get(split_col), where)
+        items = [cells.get(column) for column in item_cols]
+        empty = [c for c, v in zip(item_cols, items, strict=True) if _blank(v)]
+        if empty:
+            problems.report(where, f"empty '{empty[0]}' cell", "fill it in or remove the row")
             continue
         if has_text:
-            examples.append(_Example(source=where, label=label, text=str(item)))
+            second = str(items[1]) if pair else None
+            examples.append(_Example(source=where, label=label, text=str(items[0]), text_b=second, split=split))
             continue
-        path = Path(str(item).strip()).expanduser()
+        path = Path(str(items[0]).strip()).expanduser()
         if not path.is_absolute():
             path = manifest.parent / path
         example = _probe(path, str(path), label, problems)
         if example is not None:
+            example.split = split
             examples.append(example)
     return _assemble(manifest.name, "image" if has_path else "text", examples, problems)
 
@@ -595,42 +663,65 @@ def _read_hf(root: Path, problems: _Problems) -> Dataset:
             f"'{root}' is a Hugging Face datasets directory; reading it needs the datasets package: "
             "pip install datasets"
         ) from exc
+
     loaded = datasets.load_from_disk(str(root))
+    # a DatasetDict's own splits are kept as given (zooprobe.data.splits); a lone split is read unsplit
+    tables: list[tuple[str | None, Any]] = [(None, loaded)]
     if isinstance(loaded, datasets.DatasetDict):
-        splits = list(loaded.keys())
-        if "train" in loaded:
-            table = loaded["train"]
-        elif len(splits) == 1:
-            table = loaded[splits[0]]
-        else:
+        names = list(loaded.keys())
+        tables = [(None, loaded[names[0]])] if len(names) == 1 else [(name, loaded[name]) for name in names]
+        unknown = [name for name in names if name not in SPLITS] if len(names) > 1 else []
+        if unknown:
             raise ZooprobeError(
-                f"Hugging Face dataset '{root}' has splits {splits} and none is 'train': "
-                "save the split you want on its own with save_to_disk"
+                f"Hugging Face dataset '{root}' has splits {names}: only {', '.join(SPLITS)} are read;"
+                f" save it without {', '.join(repr(n) for n in unknown)}"
+                f" (DatasetDict({{k: d[k] for k in {[n for n in names if n in SPLITS]}}}).save_to_disk(...))"
             )
-    else:
-        table = loaded
+        tables.sort(key=lambda item: SPLITS.index(item[0] or "train"))
+    examples: list[_Example] = []
+    modality: Literal["image", "text"] = "text"
+    for split, table in tables:
+        where = f"{root}" if split is None else f"{root}[{split}]"
+        modality = _hf_examples(table, where, split, problems, examples)
+    # a ClassLabel's order is the data's own (GLUE's positive class, 1, stays second for F1)
+    label_feature = next((f for f in tables[0][1].features.values() if isinstance(f, datasets.ClassLabel)), None)
+    order = tuple(label_feature.names) if label_feature is not None else ()
+    return _assemble(root.name, modality, examples, problems, order)
+
+
+def _hf_examples(
+    table: Any, source: str, split: str | None, problems: _Problems, examples: list[_Example]
+) -> Literal["image", "text"]:
+    """Append one Hugging Face table's examples to ``examples``; returns the table's modality."""
+    import datasets
+
     features = table.features
     columns = list(features.keys())
     label_col = next((c for c, f in features.items() if isinstance(f, datasets.ClassLabel)), None)
     label_col = label_col or next((c for c in ("label", "labels") if c in features), None)
     image_col = next((c for c, f in features.items() if isinstance(f, datasets.Image)), None)
-    text_col = next((c for c in ("text", "sentence", "content") if c in features), None)
+    pair = pair_columns(source, columns) if image_col is None else None
+    text_col = pair[0] if pair else next((c for c in ("text", "sentence", "content") if c in features), None)
     if label_col is None or (image_col is None and text_col is None):
         raise ZooprobeError(
-            f"Hugging Face dataset '{root}' has columns {columns}: it needs a ClassLabel or 'label' column "
-            "and an Image or 'text' column"
+            f"Hugging Face dataset '{source}' has columns {columns}: it needs a ClassLabel or 'label' column "
+            "and an Image or 'text' column (or 'text_a' and 'text_b', 'sentence1' and 'sentence2' for pairs)"
         )
     label_feature = features[label_col]
     names = label_feature.names if isinstance(label_feature, datasets.ClassLabel) else None
     raw_labels = list(table[label_col])
-    examples: list[_Example] = []
+    unlabelled = names is not None and all(not isinstance(r, int) or not 0 <= r < len(names) for r in raw_labels)
+    if split == "test" and unlabelled:  # GLUE and others hide their test labels (-1): nothing to evaluate on
+        problems.skipped.append((source, f"{len(raw_labels)} examples without labels (hidden test labels): left out"))
+        return "image" if image_col is not None else "text"
     if image_col is not None:
         # undecoded cells ({'bytes', 'path'}) so that one bad image is reported instead of failing the whole column
         cells = list(table.cast_column(image_col, datasets.Image(decode=False))[image_col])
     else:
         cells = list(table[text_col])
-    for i, (cell, raw) in enumerate(zip(cells, raw_labels, strict=True)):
-        where = f"{root}[{i}]"
+    seconds = list(table[pair[1]]) if pair else [None] * len(cells)
+    for i, (cell, second, raw) in enumerate(zip(cells, seconds, raw_labels, strict=True)):
+        where = f"{source}[{i}]"
         if names is not None and isinstance(raw, int):
             raw = names[raw] if 0 <= raw < len(names) else None  # ClassLabel uses -1 for missing
         label = _label_text(raw)
@@ -638,10 +729,14 @@ def _read_hf(root: Path, problems: _Problems) -> Dataset:
             problems.report(where, "missing label", "fill in the label")
             continue
         if image_col is None:
-            if not isinstance(cell, str) or not cell.strip():
+            if (
+                not isinstance(cell, str)
+                or not cell.strip()
+                or (pair and (not isinstance(second, str) or not second.strip()))
+            ):
                 problems.report(where, "empty text", "fill it in or remove the row")
                 continue
-            examples.append(_Example(where, label, text=cell))
+            examples.append(_Example(where, label, text=cell, text_b=second if pair else None, split=split))
             continue
         data = cell.get("bytes") if isinstance(cell, dict) else None
         file = cell.get("path") if isinstance(cell, dict) else None
@@ -654,5 +749,5 @@ def _read_hf(root: Path, problems: _Problems) -> Dataset:
             problems.report(where, f"cannot decode image ({exc})", "re-save or remove the image")
             continue
         height, width, channels = array.shape
-        examples.append(_Example(where, label, array=array, shape=(height, width, channels)))
-    return _assemble(root.name, "image" if image_col is not None else "text", examples, problems)
+        examples.append(_Example(where, label, array=array, shape=(height, width, channels), split=split))
+    return "image" if image_col is not None else "text"

@@ -29,6 +29,8 @@ class Examples(Protocol):
     @property
     def texts(self) -> Sequence[str] | None: ...
     @property
+    def texts_b(self) -> Sequence[str] | None: ...
+    @property
     def arrays(self) -> Any: ...
     @property
     def paths(self) -> Sequence[str] | None: ...
@@ -93,6 +95,16 @@ def array_key(array: npt.NDArray[np.uint8]) -> str:
 def text_key(text: str) -> str:
     """sha256 of a text's UTF-8 bytes (exact: case and spacing count)."""
     return hashlib.sha256(b"text\0" + text.encode("utf-8")).hexdigest()
+
+
+def pair_key(text_a: str, text_b: str) -> str:
+    """sha256 of a sentence pair, in order: (a, b) and (b, a) are different examples."""
+    digest = hashlib.sha256(b"pair\0")
+    for text in (text_a, text_b):
+        data = text.encode("utf-8")
+        digest.update(len(data).to_bytes(8, "little"))
+        digest.update(data)
+    return digest.hexdigest()
 
 
 def resolve_duplicates(
@@ -163,10 +175,12 @@ def _message(
     )
 
 
-def example_key(path: str | None, array: npt.NDArray[np.uint8] | None, text: str | None) -> str:
-    """Content key of one example: its text, else its image array, else its file's bytes."""
+def example_key(
+    path: str | None, array: npt.NDArray[np.uint8] | None, text: str | None, text_b: str | None = None
+) -> str:
+    """Content key of one example: its sentence pair or text, else its image array, else its file's bytes."""
     if text is not None:
-        return text_key(text)
+        return text_key(text) if text_b is None else pair_key(text, text_b)
     if array is not None:
         return array_key(array)
     return file_key(path or "")
@@ -183,7 +197,9 @@ def example_keys(dataset: Examples) -> tuple[str, ...]:
     known = _KEYS.get(dataset)
     if known is not None:
         return known
-    if dataset.texts is not None:
+    if dataset.texts is not None and dataset.texts_b is not None:
+        keys = tuple(pair_key(a, b) for a, b in zip(dataset.texts, dataset.texts_b, strict=True))
+    elif dataset.texts is not None:
         keys = tuple(text_key(text) for text in dataset.texts)
     elif dataset.arrays is not None:
         keys = tuple(array_key(array) for array in dataset.arrays)

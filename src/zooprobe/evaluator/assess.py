@@ -34,7 +34,7 @@ from ..runs.records import AssessSummary, CandidateResult
 from ..runs.store import Run, RunStore, Score, library_versions
 from .candidates import entry_facts, resolve_candidates
 from .caveats import caveats
-from .checks import AssessError, check_data_ratio, check_input, select_layers
+from .checks import AssessError, check_data_ratio, check_input, name_pair_features, select_layers
 from .decision import MetricRoles, rank
 from .raw_baseline import run_baseline
 from .scoring import LOGITS, score_metric, summarise_candidate
@@ -114,7 +114,10 @@ def assess(
 
     Args:
         data: a dataset spec (``sklearn:digits``, an image folder, a CSV/Parquet manifest, ``.npz``,
-            a Hugging Face ``save_to_disk`` directory) or a loaded :class:`Dataset`.
+            a Hugging Face ``save_to_disk`` directory) or a loaded :class:`Dataset`. Data with given
+            splits (a ``split`` column, a ``DatasetDict``) are scored on their ``train`` part only
+            (:mod:`zooprobe.data.splits`); sentence pairs are read as
+            :func:`~zooprobe.backbones.text_features.pair_features` says.
         models: catalog ids of the candidates (or :class:`Entry` records, e.g. of a model of your
             own, together with ``loader``); or ``query`` (``zooprobe search`` words and options)
             with ``top`` K results.
@@ -139,6 +142,8 @@ def assess(
 
     from ..data.datasets import read_dataset
     from ..data.hygiene import content_groups
+    from ..data.splits import counts as split_counts
+    from ..data.splits import training_part
     from ..plugins import metric_lookup as metric_registry
 
     say = _Progress(progress)
@@ -195,6 +200,10 @@ def assess(
     # read once every option and candidate is checked: reading images takes long, and a typo should cost no wait
     dataset = read_dataset(data, on_error=on_error, on_duplicates=on_duplicates) if isinstance(data, str) else data
     data_spec = data if isinstance(data, str) else dataset.name
+    # the run is keyed by all the data (finetune finds it so); given splits are scored on 'train' only
+    data_hash = dataset.content_hash()
+    given_splits = split_counts(dataset)
+    dataset = training_part(dataset)
     summary = dataset.summary()
     if summary["classes"] < 2:
         raise AssessError(f"dataset '{data_spec}' has {summary['classes']} class; an assessment needs at least 2")
@@ -211,7 +220,8 @@ def assess(
     }
     if trust_remote_code:  # only when set: unfinished runs stored before this option still match and resume
         config["trust_remote_code"] = True
-    data_hash = dataset.content_hash()
+    if given_splits is not None:  # the data's own splits, of which 'train' is scored
+        config["splits"] = given_splits
     if stored is not None and stored.data_hash and data_hash != stored.data_hash:
         raise AssessError(
             f"run '{resume}' assessed {stored.data} (content {stored.data_hash[:12]}), not these data"
@@ -292,6 +302,8 @@ def assess(
             if trust_remote_code:
                 # the commit whose code ran, for whoever reads the report
                 doc.update(trust_remote_code=True, revision=backbone.entry.source_version)
+            if dataset.texts_b is not None:
+                name_pair_features(doc["input_check"], backbone, doc)
             chosen_layers = select_layers(backbone.cut_points, config["layers"])
             say.say(f"{entry.id}: features at {len(chosen_layers)} cut points")
             try:

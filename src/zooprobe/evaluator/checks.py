@@ -68,6 +68,14 @@ def check_input(entry: Entry, summary: dict[str, Any]) -> dict[str, Any]:
     return {"status": "adapted" if adaptations else "compatible", "adaptations": adaptations, "reason": None}
 
 
+def name_pair_features(check: dict[str, Any], backbone: Any, doc: dict[str, Any]) -> None:
+    """Record in ``doc`` how ``backbone`` reads sentence pairs, and name it among ``check``'s adaptations."""
+    from ..backbones.text_features import PAIR_FEATURES_DESCRIPTION, pair_features
+
+    doc["pair_features"] = pair_features(backbone)
+    check.update(status="adapted", adaptations=[*check["adaptations"], PAIR_FEATURES_DESCRIPTION[doc["pair_features"]]])
+
+
 def check_data_ratio(entry: Entry, summary: dict[str, Any]) -> dict[str, Any]:
     """Pretraining examples against the target's size and smallest class, with flags for the decision."""
     target = int(summary["examples"])

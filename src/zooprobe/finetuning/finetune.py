@@ -33,6 +33,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from ..backbones.backbone import PRE_LOGITS, Backbone
 from ..data.datasets import Dataset, OnError, read_dataset, stratified_split
 from ..data.hygiene import OnDuplicates
+from ..data.splits import counts as split_counts
+from ..data.splits import fixed_split
 from ..errors import InvalidChoiceError, ZooprobeError, first_line
 from ..runs.records import ArmResult, FinetuneSummary
 from ..runs.store import EpochRecord, RunStore, library_versions
@@ -281,6 +283,9 @@ def finetune(
             }
             if trust_remote_code:  # the commit whose code ran, for whoever reads the report
                 config.update(trust_remote_code=True, revision=backbone.entry.source_version)
+            given = fixed_split(dataset)
+            if given is not None:  # trained on 'train', validated on this split, as the data define them
+                config.update(splits=split_counts(dataset), validated_on=given[2])
             versions = library_versions(
                 "torch", "torchvision", "timm", "safetensors", "tensorflow", "tensorflow-cpu", "keras"
             )
@@ -428,11 +433,13 @@ def body_output_strategy(backbone: Backbone, strategy: Strategy) -> Strategy:
 def split_indices(
     dataset: Dataset, seed: int, train_size: float | None = None
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-    """The (train, val) indices every arm of a run uses: a stratified 80/20 split, then about ``train_size``
+    """The (train, val) indices every arm of a run uses: the data's own split where they bring one
+    (:func:`~zooprobe.data.splits.fixed_split`), else a stratified 80/20 split; then about ``train_size``
     of the training part (a count, or a fraction < 1), each class in proportion."""
     import numpy as np
 
-    train_idx, val_idx = stratified_split(dataset, VAL_FRACTION, seed)
+    given = fixed_split(dataset)
+    train_idx, val_idx = given[:2] if given is not None else stratified_split(dataset, VAL_FRACTION, seed)
     if train_size is None:
         return train_idx, val_idx
     if train_size > len(train_idx):
