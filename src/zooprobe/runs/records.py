@@ -371,12 +371,10 @@ class CandidateResult:
         }
         if self.trust_remote_code:
             doc |= {"trust_remote_code": True, "revision": self.revision}
+        if self.knn_by_layer is not None:  # runs before the as-is metric kept kNN per layer (now as_is_by_layer)
+            doc["knn_by_layer"] = dict(self.knn_by_layer)
         if self.final_scores is not None:
-            doc |= {
-                "knn_by_layer": dict(self.knn_by_layer or {}),
-                "final_layer": self.final_layer,
-                "final_scores": dict(self.final_scores),
-            }
+            doc |= {"final_layer": self.final_layer, "final_scores": dict(self.final_scores)}
         return doc | self.extra
 
     @classmethod
