@@ -133,18 +133,18 @@ def _filter_value(name: str, value: Any) -> Any:
 
 
 def _typed(spec: Filter, value: Any) -> Any:
-    if spec.convert is int and isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if spec.convert is not str and spec.convert is not int and isinstance(value, int | float):
-        if not isinstance(value, bool):
-            return float(value)
-    raise QuerySyntaxError(
-        f"{spec.field}={value!r} is not a {spec.metavar} value; pass e.g. {spec.field}='{_example(spec)}'"
-    )
+    """A number given for a numeric filter (a whole one for ``resolution``); anything else is refused."""
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if number and spec.convert is int and float(value).is_integer():
+        return int(value)
+    if number and spec.convert not in (str, int):
+        return float(value)
+    what = "text" if spec.convert is str else "a whole number" if spec.convert is int else "a number or text"
+    raise QuerySyntaxError(f"{spec.field}={value!r}: expected {what}; pass e.g. {spec.field}={_example(spec)}")
 
 
 def _example(spec: Filter) -> str:
-    return {"N": "25M", "G": "4.5", "PCT": "80", "PX": "224"}.get(spec.metavar, "text")
+    return {"N": "'25M' or 25e6", "G": "4.5", "PCT": "80", "PX": "224"}.get(spec.metavar, "'text'")
 
 
 def _open(home: str | Path | None) -> Catalog:
