@@ -40,6 +40,26 @@ def synced(synced_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]
     yield synced_home
 
 
+def home_with_catalog(synced: Path, home: Path) -> Path:
+    """``home``, created, holding a copy of the synced catalog (and no runs)."""
+    home.mkdir()
+    for item in synced.iterdir():
+        if item.is_file():
+            shutil.copy(item, home / item.name)
+    return home
+
+
+def write_digits_npz(path: Path, per_class: int) -> Path:
+    """The first ``per_class`` of scikit-learn's 8x8 digits of each class as an .npz dataset at ``path``."""
+    import numpy as np
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    keep = np.concatenate([np.flatnonzero(digits.target == c)[:per_class] for c in range(10)])
+    np.savez(path, x=(digits.images[keep] * 255 / 16).astype(np.uint8), y=digits.target[keep])
+    return path
+
+
 MOBILENET_FILE = "mobilenet_v2-b0353104.pth"
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,10 @@ from zooprobe.evaluator import assess as assess_module
 from zooprobe.evaluator.assess import AssessError, assess
 from zooprobe.evaluator.checks import check_data_ratio, check_input, select_layers
 from zooprobe.evaluator.decision import consensus, margin, recommend
+from zooprobe.runs.records import AssessSummary, CandidateResult
 from zooprobe.runs.store import RunStore
+
+from .conftest import home_with_catalog, write_digits_npz
 
 MOBILENET = "torchvision:mobilenet_v2.IMAGENET1K_V1"
 MOBILENET_V2_WEIGHTS = "torchvision:mobilenet_v2.IMAGENET1K_V2"
@@ -211,25 +213,14 @@ def test_decision_roles_and_weights_come_from_the_metrics_declarations() -> None
 @pytest.fixture
 def digits_npz(tmp_path: Path) -> Path:
     """300 of scikit-learn's 8x8 digits as an .npz dataset (30 per class)."""
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    keep = np.concatenate([np.flatnonzero(digits.target == c)[:30] for c in range(10)])
-    path = tmp_path / "digits.npz"
-    np.savez(path, x=(digits.images[keep] * 255 / 16).astype(np.uint8), y=digits.target[keep])
-    return path
+    return write_digits_npz(tmp_path / "digits.npz", 30)
 
 
 @pytest.fixture
 def home(synced: Path, torch_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A zooprobe home with the synced catalog and its own run store and feature cache."""
     monkeypatch.setenv("TORCH_HOME", str(torch_home))
-    home = tmp_path / "home"
-    home.mkdir()
-    for item in synced.iterdir():
-        if item.is_file():
-            shutil.copy(item, home / item.name)
-    return home
+    return home_with_catalog(synced, tmp_path / "home")
 
 
 def random_init_loader(calls: list[str]) -> Any:
@@ -282,7 +273,7 @@ def test_assess_ranks_candidates_profiles_layers_and_records_the_run(home: Path,
         run = runs.get(result.run_id)
         assert run.status == "done" and run.kind == "assess" and run.config["folds"] == 3
         stored = runs.candidates(result.run_id)
-        assert [d["model"] for d in stored] == [first["model"], second["model"]]
+        assert [d.to_json() for d in stored] == [first, second]
         rows = {(s.model, s.layer, s.metric): s for s in runs.scores(result.run_id)}
     # Stored scores are the metric functions' values on the cached features.
     from zooprobe import metrics
@@ -461,8 +452,8 @@ def test_repeated_candidates_are_assessed_once(home: Path) -> None:
 def test_scored_candidates_without_a_probe_say_why_there_is_no_recommendation() -> None:
     from zooprobe.cli.assess import render_assessment
 
-    doc = {"model": MOBILENET, "status": "done", "rank": 1, "input_check": {"status": "compatible"}, "scores": {}}
-    text = render_assessment("assess-x", [doc], {"recommended": None, "caveats": [], "seconds": 1.0})
+    result = CandidateResult(MOBILENET, status="done", rank=1)
+    text = render_assessment("assess-x", [result], AssessSummary(seconds=1.0))
     assert "add probe_accuracy to --metrics" in text and "no candidate could be assessed" not in text
 
 

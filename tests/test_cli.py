@@ -17,8 +17,9 @@ from zooprobe.cli import cli
 
 
 def run(*args: str) -> tuple[int, str]:
+    """The exit code, and stdout (what a pipe gets) on success, or stdout and stderr on failure."""
     result = CliRunner().invoke(cli, list(args))
-    return result.exit_code, result.output
+    return result.exit_code, result.stdout if result.exit_code == 0 else result.output
 
 
 def test_search_filters_sort_and_json(synced: Path) -> None:

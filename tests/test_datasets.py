@@ -293,12 +293,14 @@ def test_parquet_manifest(tmp_path: Path) -> None:
     pd = pytest.importorskip("pandas")
     pytest.importorskip("pyarrow")
     manifest = tmp_path / "m.parquet"
-    pd.DataFrame({"text": ["a", "bb", "ccc", "dddd"], "label": [1, 1, 2, None]}).to_parquet(manifest)
+    texts = ["a", "bb", "ccc", "dddd", "eeeee", "ffffff"]
+    pd.DataFrame({"text": texts, "label": [1, 1, 3, 3, 2, None]}).to_parquet(manifest)
     with pytest.raises(ZooprobeError, match="missing label"):
         read_dataset(str(manifest))
     ds = read_dataset(str(manifest), on_error="skip")
-    # the missing label leaves class 2 with one example, which is dropped too
+    # the row without a label is dropped, and so is class 2, which has one example
     assert len(ds.skipped) == 2
+    assert ds.modality == "text" and len(ds.classes) == 2 and ds.texts == ("a", "bb", "ccc", "dddd")
 
 
 def test_hf_directory_without_datasets_names_the_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -403,3 +405,16 @@ def test_stratified_split_on_digits_keeps_every_class_in_both() -> None:
     train, val = stratified_split(ds, val_fraction=0.25, seed=3)
     assert set(ds.labels[train].tolist()) == set(range(10)) == set(ds.labels[val].tolist())
     assert abs(len(val) / len(ds) - 0.25) < 0.01
+
+
+def test_content_hash_reads_the_files_once_per_dataset(folder: Path) -> None:
+    import dataclasses
+
+    dataset = read_dataset(str(folder))
+    first = dataset.content_hash()
+    (folder / "cat" / "a.png").unlink()  # a second read of the folder would fail on it
+    assert dataset.content_hash() == first
+    # a dataset made from it with other labels is other content: its hash is computed afresh (and reads the files)
+    relabelled = dataclasses.replace(dataset, labels=dataset.labels[::-1].copy())
+    with pytest.raises(ZooprobeError, match="cannot read"):
+        relabelled.content_hash()

@@ -521,7 +521,7 @@ def test_cli_trust_remote_code_pins_the_commit_and_the_run_records_it(
     with RunStore() as runs:
         run = runs.get(json.loads(trusted.stdout)["run"])
         assert run.config["trust_remote_code"] is True
-        assert runs.candidates(run.id)[0]["revision"] == sha
+        assert runs.candidates(run.id)[0].revision == sha
 
     plain = zooprobe_cli(*args)
     assert plain.exit_code == 0, plain.output

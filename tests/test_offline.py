@@ -48,7 +48,7 @@ BLOCKED_RUN = textwrap.dedent(
 def run_blocked(home: Path, *commands: list[str]) -> list[str]:
     code = BLOCKED_RUN.format(blocked=set(FRAMEWORKS), commands=list(commands))
     env = {**os.environ, "ZOOPROBE_HOME": str(home)}
-    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     return done.stdout.split("\n=====\n")
 

@@ -20,6 +20,7 @@ import pytest
 from click.testing import CliRunner
 
 from zooprobe.cli import cli
+from zooprobe.runs.records import ArmResult, AssessSummary, CandidateResult, FinetuneSummary
 from zooprobe.runs.store import EpochRecord, RunStore, Score
 
 DATA = "sklearn:digits"
@@ -130,20 +131,18 @@ def add_assessment(store: RunStore, *, finish: bool = True) -> str:
         },
     ]  # fmt: skip
     for position, doc in enumerate(docs):
-        store.put_candidate(run.id, doc["model"], position, doc)
+        store.put_candidate(run.id, position, CandidateResult.from_json(doc))
         for point in doc["layer_profile"]:
             store.put_score(run.id, Score(doc["model"], point["layer"], "probe_accuracy",
                                           point["probe_accuracy"], point["probe_spread"], 0.4))  # fmt: skip
     if finish:
-        store.finish(
-            run.id,
-            {
-                "ranking": [MOBILENET, LITE0],
-                "recommended": {"model": MOBILENET, **mobilenet_rec, "evidence": f"{MOBILENET} ranks first of 2."},
-                "caveats": [f"{MOBILENET}: input upsampling from 8x8 to 64x64"],
-                "seconds": 48.2,
-            },
-        )
+        summary = {
+            "ranking": [MOBILENET, LITE0],
+            "recommended": {"model": MOBILENET, **mobilenet_rec, "evidence": f"{MOBILENET} ranks first of 2."},
+            "caveats": [f"{MOBILENET}: input upsampling from 8x8 to 64x64"],
+            "seconds": 48.2,
+        }
+        store.finish(run.id, AssessSummary.from_json(summary))
     return run.id
 
 
@@ -167,11 +166,9 @@ def add_finetune(
         for epoch, (train_loss, val_loss, accuracy) in enumerate(rows, start=1):
             store.put_epoch(run.id, EpochRecord(arm, epoch, train_loss, val_loss, accuracy, accuracy - 0.004, 6.1))
         best = max(range(len(rows)), key=lambda i: rows[i][2])
-        arms[arm] = {"final_val_accuracy": rows[-1][2], "best_val_accuracy": rows[best][2],
-                     "best_epoch": best + 1, "seconds": 18.3}  # fmt: skip
+        arms[arm] = ArmResult(rows[-1][2], rows[best][2], best + 1, seconds=18.3)
     if finish:
-        gain = arms[arm_name]["final_val_accuracy"] - arms["scratch"]["final_val_accuracy"]
-        store.finish(run.id, {"arms": arms, "gain_over_scratch": gain, "checkpoints": {}})
+        store.finish(run.id, FinetuneSummary.of(arms, arm_name))
     return run.id
 
 
@@ -473,6 +470,6 @@ def test_text_reports_import_no_plotting_or_framework(both_runs: tuple[str, str]
         "except SystemExit:\n    pass\n"
         "print(sorted(m for m in ('matplotlib', 'torch', 'timm', 'keras', 'numpy') if m in sys.modules))"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "| Rank | Backbone |" in done.stdout
     assert done.stdout.strip().splitlines()[-1] == "[]"

@@ -36,6 +36,25 @@ def rebuild_hint(home: Path) -> str:
     return f"run 'zooprobe catalog rebuild{where}' (the old file is kept beside it as a .bak)"
 
 
+def permission_problem(home: Path, path: Path) -> str | None:
+    """Why ``path`` in ``home`` cannot be opened when a permission is the cause, else None.
+
+    A database sqlite cannot open may be corrupt (rebuild it) or merely not ours to read: the fix differs.
+    """
+    try:
+        os.listdir(home)
+        if path.exists():
+            with open(path, "r+b"):
+                pass
+    except PermissionError as exc:
+        where = exc.filename or home
+        return (
+            f"permission denied on {where}: zooprobe reads and writes its data there; give your user read and write"
+            f" access (e.g. chmod u+rwX {where}) or use a home of your own (--home DIR or $ZOOPROBE_HOME)"
+        )
+    return None
+
+
 def default_home() -> Path:
     """``$ZOOPROBE_HOME``, else ``~/.cache/zooprobe``."""
     env = os.environ.get("ZOOPROBE_HOME")
@@ -280,6 +299,9 @@ class Catalog:
             enable_wal(db)
             version = db.execute("PRAGMA user_version").fetchone()[0]
         except sqlite3.DatabaseError as exc:
+            denied = permission_problem(self.home, self.path)
+            if denied:
+                raise StoreError(denied) from None
             hint = rebuild_hint(self.home)
             raise StoreError(f"catalog database {self.path} cannot be read ({exc}); {hint}") from None
         if version > SCHEMA_VERSION:
@@ -474,6 +496,12 @@ class Catalog:
         if rows is None:
             rows = self._matches_sorted(query)
         return self._with_aliases([Entry.from_dict(json.loads(data)) for data in rows])
+
+    def count_matching(self, query: Query) -> int:
+        """How many entries match ``query``'s words and filters, whatever its limit (one SQL count)."""
+        where, params = self._filters(query, text_with="fts")
+        sql = "SELECT count(*) FROM entries e" + (" WHERE " + " AND ".join(where) if where else "")
+        return int(self.db.execute(sql, params).fetchone()[0])
 
     def facet_values(self, field: str) -> list[str]:
         """The distinct values of ``field`` (``task``, ``framework`` or ``pretrain_dataset``) in the catalog."""

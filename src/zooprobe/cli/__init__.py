@@ -14,10 +14,17 @@ from ._common import UserError
 
 class _Root(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
+        from ..runs.store import unfinished_here
+
+        # the runs this command leaves unfinished, not those of an earlier command in the same process
+        earlier = {run_id for _, run_id, _ in unfinished_here()}
         try:
             return super().invoke(ctx)
         except ZooprobeError as exc:
             raise UserError(str(exc)) from None
+        except KeyboardInterrupt:
+            _say_how_to_resume(earlier)
+            raise
         except OSError as exc:
             # an unwritable --out or --home, a full disk: one line naming the path; the traceback
             # only with ZOOPROBE_DEBUG=1
@@ -25,6 +32,22 @@ class _Root(click.Group):
                 raise
             where = f": {exc.filename}" if exc.filename else ""
             raise UserError(f"{exc.strerror}{where}; check the path and its permissions") from None
+
+
+def _say_how_to_resume(earlier: set[str]) -> None:
+    """On Ctrl-C, the command that continues each run left unfinished (click then prints 'Aborted!')."""
+    import shlex
+
+    from ..catalog.store import default_home
+    from ..runs.store import unfinished_here
+
+    for kind, run_id, home in unfinished_here():
+        if run_id in earlier:
+            continue
+        where = "" if home == default_home() else f" --home {shlex.quote(str(home))}"
+        click.echo(
+            f"\ninterrupted: run {run_id} is kept; continue it with: zooprobe {kind} --resume {run_id}{where}", err=True
+        )
 
 
 @click.group(cls=_Root)

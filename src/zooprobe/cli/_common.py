@@ -53,19 +53,46 @@ def on_duplicates_option(func: F) -> F:
     )(func)
 
 
+# the smallest --resolution any command takes: a model built for 8x8 input (rare, but Keras allows it)
+MIN_RESOLUTION = 8
+
+
+class FormatChoice(click.Choice):  # type: ignore[type-arg]
+    """``--format``'s one vocabulary (``text``, ``json``, ``csv``), also taking ``table``, an older
+    spelling of ``text``, so that scripts written against it keep working."""
+
+    ALIASES = {"table": "text"}
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str):
+            value = self.ALIASES.get(value.lower(), value)
+        return super().convert(value, param, ctx)
+
+
+def format_choice_option(*choices: str, help: str) -> Callable[[F], F]:
+    """``--format`` (``fmt``) with ``text`` first and the default; ``table`` is read as ``text``."""
+    return click.option(
+        "--format", "fmt", type=FormatChoice(["text", *choices]), default="text", show_default=True, help=help
+    )
+
+
+def batch_size_option(default: int, what: str) -> Callable[[F], F]:
+    """``--batch-size`` (at least 1), its help saying what one batch is."""
+    return click.option(
+        "--batch-size",
+        type=click.IntRange(min=1),
+        default=default,
+        show_default=True,
+        help=f"{what}; lower it when memory runs out.",
+    )
+
+
 def format_option(json_help: str) -> Callable[[F], F]:
     """``--format [text|json]`` (``fmt``), with ``--json`` (``as_json``) kept as a hidden alias."""
 
     def decorate(func: F) -> F:
         func = click.option("--json", "as_json", is_flag=True, hidden=True, help="Same as --format json.")(func)
-        return click.option(
-            "--format",
-            "fmt",
-            type=click.Choice(["text", "json"]),
-            default="text",
-            show_default=True,
-            help=json_help,
-        )(func)
+        return format_choice_option("json", help=json_help)(func)
 
     return decorate
 

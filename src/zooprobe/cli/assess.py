@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from ._common import home_option, on_duplicates_option
+from ._common import MIN_RESOLUTION, batch_size_option, format_choice_option, home_option, on_duplicates_option
 from ._resume import refuse_options_with_resume
+
+if TYPE_CHECKING:
+    from ..runs.records import AssessSummary, CandidateResult
 
 
 def _csv(value: str | None) -> list[str] | None:
@@ -49,7 +53,7 @@ def _csv(value: str | None) -> list[str] | None:
 )
 @click.option(
     "--resolution",
-    type=click.IntRange(min=16),
+    type=click.IntRange(min=MIN_RESOLUTION),
     metavar="PX",
     help="Score at this input size instead of each model's default (faster on CPU).",
 )
@@ -57,7 +61,7 @@ def _csv(value: str | None) -> list[str] | None:
     "--folds", type=click.IntRange(min=2), default=5, show_default=True, help="Cross-validation folds of the probe."
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the folds and subsets.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+@batch_size_option(64, "Examples per forward pass")
 @click.option(
     "--on-error",
     type=click.Choice(["skip", "fail"]),
@@ -72,7 +76,7 @@ def _csv(value: str | None) -> list[str] | None:
     is_flag=True,
     help="Run the repository's own Python code, pinned to the commit it resolves (hf: entries only).",
 )
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@format_choice_option("json", help="text: the ranked table and the recommendation; json: run, candidates, summary.")
 @home_option
 def assess(
     data: str | None,
@@ -136,12 +140,13 @@ def assess(
         home=home,
         trust_remote_code=trust_remote_code,
     )
+    results, outcome = result.results, result.outcome
     if fmt == "json":
-        click.echo(
-            json.dumps({"run": result.run_id, "candidates": result.candidates, "summary": result.summary}, indent=2)
-        )
+        document = {"run": result.run_id, "candidates": [c.to_json() for c in results], "summary": outcome.to_json()}
+        click.echo(json.dumps(document, indent=2))
         return
-    click.echo(render_assessment(result.run_id, result.candidates, result.summary))
+    click.echo(render_assessment(result.run_id, results, outcome))
+    click.echo(next_step(result.run_id, outcome, home))
 
 
 def _fmt(value: Any, digits: int = 3) -> str:
@@ -152,55 +157,78 @@ def _fmt(value: Any, digits: int = 3) -> str:
     return str(value)
 
 
-def render_assessment(run_id: str, candidates: list[dict[str, Any]], summary: dict[str, Any]) -> str:
+def render_assessment(run_id: str, candidates: Sequence[CandidateResult], summary: AssessSummary) -> str:
     """The ranked candidate table, the recommendation and its evidence, for a terminal."""
     from ..catalog.units import format_count
 
     headers = ["RANK", "MODEL", "PARAMS", "INPUT", "BEST LAYER", "PROBE", "KNN", "LOGME", "LEEP", "STRATEGY"]
     rows = []
-    for doc in candidates:
-        rec = doc.get("recommendation") or {}
-        scores = doc.get("scores") or {}
-        probe = doc.get("probe_accuracy")
+    for result in candidates:
+        probe = result.probe_accuracy
+        strategy = result.recommendation.finetune_arg if result.recommendation else None
         rows.append(
             [
-                _fmt(doc.get("rank")),
-                doc["model"],
-                format_count(doc["params"]) if doc.get("params") else "-",
-                doc["input_check"]["status"],
-                _fmt(doc.get("best_layer")),
-                f"{probe:.3f}±{doc.get('probe_spread') or 0:.3f}" if probe is not None else "-",
-                _fmt(scores.get("knn_accuracy")),
-                _fmt(scores.get("logme")),
-                _fmt(scores.get("leep")),
-                rec.get("finetune_arg") or (doc["status"] if doc["status"] != "done" else "-"),
+                _fmt(result.rank),
+                result.model,
+                format_count(result.params) if result.params else "-",
+                result.input_check.status,
+                _fmt(result.best_layer),
+                f"{probe:.3f}±{result.probe_spread or 0:.3f}" if probe is not None else "-",
+                _fmt(result.scores.get("knn_accuracy")),
+                _fmt(result.scores.get("logme")),
+                _fmt(result.scores.get("leep")),
+                strategy or (result.status if result.status != "done" else "-"),
             ]
         )
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
-    for doc in candidates:
-        if doc["status"] != "done":
-            lines.append(f"  {doc['model']}: {doc['status']} - {doc.get('skip_reason')}")
-    rec = summary.get("recommended")
+    for result in candidates:
+        if result.status != "done":
+            lines.append(f"  {result.model}: {result.status} - {result.skip_reason}")
+    rec = summary.recommended
     lines.append("")
     if rec:
         lines.append(
-            f"Recommended: {rec['model']} with strategy {rec['finetune_arg']}"
-            f" (expected accuracy {rec['expected_accuracy']:.3f} ± {rec['uncertainty']:.3f})"
+            f"Recommended: {rec.model} with strategy {rec.finetune_arg}"
+            f" (expected accuracy {rec.expected_accuracy or 0:.3f} ± {rec.uncertainty or 0:.3f})"
         )
-        lines.append(f"Evidence: {rec['evidence']}")
-    elif any(doc["status"] == "done" for doc in candidates):
+        lines.append(f"Evidence: {rec.evidence}")
+    elif any(result.status == "done" for result in candidates):
         lines.append(
             "No recommendation: the strategy is read off the linear probe's layer profile;"
             " add probe_accuracy to --metrics."
         )
     else:
         lines.append("No recommendation: no candidate could be assessed (see the reasons above).")
-    for caveat in summary.get("caveats", []):
+    for caveat in summary.caveats:
         lines.append(f"Caveat: {caveat}")
-    lines.append(
-        f"Run {run_id} ({summary.get('seconds', 0):.0f}s);"
-        " next: zooprobe finetune --data DATA --model MODEL --strategy recommended --baseline scratch"
-    )
+    lines.append(f"Run {run_id} ({summary.seconds or 0:.0f}s)")
     return "\n".join(lines)
+
+
+def next_step(run_id: str, summary: AssessSummary, home: Path | None) -> str:
+    """The command to run next, with this run's data, recommended model and options filled in."""
+    import shlex
+
+    from ..runs.store import RunStore
+
+    if summary.pending:
+        return f"next: zooprobe assess --resume {run_id}{_home_arg(home)}  (to assess the candidates still pending)"
+    rec = summary.recommended
+    if rec is None or rec.model is None:
+        return "next: zooprobe assess with other --models or --query, or other --metrics"
+    with RunStore(home) as runs:
+        run = runs.get(run_id)
+    resolution = run.config.get("resolution")
+    size = f" --resolution {resolution}" if resolution else ""
+    return (
+        f"next: zooprobe finetune --data {shlex.quote(run.data)} --model {shlex.quote(rec.model)}"
+        f" --strategy recommended --baseline scratch{size}{_home_arg(home)}"
+    )
+
+
+def _home_arg(home: Path | None) -> str:
+    import shlex
+
+    return f" --home {shlex.quote(str(home))}" if home is not None else ""

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from ..errors import ZooprobeError
-from ._common import home_option, on_duplicates_option
+from ._common import MIN_RESOLUTION, batch_size_option, format_choice_option, home_option, on_duplicates_option
 from ._resume import refuse_options_with_resume
 
 _HEADERS = ("Epoch", "Train Loss", "Validation Loss", "Accuracy", "Balanced Acc", "Time")
@@ -39,13 +39,15 @@ def parse_train_size(_ctx: click.Context, _param: click.Parameter, value: str | 
 @click.option("--epochs", type=click.IntRange(min=1), default=5, show_default=True, help="Epochs per arm.")
 @click.option("--baseline", type=click.Choice(["scratch"]), help="Also train the architecture from random init.")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=2e-3, show_default=True, help="Head LR.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@batch_size_option(32, "Training examples per optimiser step")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the split, the init and the order.")
 @click.option(
     "--train-size", callback=parse_train_size, metavar="N|FRACTION", help="Keep N training examples, or a fraction."
 )
-@click.option("--resolution", type=click.IntRange(min=8), metavar="PX", help="Square input size in pixels.")
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option(
+    "--resolution", type=click.IntRange(min=MIN_RESOLUTION), metavar="PX", help="Square input size in pixels."
+)
+@format_choice_option("json", help="text: a table of epochs per arm; json: run_id, arms and summary.")
 @click.option("--resume", metavar="RUN", help="Continue an interrupted run from the last epoch of each arm.")
 @click.option("--on-error", type=click.Choice(["skip", "fail"]), default="fail", show_default=True, help="Bad images.")
 @on_duplicates_option
@@ -123,7 +125,7 @@ def finetune_cmd(
         widths = [max(len(row[i]) for row in cells) for i in range(len(_HEADERS))]
         lines = ["  ".join(cell.rjust(width) for cell, width in zip(row, widths, strict=True)) for row in cells]
         blocks.append("\n".join([arm, *lines]))
-    gain = result.summary.get("gain_over_scratch")
+    gain = result.outcome.gain_over_scratch
     if gain is not None:
         blocks.append(f"gain over scratch (final validation accuracy): {gain:+.4f}")
     click.echo("\n\n".join(blocks))

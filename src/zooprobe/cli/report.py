@@ -7,7 +7,38 @@ from pathlib import Path
 import click
 
 from ..catalog.store import default_home
+from ..runs.store import Run, RunStore
 from ._common import home_option
+
+
+def _has_results(store: RunStore, run: Run) -> bool:
+    if run.status == "done":
+        return True
+    if run.kind == "assess":
+        return any(result.status == "done" for result in store.candidates(run.id))
+    return bool(store.epochs(run.id))
+
+
+def _latest_with_results(store: RunStore) -> tuple[str, ...]:
+    """The most recent run with a result (an assessed candidate, an epoch), saying which newer ones have none.
+
+    An empty tuple when the store has no run (the report then says so); the latest run when none has a result.
+    """
+    runs = store.list()
+    without: list[Run] = []
+    for run in runs:
+        if _has_results(store, run):
+            if without:
+                names = ", ".join(f"{r.id} ({r.status})" for r in without)
+                stopped = [r for r in without if r.status == "running"]
+                resume = f"; continue with: zooprobe {stopped[0].kind} --resume {stopped[0].id}" if stopped else ""
+                click.echo(
+                    f"note: reporting {run.id}, the latest run with results; newer runs have none yet: {names}{resume}",
+                    err=True,
+                )
+            return (run.id,)
+        without.append(run)
+    return (runs[0].id,) if runs else ()
 
 
 @click.command(name="report")
@@ -47,6 +78,8 @@ def report_cmd(
     from ..reports import build_report, open_store_readonly, render, write_atomic
 
     with open_store_readonly(home) as store:
+        if not run_ids and not data:  # --latest, which is also the default (with RUN or --data it is refused)
+            run_ids, latest = _latest_with_results(store), False
         report = build_report(store, run_ids, latest=latest, data=data)
     text = render(report, fmt)
     if out is None and fmt == "html":

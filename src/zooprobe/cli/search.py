@@ -14,7 +14,16 @@ from ..catalog.schema import Entry
 from ..catalog.store import Query, sort_field
 from ..errors import InvalidChoiceError, ZooprobeError
 from ..plugins.manager import get_sources
-from ._common import DEFAULT_FIELDS, FIELDS, UserError, ensure_synced, home_option, open_catalog, render
+from ._common import (
+    DEFAULT_FIELDS,
+    FIELDS,
+    UserError,
+    ensure_synced,
+    format_choice_option,
+    home_option,
+    open_catalog,
+    render,
+)
 
 FC = TypeVar("FC", bound=Callable[..., Any])
 
@@ -64,7 +73,7 @@ def query_from_params(params: dict[str, Any], limit: int | None) -> Query:
 @_filter_options
 @click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True, help="At most this many rows.")
 @click.option("--fields", "fields", metavar="F[,F]", help=f"Columns to print: {', '.join(FIELDS)}.")
-@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)
+@format_choice_option("json", "csv", help="text: a table; json: a list of objects; csv: a header and rows.")
 @home_option
 def search(
     query: str | None,
@@ -107,11 +116,15 @@ def search(
             raise InvalidChoiceError(
                 "source", source, sorted(cat.source_versions()), fix if source in get_sources() else ""
             )
-        entries = cat.search(query_from_params(click.get_current_context().params, limit))
-    if not entries and fmt == "table":
+        asked = query_from_params(click.get_current_context().params, limit)
+        entries = cat.search(asked)
+        total = cat.count_matching(asked) if len(entries) == limit else len(entries)
+    if not entries and fmt == "text":
         click.echo("no entries match; loosen the filters or check 'zooprobe catalog stats'", err=True)
         return
     click.echo(render(entries, out_fields, fmt))
+    if total > len(entries):  # on stderr, so that JSON and CSV output stays whole
+        click.echo(f"{len(entries)} of {total} matching entries; --limit {total} to see them all", err=True)
     _note_unsorted_units(entries, sort or ())
 
 
@@ -131,7 +144,7 @@ def _note_unsorted_units(entries: list[Entry], sort: tuple[str, ...]) -> None:
 
 @click.command()
 @click.argument("entry_id", metavar="ID")
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@format_choice_option("json", help="text: field per line, then where each number came from; json: the record.")
 @home_option
 def show(entry_id: str, fmt: str, home: Path | None) -> None:
     """Show everything the catalog knows about one entry, and where each number came from.

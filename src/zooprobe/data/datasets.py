@@ -20,7 +20,7 @@ import statistics
 import struct
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Literal
 
@@ -62,6 +62,7 @@ class Dataset:
     texts: tuple[str, ...] | None = None
     shapes: tuple[tuple[int, int, int], ...] = ()
     skipped: tuple[tuple[str, str], ...] = ()
+    _content_hash: str | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         sources = [s for s in (self.paths, self.arrays, self.texts) if s is not None]
@@ -127,8 +128,16 @@ class Dataset:
     def content_hash(self) -> str:
         """sha256 hex digest of the examples' bytes (file contents, array bytes or texts), labels and classes.
 
-        It ignores where the files live, so moving a dataset keeps its cache key.
+        It ignores where the files live, so moving a dataset keeps its cache key. It is computed once per
+        Dataset (an image folder is read in full) and kept on it: assess and finetune ask for it per
+        candidate and per cached feature file.
         """
+        if self._content_hash is None:
+            object.__setattr__(self, "_content_hash", self._digest())
+        assert self._content_hash is not None
+        return self._content_hash
+
+    def _digest(self) -> str:
         import numpy as np
 
         digest = hashlib.sha256()
@@ -159,12 +168,13 @@ class Dataset:
 def read_dataset(spec: str, on_error: OnError = "fail", on_duplicates: OnDuplicates = "error") -> Dataset:
     """Read the labelled dataset that ``spec`` names (see the module docstring for the accepted forms).
 
-    With ``on_error='fail'`` the first bad example (undecodable image, missing file, missing or NaN label,
-    empty class folder, class with one example) raises; with ``'skip'`` it is dropped and listed in
-    ``Dataset.skipped``. Examples with the same content (file bytes, image array, text) raise with
-    ``on_duplicates='error'``; ``'keep-first'`` keeps the first of each, ``'drop'`` keeps one copy and drops
-    contents given two labels (see :func:`~zooprobe.data.hygiene.resolve_duplicates`); what is dropped
-    is listed in ``Dataset.skipped``. The built-in ``sklearn:digits`` holds no exact duplicates.
+    With ``on_error='fail'`` bad examples (undecodable image, missing file, missing or NaN label, empty
+    class folder, class with one example) raise one error naming them all (the first ten, and the count);
+    with ``'skip'`` they are dropped and listed in ``Dataset.skipped``. Examples with the same content
+    (file bytes, image array, text) raise with ``on_duplicates='error'``; ``'keep-first'`` keeps the first
+    of each, ``'drop'`` keeps one copy and drops contents given two labels (see
+    :func:`~zooprobe.data.hygiene.resolve_duplicates`); what is dropped is listed in ``Dataset.skipped``.
+    The built-in ``sklearn:digits`` holds no exact duplicates.
 
     :raises ZooprobeError: for an unknown spec or bad input.
     """
@@ -232,18 +242,36 @@ class _BadImage(Exception):
 
 
 class _Problems:
-    """Bad examples: raised at once with on_error='fail', collected with 'skip'."""
+    """Bad examples: with on_error='fail' collected and raised together (:meth:`fail`), so that one pass
+    fixes them all; with 'skip' collected and dropped."""
+
+    SHOWN = 10  # bad examples named in the error; the rest are counted
 
     def __init__(self, on_error: OnError, on_duplicates: OnDuplicates = "error") -> None:
         self.on_error = on_error
         self.on_duplicates = on_duplicates
         self.skipped: list[tuple[str, str]] = []
+        self.failed: list[tuple[str, str, str]] = []
 
     def report(self, source: str, reason: str, fix: str) -> None:
         reason = " ".join(reason.split())
         if self.on_error == "fail":
+            self.failed.append((source, reason, fix))
+        else:
+            self.skipped.append((source, reason))
+
+    def fail(self) -> None:
+        """:raises ZooprobeError: naming the bad examples reported so far (the first :attr:`SHOWN`), if any."""
+        if len(self.failed) == 1:
+            source, reason, fix = self.failed[0]
             raise ZooprobeError(f"'{source}': {reason}; {fix}, {_SKIP_HINT}")
-        self.skipped.append((source, reason))
+        if self.failed:
+            named = "; ".join(f"'{source}': {reason} ({fix})" for source, reason, fix in self.failed[: self.SHOWN])
+            more = f"; and {len(self.failed) - self.SHOWN} more" if len(self.failed) > self.SHOWN else ""
+            raise ZooprobeError(
+                f"{len(self.failed)} bad examples: {named}{more}; fix them,"
+                " or drop them with --on-error skip (on_error='skip' from Python)"
+            )
 
 
 @dataclass
@@ -342,6 +370,7 @@ def _assemble(name: str, modality: Literal["image", "text"], examples: list[_Exa
     """Settle duplicates, drop classes with a single example (they cannot be stratified), build the Dataset."""
     import numpy as np
 
+    problems.fail()  # the bad files first: a class may have one example left only because of them
     keys = [hygiene.example_key(example.path, example.array, example.text) for example in examples]
     kept_at, copies = hygiene.resolve_duplicates(
         name, keys, [e.label for e in examples], [e.source for e in examples], problems.on_duplicates
@@ -362,6 +391,7 @@ def _assemble(name: str, modality: Literal["image", "text"], examples: list[_Exa
         else:
             kept.append(example)
             kept_keys.append(key)
+    problems.fail()
     classes = _sort_classes(example.label for example in kept)
     if len(classes) < 2:
         dropped = f" after skipping {len(problems.skipped)} bad examples" if problems.skipped else ""

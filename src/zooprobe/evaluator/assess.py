@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from ..catalog.schema import Entry
 from ..catalog.store import Catalog
 from ..errors import InvalidChoiceError, ZooprobeError, first_line
+from ..runs.records import AssessSummary, CandidateResult
 from ..runs.store import Run, RunStore, Score, library_versions
 from .candidates import entry_facts, resolve_candidates
 from .checks import AssessError, check_data_ratio, check_input, select_layers
@@ -61,6 +62,16 @@ class Assessment:
     def recommended(self) -> dict[str, Any] | None:
         rec = self.summary.get("recommended")
         return rec if isinstance(rec, dict) else None
+
+    @property
+    def results(self) -> list[CandidateResult]:
+        """The candidates as typed records, in the same order."""
+        return [CandidateResult.from_json(doc) for doc in self.candidates]
+
+    @property
+    def outcome(self) -> AssessSummary:
+        """The summary as a typed record."""
+        return AssessSummary.from_json(self.summary)
 
 
 @dataclass
@@ -146,11 +157,6 @@ def assess(
         trust_remote_code = bool(stored_config.get("trust_remote_code", False))
     if data is None:
         raise AssessError("assess needs a dataset (or resume=RUN to continue a run)")
-    dataset = read_dataset(data, on_error=on_error, on_duplicates=on_duplicates) if isinstance(data, str) else data
-    data_spec = data if isinstance(data, str) else dataset.name
-    summary = dataset.summary()
-    if summary["classes"] < 2:
-        raise AssessError(f"dataset '{data_spec}' has {summary['classes']} class; an assessment needs at least 2")
     available = metric_registry.registered()
     chosen = list(metrics) if metrics else metric_registry.defaults()
     if not chosen:
@@ -184,6 +190,12 @@ def assess(
 
         for entry in entries:  # before the run exists: a non-hf candidate would otherwise be skipped silently
             check_remote_code(entry)
+    # read once every option and candidate is checked: reading images takes long, and a typo should cost no wait
+    dataset = read_dataset(data, on_error=on_error, on_duplicates=on_duplicates) if isinstance(data, str) else data
+    data_spec = data if isinstance(data, str) else dataset.name
+    summary = dataset.summary()
+    if summary["classes"] < 2:
+        raise AssessError(f"dataset '{data_spec}' has {summary['classes']} class; an assessment needs at least 2")
     config: dict[str, Any] = {
         "models": [e.id for e in entries],
         "query": query,
@@ -223,7 +235,8 @@ def assess(
                 data_hash=data_hash,
                 versions=library_versions("torch", "torchvision", "timm", "keras", "numpy", "scikit-learn"),
             )
-    say.say(f"{'resuming' if resumed else 'started'} assessment {run.id} (if interrupted: --resume {run.id})")
+    state = "resuming" if resumed else "started"
+    say.say(f"{state} assessment {run.id} (if interrupted: zooprobe assess --resume {run.id})")
     if resumed:
         config = run.config
         trust_remote_code = bool(config.get("trust_remote_code", False))
@@ -232,7 +245,7 @@ def assess(
     # copies of one content (a dataset built in Python) stay in one fold and out of each other's neighbours
     groups = content_groups(dataset)
     done_scores = {(s.model, s.layer, s.metric): s for s in runs.scores(run.id)}
-    existing = {doc["model"]: doc for doc in runs.candidates(run.id)}
+    existing = {result.model: result.to_json() for result in runs.candidates(run.id)}
     started = time.perf_counter()
     docs: list[dict[str, Any]] = []
     try:
@@ -259,19 +272,19 @@ def assess(
             docs.append(doc)
             if doc["input_check"]["status"] == "incompatible":
                 doc.update(status="skipped", skip_reason=doc["input_check"]["reason"])
-                runs.put_candidate(run.id, entry.id, position, doc)
+                runs.put_candidate(run.id, position, CandidateResult.from_json(doc))
                 say.say(f"{entry.id}: skipped ({doc['skip_reason']})")
                 continue
             if budget is not None and time.perf_counter() - started > budget:
                 doc["skip_reason"] = f"budget of {budget:g}s spent before this candidate; resume the run to finish it"
-                runs.put_candidate(run.id, entry.id, position, doc)
+                runs.put_candidate(run.id, position, CandidateResult.from_json(doc))
                 continue
             try:
                 backbone = _load(entry, resolution, loader, trust_remote_code)
             except Exception as exc:  # noqa: BLE001 - loaders raise anything (pickle, safetensors, Keras, plugins'
                 # own); one candidate that cannot load is that candidate's problem. Interrupts still stop.
                 doc.update(status="skipped", skip_reason=f"cannot load: {_reason(exc)}")
-                runs.put_candidate(run.id, entry.id, position, doc)
+                runs.put_candidate(run.id, position, CandidateResult.from_json(doc))
                 say.say(f"{entry.id}: skipped ({doc['skip_reason']})")
                 continue
             if trust_remote_code:
@@ -290,12 +303,12 @@ def assess(
                 # one model failing on these data (input too long for it, out of memory) is that model's
                 # problem: the other candidates are still assessed; the scores it got so far stay stored
                 doc.update(status="skipped", skip_reason=f"scoring failed: {_reason(exc)}")
-                runs.put_candidate(run.id, entry.id, position, doc)
+                runs.put_candidate(run.id, position, CandidateResult.from_json(doc))
                 say.say(f"{entry.id}: skipped ({doc['skip_reason']})")
                 continue
             summarise_candidate(doc, backbone.cut_points, chosen_layers, runs.scores(run.id), roles)
             doc["status"] = "done"
-            runs.put_candidate(run.id, entry.id, position, doc)
+            runs.put_candidate(run.id, position, CandidateResult.from_json(doc))
         result = _finish(run.id, runs, docs, roles, time.perf_counter() - started)
     except BaseException as exc:
         # Leave the run 'running' on an interruption (it resumes); record a real failure.
@@ -415,7 +428,7 @@ def _finish(
     ranked, recommended = rank(docs, roles)
     ordered = ranked + [d for d in docs if d["status"] != "done"]
     for position, doc in enumerate(ordered):
-        runs.put_candidate(run_id, doc["model"], position, doc)
+        runs.put_candidate(run_id, position, CandidateResult.from_json(doc))
     summary = {
         "ranking": [d["model"] for d in ranked],
         "recommended": recommended,
@@ -425,9 +438,9 @@ def _finish(
         "skipped": {d["model"]: d["skip_reason"] for d in docs if d["status"] == "skipped"},
     }
     if summary["pending"]:
-        runs.db.execute("UPDATE runs SET summary = ?, updated = ? WHERE id = ?", (_json(summary), time.time(), run_id))
+        runs.put_summary(run_id, AssessSummary.from_json(summary))
     else:
-        runs.finish(run_id, summary)
+        runs.finish(run_id, AssessSummary.from_json(summary))
     return ordered, summary
 
 

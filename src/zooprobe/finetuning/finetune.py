@@ -34,6 +34,7 @@ from ..backbones.backbone import PRE_LOGITS, Backbone
 from ..data.datasets import Dataset, OnError, read_dataset, stratified_split
 from ..data.hygiene import OnDuplicates
 from ..errors import InvalidChoiceError, ZooprobeError, first_line
+from ..runs.records import ArmResult, FinetuneSummary
 from ..runs.store import EpochRecord, RunStore, library_versions
 
 if TYPE_CHECKING:
@@ -113,30 +114,21 @@ def parse_strategy(text: str) -> Strategy:
 
 @dataclass
 class FinetuneResult:
-    """The run id, every arm's epoch records (strategy first, then ``scratch``) and the summary."""
+    """The run id, every arm's epoch records (strategy first, then ``scratch``) and the run's summary."""
 
     run_id: str
     arms: dict[str, list[EpochRecord]]
-    summary: dict[str, Any]
+    outcome: FinetuneSummary
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        """The summary as the run store keeps it (``arms``, ``gain_over_scratch``, ``checkpoints``, ``seconds``)."""
+        return self.outcome.to_json()
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "run_id": self.run_id,
-            "arms": {
-                arm: [
-                    {
-                        "epoch": r.epoch,
-                        "train_loss": r.train_loss,
-                        "val_loss": r.val_loss,
-                        "val_accuracy": r.val_accuracy,
-                        "val_balanced_accuracy": r.val_balanced_accuracy,
-                        "seconds": r.seconds,
-                        **r.extra,
-                    }
-                    for r in records
-                ]
-                for arm, records in self.arms.items()
-            },
+            "arms": {arm: [r.to_row() for r in records] for arm, records in self.arms.items()},
             "summary": self.summary,
         }
 
@@ -212,7 +204,7 @@ def finetune(
     Example:
         >>> result = zooprobe.finetune("sklearn:digits", "torchvision:mobilenet_v2.IMAGENET1K_V1", "full",
         ...                            epochs=3, baseline="scratch", train_size=200, resolution=64)
-        >>> result.summary["gain_over_scratch"]
+        >>> result.outcome.gain_over_scratch
     """
     from ..backbones.tf_backbone import TFBackbone
     from ..plugins.loading import load_by_id as load
@@ -221,7 +213,11 @@ def finetune(
         if resume is not None:
             run = store.get(resume)
             if run.kind != "finetune":
-                raise ZooprobeError(f"run '{resume}' is a {run.kind} run: --resume takes a finetune run id")
+                article = "an" if run.kind[:1] in "aeiou" else "a"
+                raise ZooprobeError(
+                    f"run '{resume}' is {article} {run.kind} run: --resume takes a finetune run id"
+                    f" (continue that one with zooprobe {run.kind} --resume {resume})"
+                )
             config = run.config
             data, model, strategy = run.data, config["model"], config["strategy"]
             epochs, baseline, lr = config["epochs"], config["baseline"], config["lr"]
@@ -236,10 +232,7 @@ def finetune(
         _check_settings(epochs, patience, lr, batch_size, baseline, train_size, resolution)
         if strategy.strip() != "recommended":
             parse_strategy(strategy)  # a typo fails before the dataset and the weights load
-        dataset = read_dataset(data, on_error=on_error, on_duplicates=on_duplicates)
-        if dataset.modality != "image":
-            raise ZooprobeError(f"dataset '{data}' holds {dataset.modality}; fine-tuning needs an image dataset")
-        data_hash = dataset.content_hash()
+        # the model (an unknown id, a cut point it lacks) before the data: reading images takes long
         try:
             backbone = load(model, str(home) if home is not None else None, trust_remote_code=trust_remote_code)
         except (OSError, RuntimeError, ValueError) as exc:  # as assess reports them: weights absent offline, corrupt
@@ -250,6 +243,12 @@ def finetune(
         if resolution is not None:
             spec = replace(backbone.entry.input, default_resolution=(resolution, resolution))
             backbone = replace(backbone, entry=replace(backbone.entry, input=spec))
+        if resume is None and strategy.strip() != "recommended":
+            _parsed_arm(backbone, model, strategy)
+        dataset = read_dataset(data, on_error=on_error, on_duplicates=on_duplicates)
+        if dataset.modality != "image":
+            raise ZooprobeError(f"dataset '{data}' holds {dataset.modality}; fine-tuning needs an image dataset")
+        data_hash = dataset.content_hash()
         assess_run = None
         arm = strategy
         if resume is None and strategy.strip() == "recommended":
@@ -257,14 +256,7 @@ def finetune(
         elif resume is not None:
             arm = run.config["arms"][0]
             assess_run = run.config.get("assess_run")
-        parsed = body_output_strategy(backbone, parse_strategy(arm))
-        if parsed.kind == "cut" or parsed.layer != PRE_LOGITS:
-            backbone.check_cut_points([parsed.layer])
-        if backbone.classifier is None and parsed.layer == PRE_LOGITS:
-            raise ZooprobeError(
-                f"'{model}' has no classifier layer to replace: "
-                f"use cut:LAYER with one of {', '.join(backbone.cut_points)}"
-            )
+        parsed = _parsed_arm(backbone, model, arm)
         train_idx, val_idx = split_indices(dataset, seed, train_size)
         arms = [arm] + ([SCRATCH] if baseline == "scratch" else [])
         if resume is None:
@@ -285,6 +277,7 @@ def finetune(
                 "on_error": on_error,
                 "on_duplicates": on_duplicates,
                 "patience": patience,
+                "parsed_strategy": asdict(parsed),  # what the arm trains, for whoever reads the run
             }
             if trust_remote_code:  # the commit whose code ran, for whoever reads the report
                 config.update(trust_remote_code=True, revision=backbone.entry.source_version)
@@ -324,9 +317,24 @@ def finetune(
         except Exception as exc:
             store.finish(run.id, error=f"{type(exc).__name__}: {exc}")
             raise
-        summary = _summary(outcomes, arm)
+        summary = FinetuneSummary.of(outcomes, arm)
         store.finish(run.id, summary)
         return FinetuneResult(run.id, {name: store.epochs(run.id, name) for name in arms}, summary)
+
+
+def _parsed_arm(backbone: Backbone, model: str, arm: str) -> Strategy:
+    """``arm`` parsed against this backbone.
+
+    :raises ZooprobeError: for a cut point it lacks, or ``head``/``as-is`` on a model without a classifier.
+    """
+    parsed = body_output_strategy(backbone, parse_strategy(arm))
+    if parsed.kind == "cut" or parsed.layer != PRE_LOGITS:
+        backbone.check_cut_points([parsed.layer])
+    if backbone.classifier is None and parsed.layer == PRE_LOGITS:
+        raise ZooprobeError(
+            f"'{model}' has no classifier layer to replace: use cut:LAYER with one of {', '.join(backbone.cut_points)}"
+        )
+    return parsed
 
 
 def recommended_strategy(store: RunStore, data_hash: str, model: str) -> tuple[str, str]:
@@ -337,10 +345,10 @@ def recommended_strategy(store: RunStore, data_hash: str, model: str) -> tuple[s
     for run in store.list(kind="assess", data_hash=data_hash):
         if run.status != "done":
             continue
-        for doc in store.candidates(run.id):
-            recommendation = doc.get("recommendation") if doc.get("model") == model else None
-            if recommendation and recommendation.get("finetune_arg"):
-                return str(recommendation["finetune_arg"]), run.id
+        for result in store.candidates(run.id):
+            recommendation = result.recommendation if result.model == model else None
+            if recommendation and recommendation.finetune_arg:
+                return recommendation.finetune_arg, run.id
     raise ZooprobeError(
         f"no finished assessment of this dataset recommends a strategy for '{model}': run "
         f"'zooprobe assess --data DATA --models {model}' first, or pass --strategy head, full or cut:LAYER"
@@ -441,16 +449,6 @@ def split_indices(
         if len(members):
             kept.append(rng.permutation(members)[: max(1, round(len(members) * fraction))])
     return np.sort(np.concatenate(kept)).astype(np.int64), val_idx
-
-
-def _summary(outcomes: dict[str, dict[str, Any]], strategy_arm: str) -> dict[str, Any]:
-    arms = {name: {k: v for k, v in outcome.items() if k != "checkpoint"} for name, outcome in outcomes.items()}
-    checkpoints = {name: outcome["checkpoint"] for name, outcome in outcomes.items() if outcome["checkpoint"]}
-    gain = None
-    if SCRATCH in outcomes:
-        gain = outcomes[strategy_arm]["final_val_accuracy"] - outcomes[SCRATCH]["final_val_accuracy"]
-    seconds = sum(float(outcome.get("seconds") or 0.0) for outcome in outcomes.values())
-    return {"arms": arms, "gain_over_scratch": gain, "checkpoints": checkpoints, "seconds": seconds}
 
 
 # --- models -----------------------------------------------------------------------------------------
@@ -760,7 +758,7 @@ class _Trainer:
         model.set_submodule(name, head)
         return model, head
 
-    def run_arm(self, arm: str, strategy: Strategy) -> dict[str, Any]:
+    def run_arm(self, arm: str, strategy: Strategy) -> ArmResult:
         """Train (or resume) one arm; returns its summary with the path of its best checkpoint."""
         if strategy.kind == "as-is":
             return self.as_is(arm, strategy.layer)
@@ -837,20 +835,14 @@ class _Trainer:
             _Batches(val_x.to(self.device), self.val_labels.to(self.device), size * 4),
         )
 
-    def _outcome(self, arm: str, checkpoint: Path) -> dict[str, Any]:
+    def _outcome(self, arm: str, checkpoint: Path) -> ArmResult:
         records = self.store.epochs(self.run_id, arm)
-        best = max(records, key=lambda r: (r.val_accuracy or 0.0, -r.epoch))
         # the best checkpoint holds the epoch of lowest validation loss (the early-stopping criterion)
         kept = min(records, key=lambda r: (r.val_loss if r.val_loss is not None else math.inf, r.epoch))
         best_file = checkpoint.with_name(f"{_slug(arm)}.best.safetensors")
-        return {
-            "final_val_accuracy": records[-1].val_accuracy,
-            "best_val_accuracy": best.val_accuracy,
-            "best_epoch": best.epoch,
-            "checkpoint_epoch": kept.epoch if best_file.exists() else None,
-            "seconds": sum(r.seconds or 0.0 for r in records),
-            "checkpoint": str(best_file) if best_file.exists() else None,
-        }
+        if not best_file.exists():
+            return ArmResult.from_epochs(records)
+        return ArmResult.from_epochs(records, checkpoint_epoch=kept.epoch, checkpoint=str(best_file))
 
     def _optimizer(
         self, model: torch.nn.Module, head: torch.nn.Module, whole_model: bool, discriminative: bool
@@ -923,7 +915,7 @@ class _Trainer:
 
     # --- as-is ---
 
-    def as_is(self, arm: str, layer: str = PRE_LOGITS) -> dict[str, Any]:
+    def as_is(self, arm: str, layer: str = PRE_LOGITS) -> ArmResult:
         """Epoch 0: the model's own head when every class name is one of its source classes, otherwise
         nearest class mean (cosine) on its pooled features at ``layer``; nothing trains."""
         import torch
@@ -962,14 +954,7 @@ class _Trainer:
         self.store.put_epoch(self.run_id, record)
         if self.on_epoch is not None:
             self.on_epoch(arm, record)
-        return {
-            "final_val_accuracy": accuracy,
-            "best_val_accuracy": accuracy,
-            "best_epoch": 0,
-            "seconds": seconds,
-            "method": method,
-            "checkpoint": None,
-        }
+        return ArmResult(accuracy, accuracy, 0, seconds=seconds, method=method)
 
 
 def _accuracies(predicted: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
@@ -1056,23 +1041,13 @@ def _write_checkpoint(
                 tensors[f"optimizer/{index}/{key}"] = value.detach().cpu().contiguous()
             else:
                 scalars.setdefault(str(index), {})[key] = value
-    record_doc = {
-        "arm": record.arm,
-        "epoch": record.epoch,
-        "train_loss": record.train_loss,
-        "val_loss": record.val_loss,
-        "val_accuracy": record.val_accuracy,
-        "val_balanced_accuracy": record.val_balanced_accuracy,
-        "seconds": record.seconds,
-        "extra": record.extra,
-    }
     metadata = {
         "format": "pt",
         "phase": phase,
         "state": json.dumps(asdict(state)),
         "param_groups": json.dumps(optimizer_state["param_groups"]),
         "optimizer_scalars": json.dumps(scalars),
-        "record": json.dumps(record_doc),
+        "record": json.dumps(record.to_json()),
     }
     _atomic_save(path, tensors, metadata)
 
@@ -1095,17 +1070,7 @@ def _read_checkpoint(path: Path) -> _Checkpoint:
     state_doc = json.loads(metadata["state"])
     best = state_doc.pop("best_val_loss")
     state = _ArmState(best_val_loss=math.inf if best is None else float(best), **state_doc)
-    doc = json.loads(metadata["record"])
-    record = EpochRecord(
-        doc["arm"],
-        doc["epoch"],
-        doc["train_loss"],
-        doc["val_loss"],
-        doc["val_accuracy"],
-        doc["val_balanced_accuracy"],
-        doc["seconds"],
-        doc["extra"],
-    )
+    record = EpochRecord.from_json(json.loads(metadata["record"]))
     optimizer_state = {"state": per_param, "param_groups": json.loads(metadata["param_groups"])}
     return _Checkpoint(model_state, optimizer_state, metadata["phase"], state, record)
 

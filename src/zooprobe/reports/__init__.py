@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from .model import EmptyReportError, Report, build_report, open_store_readonly, select_runs
+from .build import build_report
+from .model import EmptyReportError, Report
+from .select import open_store_readonly, select_runs
 from .writers import WRITERS, render, write_atomic
 
 __all__ = [

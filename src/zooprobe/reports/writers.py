@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import InvalidChoiceError
+from ..errors import InvalidChoiceError, ZooprobeError
 from . import plots
 from .model import Report
 from .tables import (
@@ -282,8 +282,20 @@ def _umask() -> int:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file renamed into place (no half-written report)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write ``text`` to ``path`` through a temporary file renamed into place (no half-written report).
+
+    The file's own folder is created when missing, but not the folders above it: a mistyped path
+    should fail, not leave a tree of folders behind.
+
+    :raises ZooprobeError: when the folder above the file's folder does not exist.
+    """
+    try:
+        path.parent.mkdir(exist_ok=True)
+    except FileNotFoundError:
+        raise ZooprobeError(
+            f"cannot write {path}: the folder {path.parent.parent} does not exist; create it first,"
+            " or give a path in an existing folder"
+        ) from None
     handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(handle, "w", encoding="utf-8", newline="") as file:

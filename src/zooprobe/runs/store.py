@@ -23,12 +23,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from ..catalog.store import default_home, enable_wal
+from ..catalog.store import default_home, enable_wal, permission_problem
 from ..errors import StoreError, ZooprobeError
+from .records import METRIC_COLUMNS, AssessSummary, CandidateResult, EpochRecord, FinetuneSummary
+
+__all__ = ["EpochRecord", "Run", "RunStore", "Score", "UnknownRunError", "library_versions", "open_runs"]
 
 RUNS_DB_NAME = "runs.sqlite3"
 RunKind = Literal["assess", "finetune"]
 RunStatus = Literal["running", "done", "failed"]
+Summary = AssessSummary | FinetuneSummary
+
+
+# Runs this process started or reopened and has not finished, in order: what Ctrl-C leaves to resume.
+_open_here: dict[str, tuple[str, Path]] = {}
+
+
+def unfinished_here() -> list[tuple[str, str, Path]]:
+    """(kind, run id, home) of the runs this process started or resumed and has not finished, oldest first."""
+    return [(kind, run_id, home) for run_id, (kind, home) in _open_here.items()]
 
 
 class UnknownRunError(ZooprobeError):
@@ -106,6 +119,16 @@ class Run:
             "error": self.error,
         }
 
+    @property
+    def assess_summary(self) -> AssessSummary | None:
+        """An assessment's summary (None for a fine-tuning run, and before the first one is written)."""
+        return AssessSummary.from_json(self.summary) if self.kind == "assess" and self.summary else None
+
+    @property
+    def finetune_summary(self) -> FinetuneSummary | None:
+        """A fine-tuning run's summary (None for an assessment, and while it runs)."""
+        return FinetuneSummary.from_json(self.summary) if self.kind == "finetune" and self.summary else None
+
 
 @dataclass(frozen=True)
 class Score:
@@ -115,18 +138,6 @@ class Score:
     value: float | None
     spread: float | None = None
     seconds: float | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class EpochRecord:
-    arm: str
-    epoch: int
-    train_loss: float | None
-    val_loss: float | None
-    val_accuracy: float | None
-    val_balanced_accuracy: float | None
-    seconds: float | None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -159,6 +170,9 @@ class RunStore:
             db.execute("PRAGMA foreign_keys=ON")
             version = db.execute("PRAGMA user_version").fetchone()[0]
         except sqlite3.DatabaseError as exc:
+            denied = permission_problem(self.home, self.path)
+            if denied:
+                raise StoreError(denied) from None
             raise StoreError(
                 f"cannot read the run store {self.path}: {exc}; move it aside to start a new one"
             ) from None
@@ -220,14 +234,24 @@ class RunStore:
             " VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?)",
             (run_id, kind, now, now, data, data_hash, json.dumps(config), json.dumps(versions or {})),
         )
+        _open_here[run_id] = (kind, self.home)
         return self.get(run_id)
 
-    def finish(self, run_id: str, summary: dict[str, Any] | None = None, error: str | None = None) -> None:
-        """Mark a run ``done`` (or ``failed`` when ``error`` is given) with its summary document."""
+    def finish(self, run_id: str, summary: Summary | None = None, error: str | None = None) -> None:
+        """Mark a run ``done`` (or ``failed`` when ``error`` is given) with its summary."""
+        document = json.dumps(summary.to_json() if summary is not None else None)
         self.db.execute(
             "UPDATE runs SET status = ?, updated = ?, summary = ?, error = ? WHERE id = ?",
-            ("failed" if error else "done", time.time(), json.dumps(summary), error, run_id),
+            ("failed" if error else "done", time.time(), document, error, run_id),
         )
+
+    def put_summary(self, run_id: str, summary: Summary) -> None:
+        """Store the summary of a run that stays ``running`` (an assessment with candidates still pending)."""
+        self.db.execute(
+            "UPDATE runs SET summary = ?, updated = ? WHERE id = ?",
+            (json.dumps(summary.to_json()), time.time(), run_id),
+        )
+        _open_here.pop(run_id, None)
 
     def reopen(self, run_id: str) -> Run:
         """Set a run back to ``running`` (resuming it) and return it."""
@@ -235,6 +259,8 @@ class RunStore:
         self.db.execute(
             "UPDATE runs SET status = 'running', updated = ?, error = NULL WHERE id = ?", (time.time(), run.id)
         )
+        _open_here.pop(run.id, None)  # to the end: the latest run resumed is the one to name
+        _open_here[run.id] = (run.kind, self.home)
         return self.get(run.id)
 
     def get(self, run_id: str) -> Run:
@@ -301,45 +327,42 @@ class RunStore:
         )
         return [Score(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6] or "{}")) for r in rows]
 
-    def put_candidate(self, run_id: str, model: str, position: int, doc: dict[str, Any]) -> None:
+    def put_candidate(self, run_id: str, position: int, result: CandidateResult) -> None:
+        """Store (or replace) one candidate's result at ``position`` in the run's order."""
         self.db.execute(
-            "INSERT OR REPLACE INTO candidates VALUES (?, ?, ?, ?)", (run_id, model, position, json.dumps(doc))
+            "INSERT OR REPLACE INTO candidates VALUES (?, ?, ?, ?)",
+            (run_id, result.model, position, json.dumps(result.to_json())),
         )
 
-    def candidates(self, run_id: str) -> builtins.list[dict[str, Any]]:
+    def candidates(self, run_id: str) -> builtins.list[CandidateResult]:
+        """The run's candidate results in the order they were stored (ranked first, once the run is done)."""
         rows = self.db.execute("SELECT doc FROM candidates WHERE run_id = ? ORDER BY position", (run_id,))
-        return [json.loads(row[0]) for row in rows]
+        return [CandidateResult.from_json(json.loads(row[0])) for row in rows]
 
     # --- fine-tuning results ----------------------------------------------------------------------
 
     def put_epoch(self, run_id: str, record: EpochRecord) -> None:
+        numbers = [getattr(record, name) for name in METRIC_COLUMNS]
         self.db.execute(
-            "INSERT OR REPLACE INTO epochs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                run_id,
-                record.arm,
-                record.epoch,
-                record.train_loss,
-                record.val_loss,
-                record.val_accuracy,
-                record.val_balanced_accuracy,
-                record.seconds,
-                json.dumps(record.extra),
-            ),
+            f"INSERT OR REPLACE INTO epochs (run_id, arm, epoch, {', '.join(METRIC_COLUMNS)}, extra)"
+            f" VALUES (?, ?, ?, {', '.join('?' for _ in METRIC_COLUMNS)}, ?)",
+            (run_id, record.arm, record.epoch, *numbers, json.dumps(record.extra)),
         )
         self.db.execute("UPDATE runs SET updated = ? WHERE id = ?", (time.time(), run_id))
 
     def epochs(self, run_id: str, arm: str | None = None) -> builtins.list[EpochRecord]:
-        sql = "SELECT arm, epoch, train_loss, val_loss, val_accuracy, val_balanced_accuracy, seconds, extra"
-        sql += " FROM epochs WHERE run_id = ?"
+        sql = f"SELECT arm, epoch, {', '.join(METRIC_COLUMNS)}, extra FROM epochs WHERE run_id = ?"
         args: list[Any] = [run_id]
         if arm is not None:
             sql += " AND arm = ?"
             args.append(arm)
         sql += " ORDER BY arm, epoch"
         return [
-            EpochRecord(r[0], r[1], r[2], r[3], r[4], r[5], r[6], json.loads(r[7] or "{}"))
-            for r in self.db.execute(sql, args)
+            EpochRecord.from_json(
+                {"arm": row[0], "epoch": row[1], **dict(zip(METRIC_COLUMNS, row[2:-1], strict=True))}
+                | {"extra": json.loads(row[-1] or "{}")}
+            )
+            for row in self.db.execute(sql, args)
         ]
 
 

@@ -1,0 +1,103 @@
+"""The decision for one dataset: the recommendation its latest assessment made, what fine-tuning
+achieved against it, and the caveats (runs in progress or failed, negative transfer, missed predictions)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from ..runs.store import Run
+from .model import CandidateRow, Decision, FinetuneComparison, PredictionCheck
+
+
+def _age(seconds: float) -> str:
+    """A duration for people: 45 s, 12 min, 3.5 h, 2.0 days."""
+    if seconds < 90:
+        return f"{max(seconds, 0):.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 48 * 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
+def decide(
+    group: Sequence[Run],
+    candidates: Sequence[CandidateRow],
+    finetunes: Sequence[FinetuneComparison],
+    predictions: Sequence[PredictionCheck],
+) -> Decision:
+    ids = {run.id for run in group}
+    evidence: list[str] = []
+    caveats: list[str] = []
+    for run in group:
+        if run.status == "running":
+            # A killed process leaves its run 'running' too: the age of its last write tells them apart.
+            caveats.append(
+                f"{run.kind} run {run.id} is still in progress: its numbers are partial (last written"
+                f" {_age(time.time() - run.updated)} ago; if its process is gone, finish it with"
+                f" zooprobe {run.kind} --resume {run.id})"
+            )
+        elif run.status == "failed":
+            caveats.append(f"{run.kind} run {run.id} failed: {run.error or 'no error recorded'}")
+    assessments = [run for run in group if run.kind == "assess"]
+    # The latest assessment with a recommendation decides; older ones stay in the tables.
+    summaries = [(run, run.assess_summary) for run in reversed(assessments)]
+    deciding = next((summary for _, summary in summaries if summary is not None and summary.recommended), None)
+    model: str | None = None
+    strategy = finetune_arg = None
+    expected = uncertainty = None
+    if deciding is not None and deciding.recommended is not None:
+        rec = deciding.recommended
+        model, strategy, finetune_arg = rec.model, rec.strategy, rec.finetune_arg
+        expected, uncertainty = rec.expected_accuracy, rec.uncertainty
+        if rec.evidence:
+            evidence.append(rec.evidence)
+        caveats.extend(deciding.caveats)
+    elif assessments and not any(row.run_id in ids and row.status == "done" for row in candidates):
+        evidence.append("no candidate has been assessed yet")
+    tunes = [tune for tune in finetunes if tune.run_id in ids]
+    achieved = gain = None
+    # the strategy each fine-tuning run parsed and stored (runs before it was stored: read off the arm's name)
+    kinds = {run.id: (run.config.get("parsed_strategy") or {}).get("kind") for run in group}
+    for tune in tunes:
+        arm, scratch = tune.strategy_arm, tune.scratch_arm
+        if arm is None or arm.final_val_accuracy is None:
+            continue
+        line = f"fine-tuning {tune.model} with '{arm.name}' reached {arm.final_val_accuracy:.3f} validation accuracy"
+        line += f" after {len(arm.epochs)} epoch(s)" if arm.epochs and arm.epochs[-1].epoch > 0 else " as is"
+        if scratch is not None and scratch.final_val_accuracy is not None and tune.gain_over_scratch is not None:
+            line += f"; scratch reached {scratch.final_val_accuracy:.3f} ({tune.gain_over_scratch:+.3f})"
+            if tune.gain_over_scratch < 0:
+                caveats.append(
+                    f"negative transfer: '{arm.name}' on {tune.model} ended {-tune.gain_over_scratch:.3f} below"
+                    " training from scratch; the pretrained features do not suit this data (domain mismatch)"
+                )
+        evidence.append(line + f" (run {tune.run_id})")
+        # only the recommended strategy's own result confirms or refutes its expected accuracy
+        if model is None or (tune.model == model and finetune_arg in (None, arm.name)):
+            if model is None:
+                model, finetune_arg = tune.model, arm.name
+                strategy = kinds.get(tune.run_id) or arm.name.split(":")[0]
+            achieved, gain = arm.final_val_accuracy, tune.gain_over_scratch
+    for check in predictions:
+        if check.finetune_run in ids and not check.within:
+            tune = next(t for t in finetunes if t.run_id == check.finetune_run)
+            budget = f"{tune.train_examples} training examples" if tune.train_examples else "its training split"
+            caveats.append(
+                f"the assessment predicted {check.predicted:.3f} ± {check.uncertainty or 0:.3f} for {check.model}"
+                f" and fine-tuning reached {check.achieved:.3f}, outside twice the uncertainty"
+                f" (fine-tuning had {budget} and {tune.epochs_planned or '?'} epochs; the probe saw the whole data)"
+            )
+    return Decision(
+        data=group[0].data,
+        model=model,
+        strategy=strategy,
+        finetune_arg=finetune_arg,
+        expected_accuracy=expected,
+        uncertainty=uncertainty,
+        achieved_accuracy=achieved,
+        gain_over_scratch=gain,
+        evidence=evidence,
+        caveats=list(dict.fromkeys(caveats)),
+    )
