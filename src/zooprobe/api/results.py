@@ -7,6 +7,7 @@ A result holds a run id and the report built from the run store for it, so a res
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
@@ -16,7 +17,7 @@ from ..evaluator.assess import Assessment
 from ..evaluator.assess import assess as _assess
 from ..finetuning.finetune import FinetuneResult
 from ..finetuning.finetune import finetune as _finetune
-from ..reports import Report, build_report, open_store_readonly
+from ..reports import EmptyReportError, Report, build_report, open_store_readonly
 from ..reports.model import Decision, FinetuneComparison
 from ..reports.writers import render_html_fragment, render_markdown
 from . import frames
@@ -68,9 +69,10 @@ class ReportView:
 class AssessRun(ReportView):
     """An assessment run: ``.candidates``, ``.layers`` (DataFrames) and ``.recommendation``.
 
-    Returned by :func:`zooprobe.assess` (then also exposing that call's
-    :class:`~zooprobe.evaluator.assess.Assessment` attributes: ``summary``, ``recommended``, ``resumed``;
-    its candidate documents are ``.assessment.candidates``) and by :func:`zooprobe.run`.
+    Returned by :func:`zooprobe.assess` (then also answering that call's
+    :class:`~zooprobe.evaluator.assess.Assessment` attributes ``summary``, ``recommended``, ``resumed``,
+    ``results`` and ``outcome``; its candidate documents are ``.assessment.candidates``) and by
+    :func:`zooprobe.run`.
     """
 
     def __init__(self, report: Report, run_id: str, home: Home = None, assessment: Assessment | None = None) -> None:
@@ -113,7 +115,8 @@ class FinetuneRun(ReportView):
     """A fine-tuning run: ``.epochs`` (DataFrame) and ``.gain_over_scratch``.
 
     Returned by :func:`zooprobe.finetune` (then also exposing that call's
-    :class:`~zooprobe.finetuning.finetune.FinetuneResult` attributes: ``arms``, ``summary``, ``to_dict``)
+    :class:`~zooprobe.finetuning.finetune.FinetuneResult` attributes: ``arms``, ``summary``, ``outcome``,
+    ``to_dict``)
     and by :func:`zooprobe.run`. Its report brings in the assessment the run followed, if any.
     """
 
@@ -168,7 +171,7 @@ def runs(*, kind: str | None = None, home: Home = None) -> pd.DataFrame:
         raise ZooprobeError(f"kind {kind!r} is not a run kind; pass 'assess', 'finetune' or None for both")
     try:
         store = open_store_readonly(home)
-    except ZooprobeError:  # no run store yet: no runs
+    except EmptyReportError:  # no run store yet: no runs
         return frames.runs_frame([])
     with store:
         return frames.runs_frame(store.list(kind=kind))  # type: ignore[arg-type]
@@ -186,15 +189,18 @@ R = TypeVar("R")
 T = TypeVar("T")
 
 
-def _typed_result(call: Callable[P, R], wrap: Callable[[R, Home], T], note: str) -> Callable[P, T]:
-    """``call`` returning its typed result: the same arguments, documentation and run."""
+def _typed_result(call: Callable[P, R], wrap: Callable[[R, Home], T], returns: type, note: str) -> Callable[P, T]:
+    """``call`` returning its typed result (of class ``returns``): the same arguments, documentation and run."""
+
+    signature = inspect.signature(call)
 
     @functools.wraps(call)
     def typed(*args: P.args, **kwargs: P.kwargs) -> T:
-        home = kwargs.get("home")
+        home = signature.bind_partial(*args, **kwargs).arguments.get("home")
         return wrap(call(*args, **kwargs), home if isinstance(home, str | Path) else None)
 
     typed.__doc__ = f"{call.__doc__}\n\n    {note}\n"
+    typed.__signature__ = signature.replace(return_annotation=returns.__name__)  # type: ignore[attr-defined]
     return typed
 
 
@@ -211,12 +217,16 @@ def _finetune_run(result: FinetuneResult, home: Home) -> FinetuneRun:
 assess = _typed_result(
     _assess,
     _assess_run,
+    AssessRun,
     "``zooprobe.assess`` returns an :class:`AssessRun`: ``.candidates`` and ``.layers`` DataFrames,"
-    " ``.recommendation``, rich display; the Assessment above is its ``.assessment``.",
+    " ``.recommendation``, rich display; the Assessment above is its ``.assessment``, whose attributes"
+    " (``summary``, ``recommended``, ``results``, ``outcome``) it also answers, but for ``candidates``.",
 )
 finetune = _typed_result(
     _finetune,
     _finetune_run,
+    FinetuneRun,
     "``zooprobe.finetune`` returns a :class:`FinetuneRun`: an ``.epochs`` DataFrame, ``.gain_over_scratch``,"
-    " rich display, and the FinetuneResult's ``arms``, ``summary`` and ``to_dict``.",
+    " rich display; the FinetuneResult above is its ``.result``, whose attributes (``arms``, ``summary``,"
+    " ``outcome``, ``to_dict``) it also answers.",
 )
