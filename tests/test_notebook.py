@@ -11,13 +11,11 @@ import dataclasses
 import json
 import math
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -29,6 +27,8 @@ from zooprobe.errors import InvalidChoiceError, ZooprobeError
 from zooprobe.reports import build_report, open_store_readonly, render
 from zooprobe.reports.model import Decision
 from zooprobe.reports.writers import render_markdown
+
+from .conftest import home_with_catalog, write_digits_npz
 
 MOBILENET = "torchvision:mobilenet_v2.IMAGENET1K_V1"
 NOTEBOOK = Path(__file__).parent.parent / "examples" / "quickstart.ipynb"
@@ -151,24 +151,11 @@ def test_the_catalog_from_python_loads_pandas_but_no_framework(synced: Path) -> 
 # --- runs ------------------------------------------------------------------------------------------
 
 
-def small_digits(path: Path) -> str:
-    """150 of scikit-learn's 8x8 digits (15 per class) as an .npz dataset."""
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    keep = np.concatenate([np.flatnonzero(digits.target == c)[:15] for c in range(10)])
-    np.savez(path, x=(digits.images[keep] * 255 / 16).astype(np.uint8), y=digits.target[keep])
-    return str(path)
-
-
 @pytest.fixture(scope="module")
 def runs_home(synced_home: Path, torch_home: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """One real assessment and one fine-tuning run (head against scratch) in a home of their own."""
-    home = tmp_path_factory.mktemp("notebook-home")
-    for item in synced_home.iterdir():
-        if item.is_file():
-            shutil.copy(item, home / item.name)
-    data = small_digits(home / "digits.npz")
+    home = home_with_catalog(synced_home, tmp_path_factory.mktemp("notebook") / "home")
+    data = str(write_digits_npz(home / "digits.npz", per_class=15))
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("TORCH_HOME", str(torch_home))
         assessed = zooprobe.assess(
@@ -180,8 +167,8 @@ def runs_home(synced_home: Path, torch_home: Path, tmp_path_factory: pytest.Temp
             "head",
             baseline="scratch",
             epochs=1,
+            train_size=50,
             resolution=32,
-            batch_size=32,
             home=home,
             progress=False,
         )
