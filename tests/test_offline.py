@@ -17,7 +17,7 @@ from zooprobe.plugins.entry_snapshot import EntrySnapshot, read_entry_snapshot, 
 from zooprobe.plugins.manager import get_sources
 from zooprobe.plugins.sync import sync_sources
 
-FRAMEWORKS = ("torch", "torchvision", "timm", "keras", "tensorflow")
+FRAMEWORKS = ("torch", "torchvision", "timm", "keras", "tensorflow", "pandas")
 
 # Runs in a fresh interpreter where importing (or finding) any framework fails as if uninstalled.
 BLOCKED_RUN = textwrap.dedent(

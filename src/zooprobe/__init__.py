@@ -11,12 +11,20 @@ from .plugins.metric import Metric
 from .plugins.source import Source
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
+    import pandas as pd
+
+    from .api import AssessRun, FinetuneRun, assess, finetune, report, run, search, show
     from .backbones.backbone import Backbone
-    from .evaluator.assess import assess
-    from .finetuning.finetune import finetune
 
 # Heavy entry points load on first use, so that `import zooprobe` (and every CLI start) stays light.
-_LAZY = {"assess": ".evaluator.assess", "finetune": ".finetuning.finetune", "Backbone": ".backbones.backbone"}
+# The notebook API (`zooprobe.api`) returns DataFrames and typed run results; pandas loads with a frame.
+_LAZY = {
+    **dict.fromkeys(("assess", "finetune", "search", "show", "run", "report"), ".api"),
+    **dict.fromkeys(("AssessRun", "FinetuneRun"), ".api"),
+    "Backbone": ".backbones.backbone",
+}
 
 
 def __getattr__(name: str) -> object:
@@ -59,10 +67,30 @@ def load(entry_id: str, home: str | None = None, *, trust_remote_code: bool = Fa
     return load_by_id(entry_id, home, trust_remote_code=trust_remote_code)
 
 
+# `zooprobe.runs` is a function, and the run store's package keeps its place in sys.modules: loading the
+# package here, before the function is defined, keeps a later `import zooprobe.runs.store` from rebinding it.
+from . import runs as _runs_package  # noqa: E402
+
+
+def runs(*, kind: str | None = None, home: str | Path | None = None) -> pd.DataFrame:
+    """The stored runs as a DataFrame, most recent first (id, kind, status, data, created, ...).
+
+    ``kind``: ``assess`` or ``finetune`` only. Reopen one with :func:`zooprobe.run`. The run store's
+    package is ``zooprobe.runs.store`` (import it by that name).
+    """
+    from .api import runs as stored_runs
+
+    return stored_runs(kind=kind, home=home)
+
+
+del _runs_package
+
 __all__ = [
+    "AssessRun",
     "Backbone",
     "Compute",
     "Entry",
+    "FinetuneRun",
     "Metric",
     "InputSpec",
     "PretrainStage",
@@ -74,4 +102,9 @@ __all__ = [
     "finetune",
     "hookimpl",
     "load",
+    "report",
+    "run",
+    "runs",
+    "search",
+    "show",
 ]

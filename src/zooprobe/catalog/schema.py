@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any, Literal
 
 from ..errors import InvalidEntryError, InvalidIdError
+from .units import format_count
 
 Modality = Literal["image", "video", "text", "audio", "multimodal"]
 MODALITIES: tuple[str, ...] = ("image", "video", "text", "audio", "multimodal")
@@ -190,6 +191,21 @@ class Entry:
     @property
     def id(self) -> str:
         return f"{self.source}:{self.name}"
+
+    def __repr__(self) -> str:
+        """One line of what picks a backbone (the dataclass repr printed every field, provenance included)."""
+        facts = [f"id={self.id!r}", f"architecture={self.architecture!r}"]
+        if self.params is not None:
+            facts.append(f"params={format_count(self.params)}")
+        if self.compute is not None:
+            facts.append(f"compute={self.compute.value:g} {self.compute.unit}")
+        if self.top1 is not None:
+            facts.append(f"top1={self.top1:g}")
+        if self.input.default_resolution is not None:
+            facts.append(f"resolution={self.input.default_resolution[0]}")
+        if self.pretraining:
+            facts.append(f"pretraining={'>'.join(s.dataset for s in self.pretraining)}")
+        return f"Entry({', '.join(facts)})"
 
     def metric(self, dataset: str, metric: str) -> float | None:
         """The reported value of ``metric`` on ``dataset``, or None."""

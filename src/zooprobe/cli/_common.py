@@ -13,6 +13,8 @@ from typing import Any, TypeVar
 import click
 from click.core import ParameterSource
 
+from ..catalog.fields import DEFAULT_FIELDS as DEFAULT_FIELDS  # search.py reads them here
+from ..catalog.fields import FIELDS as FIELDS
 from ..catalog.schema import Entry
 from ..catalog.store import Catalog, default_home
 from ..catalog.units import format_count
@@ -140,33 +142,6 @@ def ensure_synced(catalog: Catalog) -> None:
     for r in sync_if_empty(catalog, announced):
         note = f" ({r.note})" if r.note else ""
         click.echo(f"  {r.source}: {r.status}, {r.entries} entries, {r.seconds:.1f}s{note}", err=True)
-
-
-# Flat, documented output fields: name -> (header, getter)
-FIELDS: dict[str, Callable[[Entry], Any]] = {
-    "id": lambda e: e.id,
-    "source": lambda e: e.source,
-    "architecture": lambda e: e.architecture,
-    "family": lambda e: e.family,
-    "tasks": lambda e: " ".join(e.tasks),
-    "modality": lambda e: e.modality,
-    "framework": lambda e: e.framework,
-    "params": lambda e: e.params,
-    "params_no_head": lambda e: e.params_no_head,
-    "compute": lambda e: e.compute.value if e.compute else None,
-    "compute_unit": lambda e: e.compute.unit if e.compute else None,
-    "top1": lambda e: e.top1,
-    "top5": lambda e: e.metric("imagenet-1k", "top5"),
-    "resolution": lambda e: e.input.default_resolution[0] if e.input.default_resolution else None,
-    "feature_dim": lambda e: e.feature_dim,
-    "num_classes": lambda e: e.num_classes,
-    "pretraining": lambda e: ">".join(s.dataset for s in e.pretraining),
-    "pretrain_examples": lambda e: e.pretrain_examples,
-    "weights_license": lambda e: e.weights_license,
-    "file_size_bytes": lambda e: e.file_size_bytes,
-    "handle": lambda e: e.handle,
-}
-DEFAULT_FIELDS = ("id", "params", "compute", "compute_unit", "top1", "resolution", "pretraining")
 
 
 def _human(name: str, value: Any) -> str:

@@ -10,6 +10,7 @@ import html
 import io
 import json
 import os
+import re
 import stat
 import tempfile
 from collections.abc import Callable, Sequence
@@ -193,8 +194,8 @@ def _list(items: Sequence[str], css: str = "") -> str:
     return f"<ul{f' class={css}' if css else ''}>" + "".join(f"<li>{_esc(i)}</li>" for i in items) + "</ul>"
 
 
-def render_html(report: Report) -> str:
-    """The report as one self-contained HTML file: tables plus matplotlib plots embedded as base64 PNG."""
+def _html_parts(report: Report) -> list[str]:
+    """The report's HTML elements, heading to runs table, without a document around them."""
     parts = [f"<h1>zooprobe report: {_esc(report.name)}</h1>", f"<p>Generated {_esc(timestamp(report.generated))}.</p>"]
     note = in_progress_note(report)
     if note:
@@ -228,13 +229,34 @@ def render_html(report: Report) -> str:
                 rank = f"#{profile.rank} " if profile.rank else ""
                 parts += [f"<h3>{_esc(rank + profile.model)}</h3>", _html_table(profile_table(profile))]
     parts += ["<h2>Runs</h2>", _html_table(runs_table(report.runs))]
+    return parts
+
+
+def render_html(report: Report) -> str:
+    """The report as one self-contained HTML file: tables plus matplotlib plots embedded as base64 PNG."""
     return (
         "<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8>"
         f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">'
         f"<title>zooprobe report: {_esc(report.name)}</title><style>{_STYLE}</style></head>\n<body>\n"
-        + "\n".join(parts)
+        + "\n".join(_html_parts(report))
         + "\n</body></html>\n"
     )
+
+
+def render_html_fragment(report: Report) -> str:
+    """The HTML report as one ``<div>`` to embed in a page (a notebook's output): the same decision,
+    tables and plots, its style scoped to the div so that it leaves the page around it alone."""
+    scoped = re.sub(r"(^|})\s*([^{}]+?)\s*{", lambda m: m[1] + "\n" + _scope(m[2]) + " {", _STYLE)
+    return f'<div class="zooprobe-report"><style>{scoped}</style>\n' + "\n".join(_html_parts(report)) + "\n</div>"
+
+
+def _scope(selectors: str) -> str:
+    """``h1, th`` -> ``.zooprobe-report h1, .zooprobe-report th`` (``body`` is the div itself)."""
+    scoped = (
+        s.strip().replace("body", "", 1) if s.strip().startswith("body") else " " + s.strip()
+        for s in selectors.split(",")
+    )
+    return ", ".join(f".zooprobe-report{s}" for s in scoped)
 
 
 # --- registry of writers and atomic output ----------------------------------------------------------
