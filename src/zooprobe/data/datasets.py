@@ -17,21 +17,19 @@ import io
 import json
 import math
 import statistics
-import struct
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from ..errors import InvalidChoiceError, ZooprobeError
-from . import hygiene
+from . import decode, hygiene
 from .hygiene import OnDuplicates
 
 if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
-    from PIL import Image
 
 OnError = Literal["skip", "fail"]
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
@@ -50,7 +48,8 @@ class Dataset:
     """A labelled dataset: exactly one of ``paths`` (image files), ``arrays`` (in-memory images) or ``texts``.
 
     ``labels[i]`` indexes ``classes``; ``shapes[i]`` is image i's (height, width, channels) after decoding;
-    ``skipped`` lists (file, reason) for what was dropped with ``on_error='skip'``.
+    ``skipped`` lists (file, reason) for what was dropped with ``on_error='skip'``; image files are
+    decoded within the pixel limit ``max_pixels``.
     """
 
     name: str
@@ -62,6 +61,7 @@ class Dataset:
     texts: tuple[str, ...] | None = None
     shapes: tuple[tuple[int, int, int], ...] = ()
     skipped: tuple[tuple[str, str], ...] = ()
+    max_pixels: int | None = None  # the pixel limit it was read with (None: the default, see decode.max_pixels)
 
     def __post_init__(self) -> None:
         sources = [s for s in (self.paths, self.arrays, self.texts) if s is not None]
@@ -78,10 +78,14 @@ class Dataset:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def load_image(self, index: int) -> npt.NDArray[np.uint8]:
+    def load_image(self, index: int, min_size: tuple[int, int] | None = None) -> npt.NDArray[np.uint8]:
         """Image ``index`` as a uint8 H x W x C array (C is 1 or 3).
 
-        :raises ZooprobeError: when the file can no longer be decoded.
+        With ``min_size``, the (height, width) the caller resizes the image to, a large image file is
+        decoded at a size reduced by an integer factor that keeps at least twice ``min_size`` on each side
+        (see :mod:`zooprobe.data.decode`), so memory follows what is needed rather than the original.
+
+        :raises ZooprobeError: when the file can no longer be decoded or is over the pixel limit.
         """
         if self.arrays is not None:
             return self.arrays[index]
@@ -89,8 +93,10 @@ class Dataset:
             raise TypeError(f"dataset {self.name!r} holds texts, not images")
         path = self.paths[index]
         try:
-            return _decode(Path(path))
-        except _BadImage as exc:
+            return decode.decode(Path(path), limit=decode.max_pixels(self.max_pixels), min_size=min_size)[0]
+        except decode.TooLarge as exc:
+            raise ZooprobeError(f"'{path}': {exc}") from exc
+        except decode.BadImage as exc:
             raise ZooprobeError(f"cannot decode image '{path}' ({exc}): re-save or remove the file") from exc
 
     def summary(self) -> dict[str, Any]:
@@ -156,7 +162,14 @@ class Dataset:
         return digest.hexdigest()
 
 
-def read_dataset(spec: str, on_error: OnError = "fail", on_duplicates: OnDuplicates = "error") -> Dataset:
+def read_dataset(
+    spec: str,
+    on_error: OnError = "fail",
+    on_duplicates: OnDuplicates = "error",
+    *,
+    max_pixels: int | None = None,
+    paths_outside: bool = False,
+) -> Dataset:
     """Read the labelled dataset that ``spec`` names (see the module docstring for the accepted forms).
 
     With ``on_error='fail'`` bad examples (undecodable image, missing file, missing or NaN label, empty
@@ -167,11 +180,17 @@ def read_dataset(spec: str, on_error: OnError = "fail", on_duplicates: OnDuplica
     :func:`~zooprobe.data.hygiene.resolve_duplicates`); what is dropped is listed in ``Dataset.skipped``.
     The built-in ``sklearn:digits`` holds no exact duplicates.
 
+    Image files over ``max_pixels`` pixels (default ``$ZOOPROBE_MAX_PIXELS``, else 178,956,970; 0 for no
+    limit) are bad examples, refused from their header. Manifest paths must lie inside the manifest's
+    folder (relative, without ``..`` or ``~``) unless ``paths_outside`` is true.
+
     :raises ZooprobeError: for an unknown spec or bad input.
     """
     if on_error not in ("skip", "fail"):
         raise InvalidChoiceError("on_error", str(on_error), ("skip", "fail"))
     problems = _Problems(on_error, hygiene.check_policy(on_duplicates))
+    problems.max_pixels = decode.max_pixels(max_pixels)
+    problems.paths_outside = paths_outside
     if spec.startswith("sklearn:"):
         if spec != "sklearn:digits":
             raise ZooprobeError(f"unknown scikit-learn dataset '{spec}': the only one built in is 'sklearn:digits'")
@@ -228,10 +247,6 @@ def stratified_split(
     return join(train), join(val)
 
 
-class _BadImage(Exception):
-    """A file that Pillow cannot decode; the message is Pillow's reason."""
-
-
 class _Problems:
     """Bad examples: with on_error='fail' collected and raised together (:meth:`fail`), so that one pass
     fixes them all; with 'skip' collected and dropped."""
@@ -243,6 +258,8 @@ class _Problems:
         self.on_duplicates = on_duplicates
         self.skipped: list[tuple[str, str]] = []
         self.failed: list[tuple[str, str, str]] = []
+        self.max_pixels = decode.DEFAULT_MAX_PIXELS
+        self.paths_outside = False  # manifest paths may leave the manifest's folder
 
     def report(self, source: str, reason: str, fix: str) -> None:
         reason = " ".join(reason.split())
@@ -307,53 +324,19 @@ def _label_text(value: Any) -> str | None:
     return text if text and text.lower() != "nan" else None
 
 
-def _to_array(image: Image.Image) -> npt.NDArray[np.uint8]:
-    import numpy as np
-    from PIL import ImageOps
-
-    image = ImageOps.exif_transpose(image)  # phone photos store their rotation in EXIF
-    mode = image.mode
-    if mode.startswith("I") or mode == "F":
-        wide = np.asarray(image).astype(np.float64)
-        # 16-bit grayscale (PNG, TIFF) keeps its top 8 bits; 8-bit values stored wide stay as they are
-        if mode.startswith("I;16") or (mode == "I" and wide.max(initial=0) > 255):
-            wide = wide / 257.0
-        array = np.clip(np.rint(wide), 0, 255).astype(np.uint8)
-    else:
-        if mode in ("1", "LA", "La"):
-            image = image.convert("L")
-        elif mode in ("P", "PA"):
-            image = image.convert("RGBA").convert("RGB")
-        elif mode != "L" and mode != "RGB":
-            image = image.convert("RGB")  # RGBA drops alpha; CMYK, YCbCr and the rest become RGB
-        array = np.asarray(image, dtype=np.uint8)
-    if array.ndim == 2:
-        array = array[:, :, None]
-    return np.ascontiguousarray(array)
-
-
-def _decode(source: Path | IO[bytes]) -> npt.NDArray[np.uint8]:
-    from PIL import Image
-
-    try:
-        with Image.open(source) as image:
-            image.load()
-            return _to_array(image)
-    except (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error, Image.DecompressionBombError) as exc:
-        raise _BadImage(str(exc) or type(exc).__name__) from exc
-
-
 def _probe(path: Path, source: str, label: str, problems: _Problems) -> _Example | None:
     """An example for an image file, after checking it decodes; None (and a reported problem) when not."""
     if not path.is_file():
         problems.report(source, "image file not found", "fix the path (relative to the manifest's folder)")
         return None
     try:
-        array = _decode(path)
-    except _BadImage as exc:
+        height, width, channels = decode.probe(path, limit=problems.max_pixels)
+    except decode.TooLarge as exc:
+        problems.report(source, exc.reason, exc.fix)
+        return None
+    except decode.BadImage as exc:
         problems.report(source, f"cannot decode image ({exc})", "re-save or remove the file")
         return None
-    height, width, channels = array.shape
     return _Example(source=source, label=label, path=str(path), shape=(height, width, channels))
 
 
@@ -401,7 +384,17 @@ def _assemble(name: str, modality: Literal["image", "text"], examples: list[_Exa
     if kept[0].path is not None:
         paths = tuple(example.path or "" for example in kept)
         return hygiene.remember_keys(
-            Dataset(name, "image", labels, classes, paths=paths, shapes=shapes, skipped=skipped), kept_keys
+            Dataset(
+                name,
+                "image",
+                labels,
+                classes,
+                paths=paths,
+                shapes=shapes,
+                skipped=skipped,
+                max_pixels=problems.max_pixels,
+            ),
+            kept_keys,
         )
     arrays = tuple(example.array for example in kept if example.array is not None)
     return hygiene.remember_keys(
@@ -477,7 +470,18 @@ def _read_table(
         if has_text:
             examples.append(_Example(source=where, label=label, text=str(item)))
             continue
-        path = Path(str(item).strip()).expanduser()
+        written = str(item).strip()
+        path = Path(written).expanduser()
+        if not problems.paths_outside and (
+            written.startswith("~") or Path(written).is_absolute() or ".." in Path(written).parts
+        ):
+            problems.report(
+                where,
+                f"path '{written}' is outside the manifest's folder",
+                "give paths relative to the manifest's folder, without '..' or '~' (move the manifest up to"
+                " a folder that holds the images), or pass paths_outside=True from Python",
+            )
+            continue
         if not path.is_absolute():
             path = manifest.parent / path
         example = _probe(path, str(path), label, problems)
@@ -640,8 +644,11 @@ def _read_hf(root: Path, problems: _Problems) -> Dataset:
             problems.report(where, "missing image", "add the image or remove the row")
             continue
         try:
-            array = _decode(io.BytesIO(data) if data else Path(str(file)))
-        except _BadImage as exc:
+            array = decode.decode(io.BytesIO(data) if data else Path(str(file)), limit=problems.max_pixels)[0]
+        except decode.TooLarge as exc:
+            problems.report(where, exc.reason, exc.fix)
+            continue
+        except decode.BadImage as exc:
             problems.report(where, f"cannot decode image ({exc})", "re-save or remove the image")
             continue
         height, width, channels = array.shape
