@@ -13,7 +13,6 @@ Images over the pixel limit (:func:`max_pixels`: an argument, else ``$ZOOPROBE_M
 
 from __future__ import annotations
 
-import io
 import os
 import struct
 import threading
@@ -37,12 +36,12 @@ DEFAULT_MAX_PIXELS = 178_956_970
 REDUCING_GAP = 2
 # PNGs over this many pixels are decoded in strips when they are needed smaller
 STREAM_ABOVE = 16_000_000
-_STRIP_BYTES = 8 << 20  # decompressed bytes per strip
-_PROBE_SIDE = 64  # the size read_dataset decodes at to check that a file decodes
+_STRIP_BYTES = 512 << 10  # decompressed bytes per strip
+_PROBE_SIDE = 256  # the size read_dataset decodes at to check that a file decodes
 _PIL_OPEN = threading.Lock()
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}  # by colour type: gray, RGB, palette, gray+alpha, RGBA
-_PNG_SAME_BPP = {1: 0, 2: 4, 3: 2, 4: 6}  # bytes per pixel -> the 8-bit colour type with as many: L, LA, RGB, RGBA
+_PNG_SAME_BPP = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}  # bytes per pixel -> an 8-bit mode with as many
 
 
 class BadImage(Exception):
@@ -103,7 +102,7 @@ def decode(
             width, height = image.size
             if limit and width * height > limit:
                 raise TooLarge(width, height, limit)
-            orientation = _orientation(image)
+            orientation = _orientation(image, loaded=False)
             need = None
             if min_size is not None:
                 need_h, need_w = (max(1, side) * REDUCING_GAP for side in min_size)
@@ -111,12 +110,16 @@ def decode(
                 if image.format == "JPEG":
                     image.draft(None, (need[1], need[0]))  # the codec decodes at 1/2, 1/4 or 1/8 scale
             factor = _factor(image.size, need)
-            pixels = None
+            strips = None
             if factor > 1 and image.format == "PNG" and width * height > stream_above and _one_frame(image):
-                pixels = _png_in_strips(source, factor)
-            if pixels is None:
+                strips = _png_in_strips(source, factor)
+            if strips is None:
                 image.load()
+                orientation = _orientation(image, loaded=True)
                 pixels = _reduce(_to_array(image), factor)
+            else:
+                pixels, exif = strips
+                orientation = _orientation(image, loaded=False, exif=exif)
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error, zlib.error) as exc:
         raise BadImage(str(exc) or type(exc).__name__) from exc
     except Image.DecompressionBombError as exc:  # not raised while our own limit is the one in force
@@ -148,8 +151,19 @@ def _open(source: Path | IO[bytes]) -> Image.Image:
             Image.MAX_IMAGE_PIXELS = saved
 
 
-def _orientation(image: Image.Image) -> int:
-    value = image.getexif().get(0x0112, 1)  # Orientation; Pillow also reads it from XMP
+def _orientation(image: Image.Image, *, loaded: bool, exif: bytes | None = None) -> int:
+    """The EXIF orientation (1 to 8); ``loaded=False`` for a PNG reads only its eXIf chunk (``exif``, or one
+    before the pixels): Pillow's ``getexif`` of an unloaded PNG would decode it all."""
+    from PIL import Image
+
+    if image.format == "PNG" and not loaded:
+        tags = Image.Exif()
+        data = exif or image.info.get("exif")
+        if isinstance(data, bytes):
+            tags.load(data)
+    else:
+        tags = image.getexif()  # Pillow also reads the orientation from XMP
+    value = tags.get(0x0112, 1)
     return value if isinstance(value, int) and 1 <= value <= 8 else 1
 
 
@@ -218,30 +232,16 @@ def _reduce(pixels: npt.NDArray[np.uint8], factor: int) -> npt.NDArray[np.uint8]
     return np.ascontiguousarray(reduced.reshape(reduced.shape[0], reduced.shape[1], pixels.shape[2]))
 
 
-def _png_chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-
-def _png_image(width: int, height: int, depth: int, colour: int, extra: bytes, rows: bytes) -> Image.Image:
-    """A non-interlaced PNG of unfiltered or filtered ``rows`` (each starting with its filter byte), decoded."""
-    from PIL import Image
-
-    header = struct.pack(">IIBBBBB", width, height, depth, colour, 0, 0, 0)
-    data = zlib.compress(rows, 0)  # stored: this PNG only carries the rows to Pillow's decoder
-    blob = _PNG_SIGNATURE + _png_chunk(b"IHDR", header) + extra + _png_chunk(b"IDAT", data) + _png_chunk(b"IEND", b"")
-    image = Image.open(io.BytesIO(blob))
-    image.load()
-    return image
-
-
-def _png_in_strips(source: Path | IO[bytes], factor: int) -> npt.NDArray[np.uint8] | None:
+def _png_in_strips(source: Path | IO[bytes], factor: int) -> tuple[npt.NDArray[np.uint8], bytes | None] | None:
     """A non-interlaced PNG decoded ``factor`` times smaller, strip by strip; None for the rare layouts
-    this does not cover (16-bit RGB and RGBA), which are then decoded whole.
+    this does not cover (16-bit RGB and RGBA, palettes without PLTE), which are then decoded whole.
+    Also the eXIf chunk, if any.
 
-    The compressed rows are inflated a strip at a time; Pillow undoes the PNG row filters of each strip
-    (as an 8-bit PNG with as many bytes per pixel, led by the previous strip's last row), then decodes
-    the unfiltered rows in the file's own format; each strip is converted and reduced before the next.
-    Strips hold a multiple of ``factor`` rows, so the result equals reducing the whole image.
+    The compressed rows are inflated a strip at a time and handed to Pillow's PNG row decoder, led by
+    the previous strip's last row unfiltered (PNG filters refer to the row above): once in the file's own
+    format, giving the strip's pixels, and once as 8-bit pixels with as many bytes each, giving the
+    unfiltered bytes of its last row for the next strip. Each strip is converted and reduced before
+    the next; strips hold a multiple of ``factor`` rows, so the result equals reducing the whole image.
     """
 
     if isinstance(source, Path):
@@ -250,14 +250,16 @@ def _png_in_strips(source: Path | IO[bytes], factor: int) -> npt.NDArray[np.uint
     return _png_strips(source, factor)
 
 
-def _png_strips(handle: IO[bytes], factor: int) -> npt.NDArray[np.uint8] | None:
+def _png_strips(handle: IO[bytes], factor: int) -> tuple[npt.NDArray[np.uint8], bytes | None] | None:
     import numpy as np
+    from PIL import Image, PngImagePlugin
 
     handle.seek(0)
     if handle.read(8) != _PNG_SIGNATURE:
         raise BadImage("not a PNG file")
     width = height = depth = colour = row_bytes = bpp = 0
-    extra = b""  # PLTE and tRNS: the palette and transparency a strip needs to decode alike
+    exif = palette = None
+    mode = raw_mode = ""
     inflater = zlib.decompressobj()
     pending = bytearray()
     prior = b""
@@ -267,13 +269,16 @@ def _png_strips(handle: IO[bytes], factor: int) -> npt.NDArray[np.uint8] | None:
     def flush(rows: int) -> None:
         nonlocal prior, done
         size = rows * (row_bytes + 1)
-        filtered = bytes(pending[:size])
+        # stored (level 0): the zlib stream only carries the rows to Pillow's decoder
+        data = zlib.compress(b"\0" + prior + pending[:size], 0)
         del pending[:size]
-        same = _png_image(row_bytes // bpp, rows + 1, 8, _PNG_SAME_BPP[bpp], b"", b"\0" + prior + filtered)
-        raw = np.frombuffer(same.tobytes(), dtype=np.uint8).reshape(rows + 1, row_bytes)[1:]
-        prior = raw[-1].tobytes()
-        unfiltered = np.hstack((np.zeros((rows, 1), dtype=np.uint8), raw)).tobytes()
-        parts.append(_reduce(_to_array(_png_image(width, rows, depth, colour, extra, unfiltered)), factor))
+        same = _PNG_SAME_BPP[bpp]
+        raw = Image.frombytes(same, (row_bytes // bpp, rows + 1), data, "zip", same)
+        prior = raw.crop((0, rows, raw.width, rows + 1)).tobytes()
+        strip = Image.frombytes(mode, (width, rows + 1), data, "zip", raw_mode)
+        if palette is not None:
+            strip.putpalette(palette)
+        parts.append(_reduce(_to_array(strip.crop((0, 1, width, rows + 1))), factor))
         done += rows
 
     def take(data: bytes) -> None:
@@ -294,7 +299,7 @@ def _png_strips(handle: IO[bytes], factor: int) -> npt.NDArray[np.uint8] | None:
         crc = zlib.crc32(kind)
         if kind == b"IEND":
             break
-        if kind not in (b"IHDR", b"PLTE", b"tRNS", b"IDAT"):
+        if kind not in (b"IHDR", b"PLTE", b"IDAT", b"eXIf"):
             handle.seek(length + 4, os.SEEK_CUR)
             continue
         left = length
@@ -315,15 +320,20 @@ def _png_strips(handle: IO[bytes], factor: int) -> npt.NDArray[np.uint8] | None:
             width, height, depth, colour, _, _, interlace = struct.unpack(">IIBBBBB", data[:13])
             channels = _PNG_CHANNELS.get(colour, 0)
             bpp = max(1, channels * depth // 8)
-            if interlace or bpp not in _PNG_SAME_BPP or not width or not height:
+            if interlace or bpp not in _PNG_SAME_BPP or (depth, colour) not in PngImagePlugin._MODES:
                 return None
+            mode, raw_mode = PngImagePlugin._MODES[(depth, colour)]  # what Pillow decodes a PNG into
             row_bytes = (width * channels * depth + 7) // 8
             strip_rows = factor * max(1, _STRIP_BYTES // (factor * (row_bytes + 1)))
             prior = bytes(row_bytes)  # the row above the first is zeros
-        elif kind in (b"PLTE", b"tRNS"):
-            extra += _png_chunk(kind, data)
+        elif kind == b"PLTE":
+            palette = data
+        elif kind == b"eXIf":
+            exif = data
     if not row_bytes:
         raise BadImage("PNG file without an IHDR chunk")
+    if colour == 3 and palette is None:
+        return None  # Pillow's own decoder says what it makes of a palette image without a palette
     if done < height:
         raise BadImage("image file is truncated")
-    return np.concatenate(parts)
+    return np.concatenate(parts), exif
