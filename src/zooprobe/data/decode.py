@@ -239,8 +239,8 @@ def _png_in_strips(source: Path | IO[bytes], factor: int) -> tuple[npt.NDArray[n
 
     The compressed rows are inflated a strip at a time and handed to Pillow's PNG row decoder, led by
     the previous strip's last row unfiltered (PNG filters refer to the row above): once in the file's own
-    format, giving the strip's pixels, and once as 8-bit pixels with as many bytes each, giving the
-    unfiltered bytes of its last row for the next strip. Each strip is converted and reduced before
+    format, giving the strip's pixels, and (unless those are 8-bit samples already) once as 8-bit pixels
+    with as many bytes each, giving the unfiltered bytes of its last row for the next strip. Each strip is converted and reduced before
     the next; strips hold a multiple of ``factor`` rows, so the result equals reducing the whole image.
     """
 
@@ -272,10 +272,13 @@ def _png_strips(handle: IO[bytes], factor: int) -> tuple[npt.NDArray[np.uint8], 
         # stored (level 0): the zlib stream only carries the rows to Pillow's decoder
         data = zlib.compress(b"\0" + prior + pending[:size], 0)
         del pending[:size]
-        same = _PNG_SAME_BPP[bpp]
-        raw = Image.frombytes(same, (row_bytes // bpp, rows + 1), data, "zip", same)
-        prior = raw.crop((0, rows, raw.width, rows + 1)).tobytes()
         strip = Image.frombytes(mode, (width, rows + 1), data, "zip", raw_mode)
+        if depth == 8 and raw_mode == mode:  # 8-bit samples: the decoded pixels are the unfiltered bytes
+            prior = strip.crop((0, rows, width, rows + 1)).tobytes()
+        else:
+            same = _PNG_SAME_BPP[bpp]
+            raw = Image.frombytes(same, (row_bytes // bpp, rows + 1), data, "zip", same)
+            prior = raw.crop((0, rows, raw.width, rows + 1)).tobytes()
         if palette is not None:
             strip.putpalette(palette)
         parts.append(_reduce(_to_array(strip.crop((0, 1, width, rows + 1))), factor))
