@@ -240,8 +240,9 @@ def _png_in_strips(source: Path | IO[bytes], factor: int) -> tuple[npt.NDArray[n
     The compressed rows are inflated a strip at a time and handed to Pillow's PNG row decoder, led by
     the previous strip's last row unfiltered (PNG filters refer to the row above): once in the file's own
     format, giving the strip's pixels, and (unless those are 8-bit samples already) once as 8-bit pixels
-    with as many bytes each, giving the unfiltered bytes of its last row for the next strip. Each strip is converted and reduced before
-    the next; strips hold a multiple of ``factor`` rows, so the result equals reducing the whole image.
+    with as many bytes each, giving the unfiltered bytes of its last row for the next strip. Each strip
+    is converted and reduced before the next; strips hold a multiple of ``factor`` rows, so the result
+    equals reducing the whole image.
     """
 
     if isinstance(source, Path):
