@@ -17,6 +17,8 @@ import io
 import json
 import math
 import statistics
+import zipfile
+import zlib
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -95,9 +97,10 @@ class Dataset:
         try:
             return decode.decode(Path(path), limit=decode.max_pixels(self.max_pixels), min_size=min_size)[0]
         except decode.TooLarge as exc:
-            raise ZooprobeError(f"'{path}': {exc}") from exc
+            raise ZooprobeError(f"'{_shown(path)}': {exc}") from exc
         except decode.BadImage as exc:
-            raise ZooprobeError(f"cannot decode image '{path}' ({exc}): re-save or remove the file") from exc
+            reason = " ".join(str(exc).split())
+            raise ZooprobeError(f"cannot decode image '{_shown(path)}' ({reason}): re-save or remove the file") from exc
 
     def summary(self) -> dict[str, Any]:
         """Counts per class and either image sizes and channel counts, or text lengths in characters.
@@ -262,7 +265,7 @@ class _Problems:
         self.paths_outside = False  # manifest paths may leave the manifest's folder
 
     def report(self, source: str, reason: str, fix: str) -> None:
-        reason = " ".join(reason.split())
+        source, reason = _shown(source), " ".join(_shown(reason).split())
         if self.on_error == "fail":
             self.failed.append((source, reason, fix))
         else:
@@ -292,6 +295,12 @@ class _Example:
     shape: tuple[int, int, int] = (0, 0, 0)
 
 
+def _shown(text: str) -> str:
+    """``text`` with line breaks and other unprintable characters escaped: file names and cells are the
+    user's, and every error stays on one line."""
+    return text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def _accepted() -> str:
     return "one of: " + "; ".join(ACCEPTED_SPECS)
 
@@ -304,6 +313,13 @@ def _sort_classes(names: Iterable[str]) -> tuple[str, ...]:
         return tuple(sorted(unique, key=lambda name: (int(name), name)))
     except ValueError:
         return tuple(sorted(unique))
+
+
+def _not_one_value(value: Any) -> str | None:
+    """Why a cell cannot be one label, path or text (it holds a list, an array or a mapping), else None."""
+    if isinstance(value, (list, tuple, set, dict)) or getattr(value, "ndim", 0):
+        return f"holds a {type(value).__name__}, not one value"
+    return None
 
 
 def _label_text(value: Any) -> str | None:
@@ -347,7 +363,7 @@ def _assemble(name: str, modality: Literal["image", "text"], examples: list[_Exa
     problems.fail()  # the bad files first: a class may have one example left only because of them
     keys = [hygiene.example_key(example.path, example.array, example.text) for example in examples]
     kept_at, copies = hygiene.resolve_duplicates(
-        name, keys, [e.label for e in examples], [e.source for e in examples], problems.on_duplicates
+        name, keys, [_shown(e.label) for e in examples], [_shown(e.source) for e in examples], problems.on_duplicates
     )
     problems.skipped.extend(copies)
     examples = [examples[i] for i in kept_at]
@@ -459,11 +475,18 @@ def _read_table(
     item_col = by_name["path" if has_path else "text"]
     examples: list[_Example] = []
     for where, cells in rows:
+        several = [(column, why) for column in (label_col, item_col) if (why := _not_one_value(cells.get(column)))]
+        if several:
+            column, why = several[0]
+            problems.report(where, f"the '{column}' cell {why}", "give one value per cell (one class name per row)")
+            continue
         label = _label_text(cells.get(label_col))
         if label is None:
             problems.report(where, "missing label (empty or NaN label cell)", "fill in the label")
             continue
         item = cells.get(item_col)
+        if isinstance(item, bytes):
+            item = item.decode("utf-8", errors="replace")
         if item is None or (isinstance(item, float) and math.isnan(item)) or not str(item).strip():
             problems.report(where, f"empty {'path' if has_path else 'text'} cell", "fill it in or remove the row")
             continue
@@ -527,9 +550,10 @@ def _images_from_array(x: npt.NDArray[Any], source: Path) -> npt.NDArray[np.uint
 
     if x.ndim == 3:
         x = x[..., None]
-    if x.ndim != 4 or x.shape[-1] not in (1, 2, 3, 4):
+    if x.ndim != 4 or x.shape[-1] not in (1, 2, 3, 4) or 0 in x.shape[1:3]:
         raise ZooprobeError(
             f"'x' in '{source}' has shape {x.shape}: save images as (N, H, W) or (N, H, W, C) with C in 1, 3, 4"
+            " and H, W at least 1"
         )
     if x.shape[-1] in (2, 4):
         x = x[..., :-1]  # drop alpha
@@ -561,16 +585,16 @@ def _read_npz(path: Path, problems: _Problems) -> Dataset:
                     f"'{path}' has arrays {keys}: save images as 'x' and labels as 'y' (np.savez(path, x=..., y=...))"
                 )
             x, y = archive["x"], archive["y"]
-    except (OSError, ValueError, EOFError) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
         # ValueError covers object arrays, which would need pickle to load
         raise ZooprobeError(
             f"cannot read '{path}' ({exc}): save plain numeric/string arrays with np.savez(path, x=..., y=...)"
         ) from exc
+    images = _images_from_array(x, path)
     if y.ndim != 1 or len(y) != len(x):
         raise ZooprobeError(f"'y' in '{path}' has shape {y.shape} for {len(x)} images: save one label per image")
     if y.dtype.kind not in "iuUSf":
         raise ZooprobeError(f"'y' in '{path}' has dtype {y.dtype}: save labels as integers or strings")
-    images = _images_from_array(x, path)
     examples: list[_Example] = []
     for i, (image, raw) in enumerate(zip(images, y.tolist(), strict=True)):
         label = _label_text(raw)
@@ -626,6 +650,9 @@ def _read_hf(root: Path, problems: _Problems) -> Dataset:
         cells = list(table[text_col])
     for i, (cell, raw) in enumerate(zip(cells, raw_labels, strict=True)):
         where = f"{root}[{i}]"
+        if (why := _not_one_value(raw)) is not None:
+            problems.report(where, f"the label {why}", "give one class name per example")
+            continue
         if names is not None and isinstance(raw, int):
             raw = names[raw] if 0 <= raw < len(names) else None  # ClassLabel uses -1 for missing
         label = _label_text(raw)
