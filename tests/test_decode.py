@@ -19,6 +19,8 @@ from zooprobe.data import decode
 from zooprobe.data.datasets import read_dataset
 from zooprobe.errors import ZooprobeError
 
+from .test_backbone import mobilenet  # noqa: F401 - fixture
+
 RNG = np.random.default_rng(0)
 
 
@@ -287,3 +289,34 @@ def test_manifest_paths_stay_in_the_manifests_folder(written: str, tmp_path: Pat
     assert "paths_outside=True" in message
     if written.startswith("../"):
         assert len(read_dataset(str(folder / "m.csv"), paths_outside=True)) == 5
+
+
+def test_feature_extraction_decodes_files_at_the_size_it_resizes_to(mobilenet, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    from zooprobe.backbones.features import extract_features
+
+    root = tmp_path / "pics"
+    for label, (height, width) in zip("aabb", [(1800, 2400), (60, 80), (70, 50), (2000, 1500)], strict=True):
+        (root / label).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(photo(height, width)).save(root / label / f"{height}.png")
+    dataset = read_dataset(str(root))
+    original = dataset.load_image
+    asked: list[tuple[int, int] | None] = []
+
+    def recording(index: int, min_size: tuple[int, int] | None = None) -> np.ndarray:
+        asked.append(min_size)
+        return original(index, min_size)
+
+    object.__setattr__(dataset, "load_image", recording)
+    feats = extract_features(mobilenet, dataset, ["pre_logits"], batch_size=4, num_workers=0, progress=False)
+    spec = mobilenet.entry.input
+    assert asked == [
+        resized_size(h, w, mobilenet.resolution, spec.crop_pct, spec.crop_mode) for h, w, _ in dataset.shapes
+    ]
+    whole = mobilenet.extract(mobilenet.preprocess([original(i) for i in range(4)]), ["pre_logits"])["pre_logits"]
+    whole = whole.numpy() if hasattr(whole, "numpy") else np.asarray(whole)
+    cosine = (
+        (feats["pre_logits"] * whole).sum(1)
+        / np.linalg.norm(feats["pre_logits"], axis=1)
+        / np.linalg.norm(whole, axis=1)
+    )
+    assert cosine.min() > 0.995, cosine

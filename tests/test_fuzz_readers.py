@@ -303,3 +303,43 @@ def test_npz_object_arrays_never_unpickle(where: str, tmp_path: Path) -> None:
         read_dataset(str(tmp_path / "d.npz"))
     assert "\n" not in str(caught.value)
     assert not marker.exists()
+
+
+def test_found_by_fuzzing_parquet_list_cells_are_bad_rows(tmp_path: Path) -> None:
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    write_images(tmp_path)
+    labels: list[Any] = [["a"], ["a"], ["b"], ["b"], []]  # multi-label rows, as a list column holds them
+    pd.DataFrame({"path": IMAGES[:5], "label": labels}).to_parquet(tmp_path / "m.parquet")
+    with pytest.raises(ZooprobeError, match="row 4': the 'label' cell holds a ndarray, not one value"):
+        read_dataset(str(tmp_path / "m.parquet"))
+
+
+def test_found_by_fuzzing_line_breaks_in_names_stay_escaped(tmp_path: Path) -> None:
+    write_images(tmp_path)
+    (tmp_path / "m.csv").write_text('path,label\n0.png,a\n1.png,a\n2.png,b\n3.png,b\n"4\n.png",b\n')
+    with pytest.raises(ZooprobeError) as caught:
+        read_dataset(str(tmp_path / "m.csv"))
+    assert "\n" not in str(caught.value) and "4\\n.png" in str(caught.value)
+    root = tmp_path / "folder"
+    for name in ("a", "b\nc"):
+        (root / name).mkdir(parents=True)
+        (root / name / "x.png").write_bytes(b"not a png")
+    with pytest.raises(ZooprobeError) as caught:
+        read_dataset(str(root))
+    assert "\n" not in str(caught.value) and "b\\nc" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("contents", "cut"),
+    [({"x": np.array(3), "y": np.array([1])}, None), ({"x": np.zeros((4, 0, 3)), "y": np.arange(4)}, None)]
+    + [({"x": np.zeros((4, 3, 3), dtype=np.uint8), "y": np.arange(4) % 2}, cut) for cut in (30, 200, 400)],
+)
+def test_found_by_fuzzing_npz_shapes_and_truncation(contents: dict[str, np.ndarray], cut: int | None) -> None:
+    with scratch() as root:
+        path = root / "d.npz"
+        np.savez(path, **contents)
+        if cut is not None:
+            path.write_bytes(path.read_bytes()[:cut])
+        with pytest.raises(ZooprobeError):
+            read_dataset(str(path))

@@ -29,12 +29,12 @@ class _PreprocessedImages:
         return len(self.dataset)
 
     def __getitem__(self, index: int) -> Any:
-        min_size = None
-        if self.backbone.resize_rule is not None and self.dataset.paths is not None:
-            # decode large files only as large as resize_and_crop needs (memory follows the batch)
-            height, width = self.dataset.shapes[index][:2]
-            spec = self.backbone.entry.input
-            min_size = resized_size(height, width, self.backbone.resolution, spec.crop_pct, spec.crop_mode)
+        if self.backbone.resize_rule is None or self.dataset.paths is None:
+            return self.backbone.preprocess([self.dataset.load_image(index)])[0]
+        # decode large files only as large as resize_and_crop needs (memory follows the batch)
+        height, width = self.dataset.shapes[index][:2]
+        spec = self.backbone.entry.input
+        min_size = resized_size(height, width, self.backbone.resolution, spec.crop_pct, spec.crop_mode)
         return self.backbone.preprocess([self.dataset.load_image(index, min_size)])[0]
 
 
