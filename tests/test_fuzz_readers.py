@@ -264,14 +264,20 @@ def image_sets(draw: st.DrawFn) -> dict[str, np.ndarray]:
     return contents
 
 
+def write_npz(root: Path, contents: dict[str, np.ndarray], cut: int | None) -> Path:
+    """``contents`` saved as ``root/d.npz``, cut to its first ``cut`` bytes unless None."""
+    path = root / "d.npz"
+    np.savez(path, **contents)
+    if cut is not None:
+        path.write_bytes(path.read_bytes()[:cut])
+    return path
+
+
 @FUZZ
 @given(contents=image_sets(), cut=st.one_of(st.none(), st.integers(0, 600)))
 def test_npz_files(contents: dict[str, np.ndarray], cut: int | None) -> None:
     with scratch() as root:
-        path = root / "d.npz"
-        np.savez(path, **contents)
-        if cut is not None:
-            path.write_bytes(path.read_bytes()[:cut])
+        path = write_npz(root, contents, cut)
         dataset = loads_or_says_why(lambda: read_dataset(str(path), on_duplicates="drop"))
         if dataset is not None and cut is None:
             assert all(pixels.shape[:2] == contents["x"].shape[1:3] for pixels in dataset.arrays or ())
@@ -337,9 +343,6 @@ def test_found_by_fuzzing_line_breaks_in_names_stay_escaped(tmp_path: Path) -> N
 )
 def test_found_by_fuzzing_npz_shapes_and_truncation(contents: dict[str, np.ndarray], cut: int | None) -> None:
     with scratch() as root:
-        path = root / "d.npz"
-        np.savez(path, **contents)
-        if cut is not None:
-            path.write_bytes(path.read_bytes()[:cut])
+        path = write_npz(root, contents, cut)
         with pytest.raises(ZooprobeError):
             read_dataset(str(path))

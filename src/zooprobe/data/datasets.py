@@ -317,7 +317,8 @@ def _sort_classes(names: Iterable[str]) -> tuple[str, ...]:
 
 def _not_one_value(value: Any) -> str | None:
     """Why a cell cannot be one label, path or text (it holds a list, an array or a mapping), else None."""
-    if isinstance(value, (list, tuple, set, dict)) or getattr(value, "ndim", 0):
+    dimensions = getattr(value, "ndim", None)
+    if isinstance(value, (list, tuple, set, dict)) or (isinstance(dimensions, int) and dimensions > 0):
         return f"holds a {type(value).__name__}, not one value"
     return None
 
