@@ -346,3 +346,36 @@ def test_found_by_fuzzing_npz_shapes_and_truncation(contents: dict[str, np.ndarr
         path = write_npz(root, contents, cut)
         with pytest.raises(ZooprobeError):
             read_dataset(str(path))
+
+
+def npz_member(shape: tuple[int, ...], dtype: str = "uint8", data: bytes = b"") -> bytes:
+    from numpy.lib import format as npy_format
+
+    header = io.BytesIO()
+    npy_format.write_array_header_1_0(header, {"descr": np.dtype(dtype).str, "fortran_order": False, "shape": shape})
+    return header.getvalue() + data
+
+
+@pytest.mark.parametrize(
+    ("shape", "match"),
+    [((10**6, 10**4, 10**4), "declares shape"), ((4, 100_000, 100_000), "declares shape"), ((4, 300, 200), "")],
+)
+def test_found_by_fuzzing_npz_headers_that_declare_too_much(
+    shape: tuple[int, ...], match: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Headers are checked before numpy allocates what they declare (a MemoryError traceback before)."""
+    import zipfile
+
+    path = tmp_path / "forged.npz"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        # the last case is honest, its images over the limit
+        data = bytes(int(np.prod(shape))) if not match else b""
+        archive.writestr("x.npy", npz_member(shape, data=data))
+        archive.writestr("y.npy", npz_member((4,), "int64", np.arange(4).tobytes()))
+    if not match:
+        monkeypatch.setenv("ZOOPROBE_MAX_PIXELS", "10000")
+    with pytest.raises(
+        ZooprobeError, match=match or r"holds images of 200x300 \(60,000 pixels\), over the pixel"
+    ) as caught:
+        read_dataset(str(path))
+    assert "\n" not in str(caught.value)

@@ -579,6 +579,7 @@ def _read_npz(path: Path, problems: _Problems) -> Dataset:
     import numpy as np
 
     try:
+        decode.check_npz(path, problems.max_pixels)
         with np.load(path, allow_pickle=False) as archive:
             keys = list(archive.keys())
             if "x" not in keys or "y" not in keys:

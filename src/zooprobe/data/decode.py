@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import struct
 import threading
+import zipfile
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -341,3 +342,44 @@ def _png_strips(handle: IO[bytes], factor: int) -> tuple[npt.NDArray[np.uint8], 
     if done < height:
         raise BadImage("image file is truncated")
     return np.concatenate(parts), exif
+
+
+# deflate expands at most about 1032:1; a member claiming more than this is lying about its size
+_DEFLATE_RATIO = 1032
+
+
+def check_npz(path: Path, limit: int) -> None:
+    """Refuse an ``.npz`` whose arrays ``x`` and ``y`` declare more bytes than its members can hold, or
+    images (``x``'s second and third axes) over the pixel limit, from their headers: before numpy
+    allocates what they declare.
+
+    :raises ZooprobeError: naming the array, what it declares, and the fix.
+    """
+    import numpy as np
+    from numpy.lib import format as npy_format
+
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            name = info.filename.removesuffix(".npy")
+            if name not in ("x", "y"):
+                continue
+            with archive.open(info) as member:
+                version = npy_format.read_magic(member)
+                read = npy_format.read_array_header_1_0 if version == (1, 0) else npy_format.read_array_header_2_0
+                shape, _, dtype = read(member)
+                header = member.tell()
+            if dtype.hasobject:
+                continue  # np.load refuses it without pickle
+            declared = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+            room = min(info.file_size, max(info.compress_size, 1) * _DEFLATE_RATIO) - header
+            if declared > room:
+                raise ZooprobeError(
+                    f"'{path}': array '{name}' declares shape {tuple(shape)} of {dtype} ({declared:,} bytes) but its"
+                    f" file holds at most {max(room, 0):,}: the file is damaged or forged; save it again with np.savez"
+                )
+            if name == "x" and len(shape) >= 3 and limit and shape[1] * shape[2] > limit:
+                fix = TooLarge(shape[2], shape[1], limit).fix
+                raise ZooprobeError(
+                    f"'{path}': 'x' holds images of {shape[2]}x{shape[1]} ({shape[1] * shape[2]:,} pixels), over the"
+                    f" pixel limit of {limit:,}; {fix}"
+                )
