@@ -5,8 +5,9 @@ a CSV or Parquet manifest with ``path,label`` (paths relative to the manifest's 
 columns; a NumPy ``.npz`` with ``x`` images and ``y`` labels; a Hugging Face ``datasets`` directory
 written by ``save_to_disk``.
 
-Every image is decoded once while reading, so a bad file is reported before any model runs. Images are
-uint8 H x W x C arrays with C = 1 (grayscale) or 3 (RGB); alpha is dropped.
+Every image is decoded once while reading (at a small size: :mod:`.decode`), so a bad file is reported
+before any model runs. Images are uint8 H x W x C arrays with C = 1 (grayscale) or 3 (RGB); alpha is
+dropped.
 """
 
 from __future__ import annotations
