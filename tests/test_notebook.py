@@ -185,8 +185,8 @@ def test_assess_returns_candidates_and_layers_frames_with_the_json_reports_numbe
     assert isinstance(assessed, zooprobe.AssessRun)
     report = _json_report(home, assessed.run_id)
     frame = assessed.candidates
-    metrics = ["probe_balanced_accuracy", "knn_accuracy", "logme", "hscore", "nce", "leep"]
-    assert report["metrics"] == metrics
+    metrics = report["metrics"]  # the report's order: its known metrics first, then any other scored
+    assert set(metrics) == {"probe_balanced_accuracy", "knn_accuracy", "ncm_accuracy", "logme", "hscore", "nce", "leep"}
     assert list(frame.columns) == [
         *(
             "rank candidate source status skip_reason params compute compute_unit compute_resolution input_check"
@@ -233,7 +233,7 @@ def test_assess_returns_candidates_and_layers_frames_with_the_json_reports_numbe
     [decision] = report["decisions"]
     assert isinstance(recommendation, Decision) and recommendation.model == decision["model"] == MOBILENET
     assert recommendation.finetune_arg == decision["finetune_arg"] == row["finetune_arg"]
-    assert recommendation.evidence == decision["evidence"] and recommendation.evidence[0].startswith(MOBILENET)
+    assert recommendation.evidence == decision["evidence"]
     # what zooprobe.assess returned before stays reachable
     assert assessed.recommended is not None and assessed.recommended["model"] == MOBILENET
     assert assessed.summary is assessed.assessment.summary and assessed.resumed is False

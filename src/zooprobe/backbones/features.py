@@ -11,6 +11,7 @@ from ..catalog.store import default_home
 from ..data.datasets import Dataset
 from .backbone import Backbone, pick_device
 from .feature_cache import cache_key, write_features
+from .resize import resized_size
 
 if TYPE_CHECKING:
     import numpy as np
@@ -28,7 +29,13 @@ class _PreprocessedImages:
         return len(self.dataset)
 
     def __getitem__(self, index: int) -> Any:
-        return self.backbone.preprocess([self.dataset.load_image(index)])[0]
+        if self.backbone.resize_rule is None or self.dataset.paths is None:
+            return self.backbone.preprocess([self.dataset.load_image(index)])[0]
+        # decode large files only as large as resize_and_crop needs (memory follows the batch)
+        height, width = self.dataset.shapes[index][:2]
+        spec = self.backbone.entry.input
+        min_size = resized_size(height, width, self.backbone.resolution, spec.crop_pct, spec.crop_mode)
+        return self.backbone.preprocess([self.dataset.load_image(index, min_size)])[0]
 
 
 def _images_batches(backbone: Backbone, dataset: Dataset, batch_size: int, num_workers: int) -> Any:

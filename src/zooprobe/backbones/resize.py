@@ -30,7 +30,10 @@ CROP_MODES: tuple[str, ...] = ("center", "squash", "border")
 
 # Part of every feature-cache key of backbones preprocessed here: changing the arithmetic below
 # must change this text, so features computed with the old arithmetic are not read back.
-RESIZE_RULE = "PIL antialiased resize, torchvision/timm eval size arithmetic, crop modes center/squash/border"
+RESIZE_RULE = (
+    "PIL antialiased resize, torchvision/timm eval size arithmetic, crop modes center/squash/border;"
+    " files over 4x the resize decoded reduced (JPEG draft, box reduce) to at least 2x"
+)
 
 
 def resized_size(

@@ -8,8 +8,9 @@ a text folder ``root/<class>/<text>.txt`` (one example per file); a CSV or Parqu
 ``datasets`` directory written by ``save_to_disk`` (a ``DatasetDict``'s train/validation/test splits
 are kept as given).
 
-Every image is decoded once while reading, so a bad file is reported before any model runs. Images are
-uint8 H x W x C arrays with C = 1 (grayscale) or 3 (RGB); alpha is dropped.
+Every image is decoded once while reading (at a small size: :mod:`.decode`), so a bad file is reported
+before any model runs. Images are uint8 H x W x C arrays with C = 1 (grayscale) or 3 (RGB); alpha is
+dropped.
 """
 
 from __future__ import annotations
@@ -20,15 +21,16 @@ import io
 import json
 import math
 import statistics
-import struct
+import zipfile
+import zlib
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from ..errors import InvalidChoiceError, ZooprobeError
-from . import hygiene
+from . import decode, hygiene
 from .hygiene import OnDuplicates
 from .split_column import SPLIT_COLUMN, SPLITS, check_splits, split_name
 from .text_readers import FORTUNES, fortune_items, is_text_folder, pair_columns, text_folder_items
@@ -36,7 +38,6 @@ from .text_readers import FORTUNES, fortune_items, is_text_folder, pair_columns,
 if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
-    from PIL import Image
 
 OnError = Literal["skip", "fail"]
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
@@ -57,9 +58,10 @@ class Dataset:
     """A labelled dataset: exactly one of ``paths`` (image files), ``arrays`` (in-memory images) or ``texts``.
 
     ``labels[i]`` indexes ``classes``; ``shapes[i]`` is image i's (height, width, channels) after decoding;
-    ``skipped`` lists (file, reason) for what was dropped with ``on_error='skip'``. ``texts_b`` holds the
-    second text of each sentence pair (``texts`` the first); ``splits`` the split each example was given
-    (``train``, ``validation``, ``test``), None when the data bring none.
+    ``skipped`` lists (file, reason) for what was dropped with ``on_error='skip'``; image files are
+    decoded within the pixel limit ``max_pixels``. ``texts_b`` holds the second text of each sentence
+    pair (``texts`` the first); ``splits`` the split each example was given (``train``, ``validation``,
+    ``test``), None when the data bring none.
     """
 
     name: str
@@ -73,6 +75,7 @@ class Dataset:
     skipped: tuple[tuple[str, str], ...] = ()
     texts_b: tuple[str, ...] | None = None
     splits: tuple[str, ...] | None = None
+    max_pixels: int | None = None  # the pixel limit it was read with (None: the default, see decode.max_pixels)
     _content_hash: str | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -94,10 +97,14 @@ class Dataset:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def load_image(self, index: int) -> npt.NDArray[np.uint8]:
+    def load_image(self, index: int, min_size: tuple[int, int] | None = None) -> npt.NDArray[np.uint8]:
         """Image ``index`` as a uint8 H x W x C array (C is 1 or 3).
 
-        :raises ZooprobeError: when the file can no longer be decoded.
+        With ``min_size``, the (height, width) the caller resizes the image to, a large image file is
+        decoded at a size reduced by an integer factor that keeps at least twice ``min_size`` on each side
+        (see :mod:`zooprobe.data.decode`), so memory follows what is needed rather than the original.
+
+        :raises ZooprobeError: when the file can no longer be decoded or is over the pixel limit.
         """
         if self.arrays is not None:
             return self.arrays[index]
@@ -105,9 +112,12 @@ class Dataset:
             raise TypeError(f"dataset {self.name!r} holds texts, not images")
         path = self.paths[index]
         try:
-            return _decode(Path(path))
-        except _BadImage as exc:
-            raise ZooprobeError(f"cannot decode image '{path}' ({exc}): re-save or remove the file") from exc
+            return decode.decode(Path(path), limit=decode.max_pixels(self.max_pixels), min_size=min_size)[0]
+        except decode.TooLarge as exc:
+            raise ZooprobeError(f"'{_shown(path)}': {exc}") from exc
+        except decode.BadImage as exc:
+            reason = " ".join(str(exc).split())
+            raise ZooprobeError(f"cannot decode image '{_shown(path)}' ({reason}): re-save or remove the file") from exc
 
     def summary(self) -> dict[str, Any]:
         """Counts per class and either image sizes and channel counts, or text lengths in characters.
@@ -192,7 +202,14 @@ class Dataset:
         return digest.hexdigest()
 
 
-def read_dataset(spec: str, on_error: OnError = "fail", on_duplicates: OnDuplicates = "error") -> Dataset:
+def read_dataset(
+    spec: str,
+    on_error: OnError = "fail",
+    on_duplicates: OnDuplicates = "error",
+    *,
+    max_pixels: int | None = None,
+    paths_outside: bool = False,
+) -> Dataset:
     """Read the labelled dataset that ``spec`` names (see the module docstring for the accepted forms).
 
     With ``on_error='fail'`` bad examples (undecodable image, missing file, missing or NaN label, empty
@@ -203,11 +220,17 @@ def read_dataset(spec: str, on_error: OnError = "fail", on_duplicates: OnDuplica
     :func:`~zooprobe.data.hygiene.resolve_duplicates`); what is dropped is listed in ``Dataset.skipped``.
     The built-in ``sklearn:digits`` holds no exact duplicates.
 
+    Image files over ``max_pixels`` pixels (default ``$ZOOPROBE_MAX_PIXELS``, else 178,956,970; 0 for no
+    limit) are bad examples, refused from their header. Manifest paths must lie inside the manifest's
+    folder (relative, without ``..`` or ``~``) unless ``paths_outside`` is true.
+
     :raises ZooprobeError: for an unknown spec or bad input.
     """
     if on_error not in ("skip", "fail"):
         raise InvalidChoiceError("on_error", str(on_error), ("skip", "fail"))
     problems = _Problems(on_error, hygiene.check_policy(on_duplicates))
+    problems.max_pixels = decode.max_pixels(max_pixels)
+    problems.paths_outside = paths_outside
     if spec.startswith("sklearn:"):
         if spec != "sklearn:digits":
             raise ZooprobeError(f"unknown scikit-learn dataset '{spec}': the only one built in is 'sklearn:digits'")
@@ -267,10 +290,6 @@ def stratified_split(
     return join(train), join(val)
 
 
-class _BadImage(Exception):
-    """A file that Pillow cannot decode; the message is Pillow's reason."""
-
-
 class _Problems:
     """Bad examples: with on_error='fail' collected and raised together (:meth:`fail`), so that one pass
     fixes them all; with 'skip' collected and dropped."""
@@ -282,9 +301,11 @@ class _Problems:
         self.on_duplicates = on_duplicates
         self.skipped: list[tuple[str, str]] = []
         self.failed: list[tuple[str, str, str]] = []
+        self.max_pixels = decode.DEFAULT_MAX_PIXELS
+        self.paths_outside = False  # manifest paths may leave the manifest's folder
 
     def report(self, source: str, reason: str, fix: str) -> None:
-        reason = " ".join(reason.split())
+        source, reason = _shown(source), " ".join(_shown(reason).split())
         if self.on_error == "fail":
             self.failed.append((source, reason, fix))
         else:
@@ -316,6 +337,12 @@ class _Example:
     split: str | None = None
 
 
+def _shown(text: str) -> str:
+    """``text`` with line breaks and other unprintable characters escaped: file names and cells are the
+    user's, and every error stays on one line."""
+    return text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def _accepted() -> str:
     return "one of: " + "; ".join(ACCEPTED_SPECS)
 
@@ -328,6 +355,14 @@ def _sort_classes(names: Iterable[str]) -> tuple[str, ...]:
         return tuple(sorted(unique, key=lambda name: (int(name), name)))
     except ValueError:
         return tuple(sorted(unique))
+
+
+def _not_one_value(value: Any) -> str | None:
+    """Why a cell cannot be one label, path or text (it holds a list, an array or a mapping), else None."""
+    dimensions = getattr(value, "ndim", None)
+    if isinstance(value, (list, tuple, set, dict)) or (isinstance(dimensions, int) and dimensions > 0):
+        return f"holds a {type(value).__name__}, not one value"
+    return None
 
 
 def _label_text(value: Any) -> str | None:
@@ -353,53 +388,19 @@ def _blank(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value)) or not str(value).strip()
 
 
-def _to_array(image: Image.Image) -> npt.NDArray[np.uint8]:
-    import numpy as np
-    from PIL import ImageOps
-
-    image = ImageOps.exif_transpose(image)  # phone photos store their rotation in EXIF
-    mode = image.mode
-    if mode.startswith("I") or mode == "F":
-        wide = np.asarray(image).astype(np.float64)
-        # 16-bit grayscale (PNG, TIFF) keeps its top 8 bits; 8-bit values stored wide stay as they are
-        if mode.startswith("I;16") or (mode == "I" and wide.max(initial=0) > 255):
-            wide = wide / 257.0
-        array = np.clip(np.rint(wide), 0, 255).astype(np.uint8)
-    else:
-        if mode in ("1", "LA", "La"):
-            image = image.convert("L")
-        elif mode in ("P", "PA"):
-            image = image.convert("RGBA").convert("RGB")
-        elif mode != "L" and mode != "RGB":
-            image = image.convert("RGB")  # RGBA drops alpha; CMYK, YCbCr and the rest become RGB
-        array = np.asarray(image, dtype=np.uint8)
-    if array.ndim == 2:
-        array = array[:, :, None]
-    return np.ascontiguousarray(array)
-
-
-def _decode(source: Path | IO[bytes]) -> npt.NDArray[np.uint8]:
-    from PIL import Image
-
-    try:
-        with Image.open(source) as image:
-            image.load()
-            return _to_array(image)
-    except (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error, Image.DecompressionBombError) as exc:
-        raise _BadImage(str(exc) or type(exc).__name__) from exc
-
-
 def _probe(path: Path, source: str, label: str, problems: _Problems) -> _Example | None:
     """An example for an image file, after checking it decodes; None (and a reported problem) when not."""
     if not path.is_file():
         problems.report(source, "image file not found", "fix the path (relative to the manifest's folder)")
         return None
     try:
-        array = _decode(path)
-    except _BadImage as exc:
+        height, width, channels = decode.probe(path, limit=problems.max_pixels)
+    except decode.TooLarge as exc:
+        problems.report(source, exc.reason, exc.fix)
+        return None
+    except decode.BadImage as exc:
         problems.report(source, f"cannot decode image ({exc})", "re-save or remove the file")
         return None
-    height, width, channels = array.shape
     return _Example(source=source, label=label, path=str(path), shape=(height, width, channels))
 
 
@@ -419,7 +420,7 @@ def _assemble(
     problems.fail()  # the bad files first: a class may have one example left only because of them
     keys = [hygiene.example_key(e.path, e.array, e.text, e.text_b) for e in examples]
     kept_at, copies = hygiene.resolve_duplicates(
-        name, keys, [e.label for e in examples], [e.source for e in examples], problems.on_duplicates
+        name, keys, [_shown(e.label) for e in examples], [_shown(e.source) for e in examples], problems.on_duplicates
     )
     problems.skipped.extend(copies)
     examples = [examples[i] for i in kept_at]
@@ -464,7 +465,17 @@ def _assemble(
     if kept[0].path is not None:
         paths = tuple(example.path or "" for example in kept)
         return hygiene.remember_keys(
-            Dataset(name, "image", labels, classes, paths=paths, shapes=shapes, skipped=skipped, splits=splits),
+            Dataset(
+                name,
+                "image",
+                labels,
+                classes,
+                paths=paths,
+                shapes=shapes,
+                skipped=skipped,
+                splits=splits,
+                max_pixels=problems.max_pixels,
+            ),
             kept_keys,
         )
     arrays = tuple(example.array for example in kept if example.array is not None)
@@ -539,12 +550,18 @@ def _read_table(
     split_col = by_name.get(SPLIT_COLUMN)
     examples: list[_Example] = []
     for where, cells in rows:
+        several = [(column, why) for column in (label_col, *item_cols) if (why := _not_one_value(cells.get(column)))]
+        if several:
+            column, why = several[0]
+            problems.report(where, f"the '{column}' cell {why}", "give one value per cell (one class name per row)")
+            continue
         label = _label_text(cells.get(label_col))
         if label is None:
             problems.report(where, "missing label (empty or NaN label cell)", "fill in the label")
             continue
         split = None if split_col is None else split_name(cells.get(split_col), where)
         items = [cells.get(column) for column in item_cols]
+        items = [item.decode("utf-8", errors="replace") if isinstance(item, bytes) else item for item in items]
         empty = [c for c, v in zip(item_cols, items, strict=True) if _blank(v)]
         if empty:
             problems.report(where, f"empty '{empty[0]}' cell", "fill it in or remove the row")
@@ -553,7 +570,18 @@ def _read_table(
             second = str(items[1]) if pair else None
             examples.append(_Example(source=where, label=label, text=str(items[0]), text_b=second, split=split))
             continue
-        path = Path(str(items[0]).strip()).expanduser()
+        written = str(items[0]).strip()
+        path = Path(written).expanduser()
+        if not problems.paths_outside and (
+            written.startswith("~") or Path(written).is_absolute() or ".." in Path(written).parts
+        ):
+            problems.report(
+                where,
+                f"path '{written}' is outside the manifest's folder",
+                "give paths relative to the manifest's folder, without '..' or '~' (move the manifest up to"
+                " a folder that holds the images), or pass paths_outside=True from Python",
+            )
+            continue
         if not path.is_absolute():
             path = manifest.parent / path
         example = _probe(path, str(path), label, problems)
@@ -600,9 +628,10 @@ def _images_from_array(x: npt.NDArray[Any], source: Path) -> npt.NDArray[np.uint
 
     if x.ndim == 3:
         x = x[..., None]
-    if x.ndim != 4 or x.shape[-1] not in (1, 2, 3, 4):
+    if x.ndim != 4 or x.shape[-1] not in (1, 2, 3, 4) or 0 in x.shape[1:3]:
         raise ZooprobeError(
             f"'x' in '{source}' has shape {x.shape}: save images as (N, H, W) or (N, H, W, C) with C in 1, 3, 4"
+            " and H, W at least 1"
         )
     if x.shape[-1] in (2, 4):
         x = x[..., :-1]  # drop alpha
@@ -627,6 +656,7 @@ def _read_npz(path: Path, problems: _Problems) -> Dataset:
     import numpy as np
 
     try:
+        decode.check_npz(path, problems.max_pixels)
         with np.load(path, allow_pickle=False) as archive:
             keys = list(archive.keys())
             if "x" not in keys or "y" not in keys:
@@ -634,16 +664,16 @@ def _read_npz(path: Path, problems: _Problems) -> Dataset:
                     f"'{path}' has arrays {keys}: save images as 'x' and labels as 'y' (np.savez(path, x=..., y=...))"
                 )
             x, y = archive["x"], archive["y"]
-    except (OSError, ValueError, EOFError) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
         # ValueError covers object arrays, which would need pickle to load
         raise ZooprobeError(
             f"cannot read '{path}' ({exc}): save plain numeric/string arrays with np.savez(path, x=..., y=...)"
         ) from exc
+    images = _images_from_array(x, path)
     if y.ndim != 1 or len(y) != len(x):
         raise ZooprobeError(f"'y' in '{path}' has shape {y.shape} for {len(x)} images: save one label per image")
     if y.dtype.kind not in "iuUSf":
         raise ZooprobeError(f"'y' in '{path}' has dtype {y.dtype}: save labels as integers or strings")
-    images = _images_from_array(x, path)
     examples: list[_Example] = []
     for i, (image, raw) in enumerate(zip(images, y.tolist(), strict=True)):
         label = _label_text(raw)
@@ -722,6 +752,9 @@ def _hf_examples(
     seconds = list(table[pair[1]]) if pair else [None] * len(cells)
     for i, (cell, second, raw) in enumerate(zip(cells, seconds, raw_labels, strict=True)):
         where = f"{source}[{i}]"
+        if (why := _not_one_value(raw)) is not None:
+            problems.report(where, f"the label {why}", "give one class name per example")
+            continue
         if names is not None and isinstance(raw, int):
             raw = names[raw] if 0 <= raw < len(names) else None  # ClassLabel uses -1 for missing
         label = _label_text(raw)
@@ -744,8 +777,11 @@ def _hf_examples(
             problems.report(where, "missing image", "add the image or remove the row")
             continue
         try:
-            array = _decode(io.BytesIO(data) if data else Path(str(file)))
-        except _BadImage as exc:
+            array = decode.decode(io.BytesIO(data) if data else Path(str(file)), limit=problems.max_pixels)[0]
+        except decode.TooLarge as exc:
+            problems.report(where, exc.reason, exc.fix)
+            continue
+        except decode.BadImage as exc:
             problems.report(where, f"cannot decode image ({exc})", "re-save or remove the image")
             continue
         height, width, channels = array.shape

@@ -19,7 +19,7 @@ from ..errors import ZooprobeError
 from ..runs.records import SCRATCH, EpochRecord
 
 # The scores of an assessment in reading order; metrics a plugin adds follow these.
-KNOWN_METRICS = ("probe_balanced_accuracy", "knn_accuracy", "logme", "hscore", "nce", "leep")
+KNOWN_METRICS = ("probe_balanced_accuracy", "knn_accuracy", "ncm_accuracy", "logme", "hscore", "nce", "leep")
 # How many candidates of each assessment get a layer-profile plot and table.
 PROFILE_TOP = 3
 
