@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from ..catalog.schema import Entry
 from ..catalog.store import Catalog
 from ..errors import InvalidChoiceError, ZooprobeError, first_line
+from ..executors.base import Job
 from ..executors.select import executor_name, open_executor
 from ..runs.records import AssessSummary, CandidateResult
 from ..runs.store import Run, RunStore, Score, library_versions
@@ -296,8 +297,8 @@ def assess(
             runs.put_candidate(run.id, task.position, CandidateResult.from_json(doc))
             say.say(f"{task.entry.id}: skipped ({reason})")
 
-        data_for_units = SharedData.of(data, dataset, groups, on_error, on_duplicates, remote=not local)
-        pool.run(assess_candidate, units(), pool.share(data_for_units), finished, failed, None if local else say.say)
+        shared = pool.share(SharedData.of(data, dataset, groups, on_error, on_duplicates, remote=not local))
+        pool.run(Job(assess_candidate, units(), shared, finished, failed, None if local else say.say))
         result = _finish(run.id, runs, docs, roles, time.perf_counter() - started)
     except BaseException as exc:
         # Leave the run 'running' on an interruption (it resumes); record a real failure.

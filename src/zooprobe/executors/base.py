@@ -33,6 +33,21 @@ class UnitCounts:
         return f"units {self.done} done, {self.running} running, {self.failed} failed"
 
 
+@dataclass
+class Job:
+    """Units of work: ``fn(unit, shared)`` for each of ``units``; ``on_done(unit, result)`` or
+    ``on_failed(unit, error)`` in the driver as each finishes. An exception a callback raises stops the
+    run and propagates. ``units`` is consumed lazily: units are taken only when there is room to run them,
+    so a budget checked while they are taken still holds. ``say`` gets the unit counts as they change."""
+
+    fn: UnitFunction
+    units: Iterable[Any]
+    shared: Any
+    on_done: Callable[[Any, Any], None]
+    on_failed: Callable[[Any, Exception], None]
+    say: Callable[[str], None] | None = None
+
+
 class Executor(Protocol):
     """Runs units of work and hands each result (or failure) to the caller as the unit finishes."""
 
@@ -41,18 +56,8 @@ class Executor(Protocol):
     def share(self, value: Any) -> Any:
         """``value`` as the units will receive it: as it is locally, put once in Ray's object store."""
 
-    def run(
-        self,
-        fn: UnitFunction,
-        units: Iterable[Any],
-        shared: Any,
-        on_done: Callable[[Any, Any], None],
-        on_failed: Callable[[Any, Exception], None],
-        say: Callable[[str], None] | None = None,
-    ) -> UnitCounts:
-        """``fn(unit, shared)`` for each unit; ``on_done(unit, result)`` or ``on_failed(unit, error)`` in this
-        process as each finishes. An exception raised by a callback stops the run and propagates. ``units`` is
-        consumed lazily: units are taken only when there is room to run them."""
+    def run(self, job: Job) -> UnitCounts:
+        """Run ``job``'s units, handing each outcome to its callbacks in this process as the unit finishes."""
 
     def close(self) -> None:
         """Release what the executor started (a local Ray cluster it started; never one it joined)."""
@@ -66,26 +71,18 @@ class LocalExecutor:
     def share(self, value: Any) -> Any:
         return value
 
-    def run(
-        self,
-        fn: UnitFunction,
-        units: Iterable[Any],
-        shared: Any,
-        on_done: Callable[[Any, Any], None],
-        on_failed: Callable[[Any, Exception], None],
-        say: Callable[[str], None] | None = None,
-    ) -> UnitCounts:
+    def run(self, job: Job) -> UnitCounts:
         counts = UnitCounts()
-        for unit in units:
+        for unit in job.units:
             counts.running = 1
             try:
-                result = fn(unit, shared)
+                result = job.fn(unit, job.shared)
             except Exception as exc:  # noqa: BLE001 - a unit's failure is the caller's to judge (skip or stop)
                 counts.running, counts.failed = 0, counts.failed + 1
-                on_failed(unit, exc)
+                job.on_failed(unit, exc)
                 continue
             counts.running, counts.done = 0, counts.done + 1
-            on_done(unit, result)
+            job.on_done(unit, result)
         return counts
 
     def close(self) -> None:

@@ -9,12 +9,12 @@ cluster places extraction where the accelerators are.
 from __future__ import annotations
 
 import socket
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
 from ..errors import first_line
-from .base import DEFAULT_ADDRESS, ExecutorError, UnitCounts, UnitFunction
+from .base import DEFAULT_ADDRESS, ExecutorError, Job, UnitCounts
 
 INSTALL_HINT = "pip install 'zooprobe[ray]'"
 # how often Ray reruns a task whose worker process or node died (a task that raises is not rerun)
@@ -42,7 +42,9 @@ class RayExecutor:
             import ray
         except ImportError:
             raise ExecutorError(f"the ray executor needs Ray, which is not installed; {INSTALL_HINT}") from None
-        if ray.is_initialized():
+        if address != DEFAULT_ADDRESS:
+            _check_answers(address)
+        if ray.is_initialized():  # this process is already on a cluster (a notebook's, a test's)
             return cls(owns_cluster=False)
         if address == DEFAULT_ADDRESS:
             try:
@@ -51,7 +53,6 @@ class RayExecutor:
             except ConnectionError:  # no running cluster: start one on this machine
                 ray.init(include_dashboard=False)
                 return cls(owns_cluster=True)
-        _check_answers(address)
         try:
             ray.init(address=address)
         except (ConnectionError, RuntimeError) as exc:
@@ -66,25 +67,17 @@ class RayExecutor:
 
         return ray.put(value)
 
-    def run(
-        self,
-        fn: UnitFunction,
-        units: Iterable[Any],
-        shared: Any,
-        on_done: Callable[[Any, Any], None],
-        on_failed: Callable[[Any, Exception], None],
-        say: Callable[[str], None] | None = None,
-    ) -> UnitCounts:
+    def run(self, job: Job) -> UnitCounts:
         import ray
 
         resources: dict[str, float] = ray.cluster_resources()  # type: ignore[no-untyped-call]
         gpus = 1 if resources.get("GPU", 0) > 0 else 0
-        task = ray.remote(fn).options(num_cpus=self.cpus_per_unit, num_gpus=gpus, max_retries=MAX_RETRIES)
+        task = ray.remote(job.fn).options(num_cpus=self.cpus_per_unit, num_gpus=gpus, max_retries=MAX_RETRIES)
         # units are taken only when one can start: a budget checked while taking them still means something
         room = max(1, int(resources.get("GPU", 0) if gpus else resources.get("CPU", 1) // self.cpus_per_unit))
         pending: dict[Any, Any] = {}
         counts = UnitCounts()
-        queue: Iterator[Any] = iter(units)
+        queue: Iterator[Any] = iter(job.units)
         exhausted = False
         try:
             while True:
@@ -93,7 +86,7 @@ class RayExecutor:
                     if unit is _END:
                         exhausted = True
                         break
-                    pending[task.remote(unit, shared)] = unit
+                    pending[task.remote(unit, job.shared)] = unit
                 counts.running = len(pending)
                 if not pending:
                     return counts
@@ -104,14 +97,14 @@ class RayExecutor:
                     result = ray.get(ready[0])
                 except Exception as exc:  # noqa: BLE001 - the unit's own error (or its worker's death)
                     counts.failed += 1
-                    if say is not None:
-                        say(str(counts))
-                    on_failed(unit, _cause(exc))
+                    if job.say is not None:
+                        job.say(str(counts))
+                    job.on_failed(unit, _cause(exc))
                     continue
                 counts.done += 1
-                if say is not None:
-                    say(str(counts))
-                on_done(unit, result)
+                if job.say is not None:
+                    job.say(str(counts))
+                job.on_done(unit, result)
         finally:
             for ref in pending:  # a callback stopped the run, or an interrupt: nothing keeps computing
                 ray.cancel(ref, force=True)
