@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from zooprobe.backbones.backbone import Backbone, block_cut_points, last_linear
+from zooprobe.backbones.backbone import Backbone
 from zooprobe.catalog.schema import Entry
 from zooprobe.cli import cli
 from zooprobe.errors import InvalidChoiceError
@@ -31,27 +31,15 @@ from zooprobe.executors.select import open_executor
 from zooprobe.runs.store import RunStore
 
 from .conftest import write_digits_npz
-from .toy_backbone import toy_entry
+from .toy_backbone import toy_cnn, toy_entry
 
 ROOT = Path(__file__).resolve().parent.parent
 OPTIONS: dict[str, Any] = {"layers": "2,pre_logits", "folds": 3, "seed": 0, "progress": False}
 
 
 def seeded_cnn(entry: Entry) -> Backbone:
-    """A small random CNN whose weights depend on the entry's name: two candidates that rank apart."""
-    import torch
-
-    torch.manual_seed(sum(map(ord, entry.name)))
-    model = torch.nn.Sequential(
-        torch.nn.Conv2d(3, 16, 3, padding=1),
-        torch.nn.ReLU(),
-        torch.nn.Conv2d(16, 32, 3, padding=1),
-        torch.nn.AdaptiveAvgPool2d(1),
-        torch.nn.Flatten(),
-        torch.nn.Linear(32, 5),
-    ).eval()
-    classifier = last_linear(model)
-    return Backbone(entry, model, block_cut_points(model, classifier), classifier)
+    """The toy CNN with weights that depend on the entry's name: two candidates that rank apart."""
+    return toy_cnn(entry, seed=sum(map(ord, entry.name)))
 
 
 def first_load_waits(marker: Path, entry: Entry) -> Backbone:
