@@ -170,3 +170,51 @@ def test_unit_counts_reach_the_progress_lines(ray_cluster: None, digits: Path, t
     assess(str(digits), [toy_entry("a")], loader=seeded_cnn, home=tmp_path, executor="ray", **options)
     err = capfd.readouterr().err
     assert "units 1 done, 0 running, 0 failed" in err and "toy:a: scored 1 cut points" in err
+
+
+@pytest.mark.slow
+def test_a_killed_driver_leaves_a_run_the_local_executor_finishes_recomputing_nothing(
+    ray_cluster: None, digits: Path, tmp_path: Path
+) -> None:
+    import ray
+
+    marker, home = tmp_path / "pid", tmp_path / "home"
+    driver = (
+        "import functools, sys\n"
+        f"sys.path.insert(0, {str(ROOT)!r})\n"
+        "from tests.test_ray_executor import OPTIONS, first_load_waits\n"
+        "from tests.toy_backbone import toy_entry\n"
+        "from zooprobe.evaluator.assess import assess\n"
+        f"loader = functools.partial(first_load_waits, __import__('pathlib').Path({str(marker)!r}))\n"
+        f"assess({str(digits)!r}, [toy_entry('a'), toy_entry('b')], loader=loader, home={str(home)!r},"
+        f" executor='ray', ray_address={ray.get_runtime_context().gcs_address!r}, **OPTIONS)\n"
+    )
+    process = subprocess.Popen([sys.executable, "-c", driver])
+
+    def recorded() -> dict[str, str]:
+        if not (home / "runs.sqlite3").exists():
+            return {}
+        with RunStore(home) as runs:
+            return {c.model: c.status for run in runs.list(kind="assess") for c in runs.candidates(run.id)}
+
+    while not (marker.exists() and recorded().get("toy:a") == "done"):  # a recorded, b on its worker
+        assert process.poll() is None, "the driver ended before it could be killed"
+        time.sleep(0.1)
+    process.kill()
+    process.wait()
+    with RunStore(home) as runs:
+        (run,) = runs.list(kind="assess")
+        before = {(s.model, s.layer, s.metric): s for s in runs.scores(run.id)}
+    assert run.status != "done" and {model for model, _, _ in before} == {"toy:a"}
+    loaded: list[str] = []
+
+    def counting(entry: Entry) -> Backbone:
+        loaded.append(entry.name)
+        return seeded_cnn(entry)
+
+    result = assess(str(digits), [toy_entry("a"), toy_entry("b")], loader=counting, home=home, **OPTIONS)
+    assert result.resumed and result.run_id == run.id and loaded == ["b"]  # a is not loaded again
+    assert [c["status"] for c in result.candidates] == ["done", "done"]
+    with RunStore(home) as runs:
+        after = {(s.model, s.layer, s.metric): s for s in runs.scores(run.id)}
+    assert {key: after[key] for key in before} == before  # a's scores as they were (same timings too)
