@@ -33,16 +33,14 @@ def cnn(entry: Any) -> Any:
     from zooprobe.backbones.backbone import Backbone, block_cut_points, last_linear
 
     torch.manual_seed(sum(map(ord, entry.name)))
-    model = torch.nn.Sequential(
-        torch.nn.Conv2d(3, 32, 3, padding=1),
-        torch.nn.ReLU(),
-        torch.nn.Conv2d(32, 64, 3, padding=1, stride=2),
-        torch.nn.ReLU(),
-        torch.nn.Conv2d(64, 128, 3, padding=1),
-        torch.nn.AdaptiveAvgPool2d(1),
-        torch.nn.Flatten(),
-        torch.nn.Linear(128, 10),
-    ).eval()
+    widths = (3, 32, 64, 128)
+    convs = [
+        layer
+        for cin, cout in zip(widths, widths[1:], strict=False)
+        for layer in (torch.nn.Conv2d(cin, cout, 3, padding=1, stride=2 if cout == 64 else 1), torch.nn.ReLU())
+    ]
+    head = [torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(widths[-1], 10)]
+    model = torch.nn.Sequential(*convs, *head).eval()
     classifier = last_linear(model)
     return Backbone(entry, model, block_cut_points(model, classifier), classifier)
 
