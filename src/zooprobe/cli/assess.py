@@ -87,6 +87,7 @@ def _csv(value: str | None) -> list[str] | None:
     default="auto",
     show_default=True,
     metavar="HOST:PORT|auto",
+    envvar="ZOOPROBE_RAY_ADDRESS",
     help="Ray cluster to join (auto: a running one, else a local one). Needs pip install 'zooprobe[ray]'.",
 )
 @click.option(
