@@ -122,12 +122,13 @@ def test_ray_missing_is_one_line_naming_the_extra(
     monkeypatch.setitem(sys.modules, "ray", None)  # as if not installed
     with pytest.raises(ExecutorError, match=r"pip install 'zooprobe\[ray\]'"):
         open_executor("ray")
-    home = tmp_path / "home"
-    args = ["assess", "--data", str(digits), "--models", "torchvision:mobilenet_v2.IMAGENET1K_V1", "--executor", "ray"]
-    result = CliRunner().invoke(cli, [*args, "--home", str(synced)])
+    before = len(RunStore(synced).list(kind="assess"))
+    args = ["assess", "--data", str(digits), "--models", "torchvision:mobilenet_v2.IMAGENET1K_V1"]
+    # chosen by the environment variable, as a cluster's job script would
+    result = CliRunner().invoke(cli, [*args, "--home", str(synced)], env={"ZOOPROBE_EXECUTOR": "ray"})
     assert result.exit_code == 2, result.output
     assert "pip install 'zooprobe[ray]'" in result.output and len(result.output.strip().splitlines()) == 1
-    assert not home.exists()
+    assert len(RunStore(synced).list(kind="assess")) == before  # no run was started
 
 
 def test_an_address_that_does_not_answer_is_one_line_naming_it(synced: Path, digits: Path) -> None:
