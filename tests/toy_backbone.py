@@ -13,11 +13,11 @@ def toy_entry(name: str, source: str = "toy") -> Entry:
     return Entry(source=source, name=name, architecture="toycnn", input=TOY_INPUT, params=1000)
 
 
-def toy_cnn(entry: Entry) -> Backbone:
-    """Two convolutions, pooling and a 5-class head (seeded), with the usual cut points."""
+def toy_cnn(entry: Entry, seed: int = 0) -> Backbone:
+    """Two convolutions, pooling and a 5-class head (weights from ``seed``), with the usual cut points."""
     import torch
 
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     model = torch.nn.Sequential(
         torch.nn.Conv2d(3, 32, 3, padding=1),
         torch.nn.ReLU(),

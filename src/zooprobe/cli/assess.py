@@ -77,6 +77,25 @@ def _csv(value: str | None) -> list[str] | None:
     is_flag=True,
     help="Run the repository's own Python code, pinned to the commit it resolves (hf: entries only).",
 )
+@click.option(
+    "--executor",
+    type=click.Choice(["local", "ray"]),
+    envvar="ZOOPROBE_EXECUTOR",
+    help="Where candidates run: here, one after another, or one Ray task each  [default: local].",
+)
+@click.option(
+    "--ray-address",
+    default="auto",
+    show_default=True,
+    metavar="HOST:PORT|auto",
+    envvar="ZOOPROBE_RAY_ADDRESS",
+    help="Ray cluster to join (auto: a running one, else a local one). Needs pip install 'zooprobe[ray]'.",
+)
+@click.option(
+    "--cache-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Feature cache directory (on a cluster: storage every node sees)  [default: HOME/features].",
+)
 @format_choice_option("json", help="text: the ranked table and the recommendation; json: run, candidates, summary.")
 @home_option
 def assess(
@@ -95,6 +114,9 @@ def assess(
     on_duplicates: str,
     resume: str | None,
     trust_remote_code: bool,
+    executor: str | None,
+    ray_address: str,
+    cache_dir: Path | None,
     fmt: str,
     home: Path | None,
 ) -> None:
@@ -111,6 +133,7 @@ def assess(
       zooprobe assess --data sklearn:digits --models torchvision:mobilenet_v2.IMAGENET1K_V1 --resolution 64
       zooprobe assess --data ./photos --query "convnext --max-params 30M --sort=-top1" --top 5
       zooprobe assess --data train.csv --models hf:sentence-transformers/all-MiniLM-L6-v2 --format json
+      zooprobe assess --data ./photos --query "resnet" --top 20 --executor ray --ray-address 10.0.0.5:6379
     """
     from ..evaluator.assess import AssessError
     from ..evaluator.assess import assess as run_assessment
@@ -140,6 +163,9 @@ def assess(
         resume=resume,
         home=home,
         trust_remote_code=trust_remote_code,
+        executor=executor,
+        ray_address=ray_address,
+        cache_dir=cache_dir,
     )
     results, outcome = result.results, result.outcome
     if fmt == "json":

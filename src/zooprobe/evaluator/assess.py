@@ -20,24 +20,27 @@ interrupted assessment resumes where it stopped; features come from the on-disk 
 
 from __future__ import annotations
 
-import sys
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, fields, replace
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..catalog.schema import Entry
 from ..catalog.store import Catalog
 from ..errors import InvalidChoiceError, ZooprobeError, first_line
+from ..executors.base import Job
+from ..executors.select import executor_name, open_executor
 from ..runs.records import AssessSummary, CandidateResult
 from ..runs.store import Run, RunStore, Score, library_versions
+from .assessment import Assessment
 from .candidates import entry_facts, resolve_candidates
 from .caveats import caveats
 from .checks import AssessError, check_data_ratio, check_input, name_pair_features, select_layers
 from .decision import MetricRoles, rank
 from .raw_baseline import run_baseline
 from .scoring import LOGITS, score_metric, summarise_candidate
+from .units import CandidateOutcome, CandidateSkipped, CandidateTask, ProgressLines, SharedData
 
 if TYPE_CHECKING:
     import numpy as np
@@ -46,44 +49,8 @@ if TYPE_CHECKING:
     from ..backbones.backbone import Backbone
     from ..data.datasets import Dataset, OnError
     from ..data.hygiene import OnDuplicates
-    from ..plugins.metric import Metric
 
 __all__ = ["AssessError", "Assessment", "assess", "resolve_candidates"]
-
-
-@dataclass
-class Assessment:
-    """The outcome of :func:`assess`: the run id, one document per candidate (ranked first) and the summary."""
-
-    run_id: str
-    candidates: list[dict[str, Any]]
-    summary: dict[str, Any]
-    resumed: bool = False
-
-    @property
-    def recommended(self) -> dict[str, Any] | None:
-        rec = self.summary.get("recommended")
-        return rec if isinstance(rec, dict) else None
-
-    @property
-    def results(self) -> list[CandidateResult]:
-        """The candidates as typed records, in the same order."""
-        return [CandidateResult.from_json(doc) for doc in self.candidates]
-
-    @property
-    def outcome(self) -> AssessSummary:
-        """The summary as a typed record."""
-        return AssessSummary.from_json(self.summary)
-
-
-@dataclass
-class _Progress:
-    enabled: bool
-    started: float = field(default_factory=time.perf_counter)
-
-    def say(self, message: str) -> None:
-        if self.enabled:
-            print(f"[{time.perf_counter() - self.started:6.1f}s] {message}", file=sys.stderr, flush=True)
 
 
 # --- the assessment ------------------------------------------------------------------------------
@@ -109,6 +76,9 @@ def assess(
     progress: bool = True,
     loader: Callable[[Entry], Backbone] | None = None,
     trust_remote_code: bool = False,
+    executor: str | None = None,
+    ray_address: str | None = None,
+    cache_dir: Path | str | None = None,
 ) -> Assessment:
     """Assess candidate backbones on a labelled dataset and recommend one, with a strategy and its evidence.
 
@@ -134,6 +104,13 @@ def assess(
         trust_remote_code: run the candidates' repository code (``hf:`` entries only; not with
             ``loader``), each pinned to the commit it resolves. The run's config records it and each
             candidate document its ``revision``; a resumed run keeps the setting it started with.
+        executor: where candidates run: ``local`` (this process, one after another; the default, or
+            ``$ZOOPROBE_EXECUTOR``) or ``ray`` (one Ray task per candidate; ``pip install 'zooprobe[ray]'``).
+            Either may resume a run the other started.
+        ray_address: the Ray cluster to join (default ``auto``: a running one, else a local one started
+            for this run).
+        cache_dir: where extracted features are cached (default: ``features`` under the home); on a
+            cluster, storage every node can see.
 
     Returns:
         an :class:`Assessment` whose candidates are ranked best first.
@@ -146,7 +123,7 @@ def assess(
     from ..data.splits import training_part
     from ..plugins import metric_lookup as metric_registry
 
-    say = _Progress(progress)
+    say = ProgressLines(progress)
     stored: Run | None = None
     if resume:  # the run's own inputs; what the caller passed may only repeat them
         with RunStore(home) as stored_runs:
@@ -181,6 +158,7 @@ def assess(
         raise AssessError("no cut points given to score; pass layers 'auto', 'all' or names separated by commas")
     if budget is not None and not budget > 0:
         raise AssessError(f"budget {budget:g} s leaves no time to assess anything; give a positive number of seconds")
+    executor = executor_name(executor)
     with Catalog(home) as catalog:
         from ..plugins.sync import sync_if_empty
 
@@ -227,7 +205,9 @@ def assess(
             f"run '{resume}' assessed {stored.data} (content {stored.data_hash[:12]}), not these data"
             f" ({data_hash[:12]}); drop --data to continue it, or start a new run without --resume"
         )
+    pool = open_executor(executor, ray_address)
     runs = RunStore(home)
+    features_dir = Path(cache_dir) if cache_dir is not None else runs.home / "features"
     resumed = False
     if resume:
         run = runs.reopen(resume)
@@ -253,14 +233,14 @@ def assess(
         config = run.config
         trust_remote_code = bool(config.get("trust_remote_code", False))
         entries = [e for e in entries if e.id in config["models"]]
-    labels = dataset.labels
     # copies of one content (a dataset built in Python) stay in one fold and out of each other's neighbours
     groups = content_groups(dataset)
-    done_scores = {(s.model, s.layer, s.metric): s for s in runs.scores(run.id)}
+    done_scores = {(s.model, s.layer, s.metric) for s in runs.scores(run.id)}
     existing = {result.model: result.to_json() for result in runs.candidates(run.id)}
     started = time.perf_counter()
     docs: list[dict[str, Any]] = []
     try:
+        todo: dict[int, tuple[Entry, dict[str, Any]]] = {}
         for position, entry in enumerate(entries):
             if existing.get(entry.id, {}).get("status") in ("done", "skipped"):
                 docs.append(existing[entry.id])
@@ -287,55 +267,70 @@ def assess(
                 runs.put_candidate(run.id, position, CandidateResult.from_json(doc))
                 say.say(f"{entry.id}: skipped ({doc['skip_reason']})")
                 continue
-            if budget is not None and time.perf_counter() - started > budget:
-                doc["skip_reason"] = f"budget of {budget:g}s spent before this candidate; resume the run to finish it"
-                runs.put_candidate(run.id, position, CandidateResult.from_json(doc))
-                continue
-            try:
-                backbone = _load(entry, resolution, loader, trust_remote_code)
-            except Exception as exc:  # noqa: BLE001 - loaders raise anything (pickle, safetensors, Keras, plugins'
-                # own); one candidate that cannot load is that candidate's problem. Interrupts still stop.
-                doc.update(status="skipped", skip_reason=f"cannot load: {_reason(exc)}")
-                runs.put_candidate(run.id, position, CandidateResult.from_json(doc))
-                say.say(f"{entry.id}: skipped ({doc['skip_reason']})")
-                continue
-            if trust_remote_code:
-                # the commit whose code ran, for whoever reads the report
-                doc.update(trust_remote_code=True, revision=backbone.entry.source_version)
-            if dataset.texts_b is not None:
-                name_pair_features(doc["input_check"], backbone, doc)
-            chosen_layers = select_layers(backbone.cut_points, config["layers"])
-            say.say(f"{entry.id}: features at {len(chosen_layers)} cut points")
-            try:
-                _score_candidate(
-                    backbone, dataset, labels, groups, chosen_layers, chosen, available, config, run.id, runs,
-                    done_scores, batch_size, progress, say,
+            todo[position] = (entry, doc)
+        local = pool.name == "local"
+
+        def units() -> Iterator[CandidateTask]:
+            for position, (entry, doc) in todo.items():
+                if budget is not None and time.perf_counter() - started > budget:
+                    spent = f"budget of {budget:g}s spent before this candidate"
+                    doc["skip_reason"] = f"{spent}; resume the run to finish it"
+                    runs.put_candidate(run.id, position, CandidateResult.from_json(doc))
+                    continue
+                done = frozenset((layer, metric) for model, layer, metric in done_scores if model == entry.id)
+                yield CandidateTask(
+                    position, entry, loader, resolution, trust_remote_code, config["layers"],
+                    {name: available[name] for name in chosen}, seed=config["seed"], folds=config["folds"],
+                    batch_size=batch_size, cache_dir=features_dir, done=done,
+                    say_from=say.started if progress and local else None,
+                    record=(lambda score: runs.put_score(run.id, score)) if local else None,
                 )  # fmt: skip
-            except Exception as exc:  # noqa: BLE001 - see the load above
-                if isinstance(exc, ZooprobeError):  # bad input (a class of one example...): every candidate's
-                    raise
-                # one model failing on these data (input too long for it, out of memory) is that model's
-                # problem: the other candidates are still assessed; the scores it got so far stay stored
-                doc.update(status="skipped", skip_reason=f"scoring failed: {_reason(exc)}")
-                runs.put_candidate(run.id, position, CandidateResult.from_json(doc))
-                say.say(f"{entry.id}: skipped ({doc['skip_reason']})")
-                continue
-            summarise_candidate(doc, backbone.cut_points, chosen_layers, runs.scores(run.id), roles)
+
+        def finished(task: CandidateTask, outcome: CandidateOutcome) -> None:
+            doc = todo[task.position][1]
+            for score in outcome.scores if task.record is None else ():  # a worker's: only the driver writes
+                runs.put_score(run.id, score)
+            if outcome.revision is not None:  # the commit whose code ran, for whoever reads the report
+                doc.update(trust_remote_code=True, revision=outcome.revision)
+            summarise_candidate(doc, outcome.cut_points, outcome.layers, runs.scores(run.id), roles)
             doc["status"] = "done"
-            runs.put_candidate(run.id, position, CandidateResult.from_json(doc))
+            if outcome.pair_features is not None:  # how the backbone read sentence pairs, named in the check
+                name_pair_features(doc["input_check"], outcome.pair_features, doc)
+            runs.put_candidate(run.id, task.position, CandidateResult.from_json(doc))
+            if not local:
+                say.say(f"{outcome.model}: scored {len(outcome.layers)} cut points")
+
+        def failed(task: CandidateTask, exc: Exception) -> None:
+            if isinstance(exc, ZooprobeError):  # bad input (a class of one example...): every candidate's
+                raise exc
+            # one model failing on these data (input too long for it, out of memory) is that model's
+            # problem: the other candidates are still assessed; the scores it got so far stay stored
+            reason = exc.reason if isinstance(exc, CandidateSkipped) else f"its worker failed: {_reason(exc)}"
+            doc = todo[task.position][1]
+            doc.update(status="skipped", skip_reason=reason)
+            runs.put_candidate(run.id, task.position, CandidateResult.from_json(doc))
+            say.say(f"{task.entry.id}: skipped ({reason})")
+
+        shared = pool.share(SharedData.of(data, dataset, groups, on_error, on_duplicates, remote=not local))
+        pool.run(Job(assess_candidate, units(), shared, finished, failed, None if local else say.say))
         # what pretrained features must beat, once per run; nothing to compare when no candidate was scored
         scored = any(doc["status"] == "done" for doc in docs)
         probe = available[roles.probe] if roles.probe and scored else None
         options = {"seed": config["seed"], "folds": config["folds"], "groups": groups}
-        baseline = run_baseline(dataset, labels, probe, options, done_scores, lambda s: runs.put_score(run.id, s))
+        stored_scores = {(s.model, s.layer, s.metric): s for s in runs.scores(run.id)}
+        baseline = run_baseline(
+            dataset, dataset.labels, probe, options, stored_scores, lambda s: runs.put_score(run.id, s)
+        )
         result = _finish(run.id, runs, docs, roles, time.perf_counter() - started, baseline)
     except BaseException as exc:
         # Leave the run 'running' on an interruption (it resumes); record a real failure.
         if not isinstance(exc, KeyboardInterrupt):
             runs.finish(run.id, error=f"{type(exc).__name__}: {first_line(exc)}")
         runs.close()
+        pool.close()
         raise
     runs.close()
+    pool.close()
     del np
     return Assessment(run.id, result[0], result[1], resumed)
 
@@ -375,25 +370,51 @@ def _at_resolution(entry: Entry, resolution: int | None) -> Entry:
     return replace(entry, input=replace(entry.input, default_resolution=(resolution, resolution)))
 
 
+def assess_candidate(task: CandidateTask, shared: SharedData) -> CandidateOutcome:
+    """One candidate's unit of work, in the driver or on a worker: load it, extract its features, score them.
+
+    :raises CandidateSkipped: it cannot load, or scoring it failed (the other candidates are still assessed).
+    :raises ZooprobeError: bad input that fails every candidate alike.
+    """
+    dataset, labels, groups = shared.open()
+    say = ProgressLines(task.say_from is not None, task.say_from or 0.0)
+    try:
+        backbone = _load(task.entry, task.resolution, task.loader, task.trust_remote_code)
+    except Exception as exc:  # noqa: BLE001 - loaders raise anything (pickle, safetensors, Keras, plugins'
+        # own); one candidate that cannot load is that candidate's problem. Interrupts still stop.
+        raise CandidateSkipped(f"cannot load: {_reason(exc)}") from None
+    layers = select_layers(backbone.cut_points, task.layers)
+    revision = backbone.entry.source_version if task.trust_remote_code else None
+    outcome = CandidateOutcome(backbone.entry.id, list(backbone.cut_points), layers, revision=revision)
+    if dataset.texts_b is not None:
+        from ..backbones.text_features import pair_features
+
+        outcome.pair_features = pair_features(backbone)
+    say.say(f"{task.entry.id}: features at {len(layers)} cut points")
+    try:
+        _score_candidate(backbone, dataset, labels, groups, layers, task, outcome.scores.append, say)
+    except Exception as exc:  # noqa: BLE001 - see the load above
+        if isinstance(exc, ZooprobeError):
+            raise
+        raise CandidateSkipped(f"scoring failed: {_reason(exc)}") from None
+    return outcome
+
+
 def _score_candidate(
     backbone: Backbone,
     dataset: Dataset,
     labels: npt.NDArray[np.int64],
     groups: npt.NDArray[np.int64] | None,
     layers: list[str],
-    chosen: list[str],
-    available: dict[str, Metric],
-    config: dict[str, Any],
-    run_id: str,
-    runs: RunStore,
-    done: dict[tuple[str, str, str], Score],
-    batch_size: int,
-    progress: bool,
-    say: _Progress,
+    task: CandidateTask,
+    keep: Callable[[Score], None],
+    say: ProgressLines,
 ) -> None:
     from ..backbones.features import extract_features
 
     model = backbone.entry.id
+    available = task.metrics
+    chosen = list(available)
     feature_metrics = [m for m in chosen if available[m].input == "features"]
     probability_metrics = [m for m in chosen if available[m].input == "probabilities"]
     wanted = list(layers)
@@ -401,16 +422,17 @@ def _score_candidate(
     if probability_metrics and has_head and "pre_logits" not in wanted:
         wanted.append("pre_logits")
     features = extract_features(
-        backbone, dataset, wanted, batch_size=batch_size, progress=progress, cache_dir=runs.home / "features"
+        backbone, dataset, wanted, batch_size=task.batch_size, progress=say.enabled, cache_dir=task.cache_dir
     )
 
     def put(layer: str, metric: str, inputs: Any, cache: dict[Any, Any]) -> None:
-        if (model, layer, metric) in done:
+        if (layer, metric) in task.done:
             return
-        run = {"seed": config["seed"], "folds": config["folds"], "cache": cache, "groups": groups}
+        run = {"seed": task.seed, "folds": task.folds, "cache": cache, "groups": groups}
         score = score_metric(available[metric], model, layer, inputs, labels, run)
-        runs.put_score(run_id, score)
-        done[(model, layer, metric)] = score
+        if task.record is not None:
+            task.record(score)
+        keep(score)
 
     for layer in layers:
         cache: dict[Any, Any] = {}  # work the metrics at one cut point share (one probe fit serves two metrics)

@@ -68,11 +68,12 @@ def check_input(entry: Entry, summary: dict[str, Any]) -> dict[str, Any]:
     return {"status": "adapted" if adaptations else "compatible", "adaptations": adaptations, "reason": None}
 
 
-def name_pair_features(check: dict[str, Any], backbone: Any, doc: dict[str, Any]) -> None:
-    """Record in ``doc`` how ``backbone`` reads sentence pairs, and name it among ``check``'s adaptations."""
-    from ..backbones.text_features import PAIR_FEATURES_DESCRIPTION, pair_features
+def name_pair_features(check: dict[str, Any], choice: str, doc: dict[str, Any]) -> None:
+    """Record in ``doc`` how the backbone read sentence pairs (``choice``, from
+    :func:`~zooprobe.backbones.text_features.pair_features`), and name it among ``check``'s adaptations."""
+    from ..backbones.text_features import PAIR_FEATURES_DESCRIPTION
 
-    doc["pair_features"] = pair_features(backbone)
+    doc["pair_features"] = choice
     check.update(status="adapted", adaptations=[*check["adaptations"], PAIR_FEATURES_DESCRIPTION[doc["pair_features"]]])
 
 

@@ -1,0 +1,221 @@
+"""The ray executor against the local one: same scores and ranking, a killed worker's unit retried, and
+one-line errors (exit 2) for Ray missing or a cluster address that does not answer.
+
+One local Ray cluster (2 CPUs, 127.0.0.1) serves the whole module; starting one takes seconds.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from zooprobe.backbones.backbone import Backbone
+from zooprobe.catalog.schema import Entry
+from zooprobe.cli import cli
+from zooprobe.errors import InvalidChoiceError
+from zooprobe.evaluator.assess import assess
+from zooprobe.executors.base import ExecutorError
+from zooprobe.executors.select import open_executor
+from zooprobe.runs.store import RunStore
+
+from .conftest import write_digits_npz
+from .toy_backbone import toy_cnn, toy_entry
+
+ROOT = Path(__file__).resolve().parent.parent
+OPTIONS: dict[str, Any] = {"layers": "2,pre_logits", "folds": 3, "seed": 0, "progress": False}
+
+
+def seeded_cnn(entry: Entry) -> Backbone:
+    """The toy CNN with weights that depend on the entry's name: two candidates that rank apart."""
+    return toy_cnn(entry, seed=sum(map(ord, entry.name)))
+
+
+def first_load_waits(marker: Path, entry: Entry) -> Backbone:
+    """The first load of ``b`` writes its process id to ``marker`` and waits to be killed; later loads load."""
+    if entry.name == "b" and not marker.exists():
+        marker.write_text(str(os.getpid()))
+        for _ in range(6000):  # the test kills this process; this loop only bounds a broken test
+            time.sleep(0.05)
+    return seeded_cnn(entry)
+
+
+@pytest.fixture(scope="module")
+def ray_cluster() -> Iterator[None]:
+    ray = pytest.importorskip("ray")
+    # workers are new processes: they import this worktree's zooprobe and these tests' loaders
+    paths = [str(ROOT / "src"), str(ROOT), os.environ.get("PYTHONPATH", "")]
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
+    ray.init(num_cpus=2, include_dashboard=False, address="local", _node_ip_address="127.0.0.1")
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_digits_npz(tmp_path_factory.mktemp("digits") / "digits.npz", per_class=10)
+
+
+def stored_scores(home: Path, run_id: str) -> dict[tuple[str, str, str], float | None]:
+    with RunStore(home) as runs:
+        return {(s.model, s.layer, s.metric): s.value for s in runs.scores(run_id)}
+
+
+def test_ray_scores_and_ranks_as_the_local_executor(ray_cluster: None, digits: Path, tmp_path: Path) -> None:
+    from zooprobe.data.datasets import read_dataset
+
+    entries = [toy_entry("a"), toy_entry("b")]
+    local = assess(str(digits), entries, loader=seeded_cnn, home=tmp_path / "local", **OPTIONS)
+    expected = stored_scores(tmp_path / "local", local.run_id)
+    assert sorted(local.summary["ranking"]) == ["toy:a", "toy:b"]
+    # a path each worker reads, and a dataset in memory put once in the object store
+    for name, data in (("path", str(digits)), ("memory", read_dataset(str(digits)))):
+        remote = assess(data, entries, loader=seeded_cnn, home=tmp_path / name, executor="ray", **OPTIONS)
+        assert [c["status"] for c in remote.candidates] == ["done", "done"]
+        assert remote.summary["ranking"] == local.summary["ranking"]
+        got = stored_scores(tmp_path / name, remote.run_id)
+        assert got.keys() == expected.keys() and len(got) >= 2 * 2 * 3
+        for key, value in expected.items():
+            assert got[key] == pytest.approx(value, abs=1e-6), key
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_unit_is_retried_and_the_run_completes(
+    ray_cluster: None, digits: Path, tmp_path: Path
+) -> None:
+    marker = tmp_path / "pid"
+
+    def kill_when_waiting() -> None:
+        while not marker.exists() or not marker.read_text():
+            time.sleep(0.05)
+        os.kill(int(marker.read_text()), signal.SIGKILL)
+
+    killer = threading.Thread(target=kill_when_waiting, daemon=True)
+    killer.start()
+    loader = functools.partial(first_load_waits, marker)
+    result = assess(
+        str(digits), [toy_entry("a"), toy_entry("b")], loader=loader, home=tmp_path, executor="ray", **OPTIONS
+    )
+    killer.join()
+    assert int(marker.read_text()) != os.getpid()  # the unit ran in a worker, which was killed
+    assert [c["status"] for c in result.candidates] == ["done", "done"]
+    assert result.summary["pending"] == [] and result.summary["skipped"] == {}
+    scores = stored_scores(tmp_path, result.run_id)
+    assert {model for model, _, _ in scores} == {"toy:a", "toy:b", "baseline:raw"}  # and the raw-pixel baseline
+    assert all(value is not None for value in scores.values())
+
+
+def test_ray_missing_is_one_line_naming_the_extra(
+    synced: Path, digits: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if not installed
+    with pytest.raises(ExecutorError, match=r"pip install 'zooprobe\[ray\]'"):
+        open_executor("ray")
+    before = len(RunStore(synced).list(kind="assess"))
+    args = ["assess", "--data", str(digits), "--models", "torchvision:mobilenet_v2.IMAGENET1K_V1"]
+    # chosen by the environment variable, as a cluster's job script would
+    result = CliRunner().invoke(cli, [*args, "--home", str(synced)], env={"ZOOPROBE_EXECUTOR": "ray"})
+    assert result.exit_code == 2, result.output
+    assert "pip install 'zooprobe[ray]'" in result.output and len(result.output.strip().splitlines()) == 1
+    assert len(RunStore(synced).list(kind="assess")) == before  # no run was started
+
+
+def test_an_address_that_does_not_answer_is_one_line_naming_it(synced: Path, digits: Path) -> None:
+    pytest.importorskip("ray")
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    address = f"127.0.0.1:{port}"
+    before = len(RunStore(synced).list(kind="assess"))
+    args = ["assess", "--data", str(digits), "--models", "torchvision:mobilenet_v2.IMAGENET1K_V1"]
+    result = CliRunner().invoke(cli, [*args, "--executor", "ray", "--ray-address", address, "--home", str(synced)])
+    assert result.exit_code == 2, result.output
+    assert f"no Ray cluster answers at --ray-address {address}" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert len(RunStore(synced).list(kind="assess")) == before  # no run was started
+
+
+def test_an_unknown_executor_names_the_choices(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ZOOPROBE_EXECUTOR", "dask")
+    with pytest.raises(InvalidChoiceError, match=r"unknown executor 'dask' \(valid: local, ray\)"):
+        open_executor()
+
+
+def test_the_local_executor_imports_no_ray() -> None:
+    code = (
+        "import sys\n"
+        "from zooprobe.executors.select import open_executor\n"
+        "import zooprobe.evaluator.assess, zooprobe.cli.assess\n"
+        "open_executor('local').close()\n"
+        "print('ray' in sys.modules)\n"
+    )
+    env = {**os.environ, "ZOOPROBE_EXECUTOR": "local"}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "False"
+
+
+def test_unit_counts_reach_the_progress_lines(ray_cluster: None, digits: Path, tmp_path: Path, capfd: Any) -> None:
+    options = {**OPTIONS, "progress": True, "layers": "pre_logits", "metrics": ["knn_accuracy"]}
+    assess(str(digits), [toy_entry("a")], loader=seeded_cnn, home=tmp_path, executor="ray", **options)
+    err = capfd.readouterr().err
+    assert "units 1 done, 0 running, 0 failed" in err and "toy:a: scored 1 cut points" in err
+
+
+@pytest.mark.slow
+def test_a_killed_driver_leaves_a_run_the_local_executor_finishes_recomputing_nothing(
+    ray_cluster: None, digits: Path, tmp_path: Path
+) -> None:
+    import ray
+
+    marker, home = tmp_path / "pid", tmp_path / "home"
+    driver = (
+        "import functools, sys\n"
+        f"sys.path.insert(0, {str(ROOT)!r})\n"
+        "from tests.test_ray_executor import OPTIONS, first_load_waits\n"
+        "from tests.toy_backbone import toy_entry\n"
+        "from zooprobe.evaluator.assess import assess\n"
+        f"loader = functools.partial(first_load_waits, __import__('pathlib').Path({str(marker)!r}))\n"
+        f"assess({str(digits)!r}, [toy_entry('a'), toy_entry('b')], loader=loader, home={str(home)!r},"
+        f" executor='ray', ray_address={ray.get_runtime_context().gcs_address!r}, **OPTIONS)\n"
+    )
+    process = subprocess.Popen([sys.executable, "-c", driver])
+
+    def recorded() -> dict[str, str]:
+        if not (home / "runs.sqlite3").exists():
+            return {}
+        with RunStore(home) as runs:
+            return {c.model: c.status for run in runs.list(kind="assess") for c in runs.candidates(run.id)}
+
+    while not (marker.exists() and recorded().get("toy:a") == "done"):  # a recorded, b on its worker
+        assert process.poll() is None, "the driver ended before it could be killed"
+        time.sleep(0.1)
+    process.kill()
+    process.wait()
+    with RunStore(home) as runs:
+        (run,) = runs.list(kind="assess")
+        before = {(s.model, s.layer, s.metric): s for s in runs.scores(run.id)}
+    assert run.status != "done" and {model for model, _, _ in before} == {"toy:a"}
+    loaded: list[str] = []
+
+    def counting(entry: Entry) -> Backbone:
+        loaded.append(entry.name)
+        return seeded_cnn(entry)
+
+    result = assess(str(digits), [toy_entry("a"), toy_entry("b")], loader=counting, home=home, **OPTIONS)
+    assert result.resumed and result.run_id == run.id and loaded == ["b"]  # a is not loaded again
+    assert [c["status"] for c in result.candidates] == ["done", "done"]
+    with RunStore(home) as runs:
+        after = {(s.model, s.layer, s.metric): s for s in runs.scores(run.id)}
+    assert {key: after[key] for key in before} == before  # a's scores as they were (same timings too)
