@@ -16,7 +16,7 @@ from ..catalog.store import default_home
 from ..data.datasets import Dataset
 from ..errors import ZooprobeError
 from .backbone import Backbone
-from .feature_cache import cache_key, write_features
+from .feature_cache import cache_key, cached_file_ok, write_features
 
 if TYPE_CHECKING:
     import numpy as np
@@ -52,7 +52,7 @@ def extract_text_features(
     cache.mkdir(parents=True, exist_ok=True)
     digest = dataset.content_hash()
     paths = {layer: cache / f"{cache_key(backbone, dataset, layer, digest)}.npy" for layer in layers}
-    missing = [layer for layer in layers if not paths[layer].exists()]
+    missing = [layer for layer in layers if not cached_file_ok(paths[layer], len(dataset))]
     if missing:
         batches = _token_batches(backbone, dataset.texts, batch_size)
         write_features(backbone, len(dataset), missing, paths, progress, batches, unit="texts")
