@@ -99,7 +99,12 @@ def test_a_damaged_run_store_is_one_line_naming_runs_check(tmp_path: Path) -> No
     damage_pages(home / "runs.sqlite3", "runs")
     with pytest.raises(StoreError, match="runs check"):
         RunStore(home).list()
-    for args in (["report", "--latest"], ["report", ids[0]], ["assess", "--resume", ids[0]]):
+    for args in (
+        ["report", "--latest"],
+        ["report", ids[0]],
+        ["assess", "--resume", ids[0]],
+        ["finetune", "--resume", ids[-1]],
+    ):
         code, out = cli_run(*args, "--home", str(home))
         assert code == 2, (args, out)
         assert "Traceback" not in out and len(out.strip().splitlines()) == 1, (args, out)
