@@ -261,6 +261,7 @@ def test_a_live_run_is_refused_to_a_second_process_and_freed_when_its_holder_end
         first.wait()
         with RunStore(home) as store:
             assert store.get(run_id).status == "running"
+            assert store.db.execute("SELECT count(*) FROM run_locks").fetchone()[0] == 0  # released, not left
             store.reopen(run_id)  # free again
         # a second real process resumes it, and is killed: the lock of a dead pid is broken
         second, _ = holder(home, run_id, release)
@@ -283,5 +284,9 @@ def test_the_holder_may_take_its_own_lock_again_and_finishing_releases_it(tmp_pa
         store.reopen(run.id)  # the same process resuming its own run
         held = store.db.execute("SELECT pid FROM run_locks WHERE run_id = ?", (run.id,)).fetchall()
         assert held == [(os.getpid(),)]
+        with RunStore(home) as reader:  # another store of this process, only reading, closes...
+            reader.list()
+        held = store.db.execute("SELECT pid FROM run_locks WHERE run_id = ?", (run.id,)).fetchall()
+        assert held == [(os.getpid(),)]  # ...and the writer's lock stays
         store.finish(run.id)
         assert store.db.execute("SELECT count(*) FROM run_locks").fetchone()[0] == 0

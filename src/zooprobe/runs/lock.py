@@ -79,11 +79,10 @@ def acquire(db: sqlite3.Connection, path: Path, run_id: str, kind: str) -> None:
     _held.setdefault(path, set()).add(run_id)
 
 
-def release(db: sqlite3.Connection, path: Path, run_ids: set[str] | None = None) -> None:
-    """Release this process's locks on ``run_ids`` (default: all it holds in this store)."""
+def release(db: sqlite3.Connection, path: Path, run_ids: set[str]) -> None:
+    """Release this process's locks on ``run_ids`` in the store at ``path``."""
     held = _held.get(path, set())
-    ids = set(held) if run_ids is None else run_ids & held
-    for run_id in ids:
+    for run_id in run_ids & held:
         db.execute("DELETE FROM run_locks WHERE run_id = ? AND pid = ?", (run_id, os.getpid()))
         held.discard(run_id)
 

@@ -180,6 +180,7 @@ class RunStore:
         self.home = Path(home).expanduser() if home is not None else default_home()
         self.path = self.home / RUNS_DB_NAME
         self.db = self._open()
+        self._locked: set[str] = set()
 
     def _open(self) -> sqlite3.Connection:
         self.home.mkdir(parents=True, exist_ok=True)
@@ -226,9 +227,9 @@ class RunStore:
         return transaction()
 
     def close(self) -> None:
-        """Release the runs this store locked and close it."""
+        """Release the runs this store locked (not those another store of this process holds) and close it."""
         try:
-            lock.release(self.db, self.path)
+            lock.release(self.db, self.path, self._locked)
         except ZooprobeError:
             pass  # a damaged store: the lock goes with this process
         self.db.close()
@@ -243,6 +244,7 @@ class RunStore:
         remove_stale_temps(self.home)
         with self._transaction(self.db):
             lock.acquire(self.db, self.path, run_id, kind)
+        self._locked.add(run_id)
 
     def __enter__(self) -> RunStore:
         return self
