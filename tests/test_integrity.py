@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
@@ -290,3 +291,50 @@ def test_the_holder_may_take_its_own_lock_again_and_finishing_releases_it(tmp_pa
         assert held == [(os.getpid(),)]  # ...and the writer's lock stays
         store.finish(run.id)
         assert store.db.execute("SELECT count(*) FROM run_locks").fetchone()[0] == 0
+
+
+def _stopped_outside_a_transaction(process: subprocess.Popen[bytes], store: Path) -> None:
+    """SIGSTOP ``process`` at a moment it holds no SQLite write lock on ``store`` (alive, and not blocking)."""
+    while True:
+        os.kill(process.pid, signal.SIGSTOP)
+        db = sqlite3.connect(store, timeout=0.0, isolation_level=None)
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            db.execute("ROLLBACK")
+            return
+        except sqlite3.OperationalError:
+            os.kill(process.pid, signal.SIGCONT)
+        finally:
+            db.close()
+
+
+def test_a_second_identical_assess_is_refused_while_the_first_runs(
+    synced: Path, torch_home: Path, tmp_path: Path
+) -> None:
+    """Two identical `zooprobe assess` started seconds apart: the second would join the first's live run."""
+    home = home_with_catalog(synced, tmp_path / "home")
+    data = str(write_digits_npz(tmp_path / "digits.npz", per_class=10))
+    args = ["assess", "--data", data, "--models", "torchvision:mobilenet_v2.IMAGENET1K_V1", "--resolution", "32"]
+    args += ["--home", str(home)]
+    env = {**os.environ, "PYTHONPATH": str(SRC), "TORCH_HOME": str(torch_home)}
+    first = subprocess.Popen([sys.executable, "-m", "zooprobe", *args], env=env, stderr=subprocess.DEVNULL)
+    try:
+        while True:  # until the first process has started its run (no deadline: a loaded machine is slow)
+            assert first.poll() is None
+            if (home / "runs.sqlite3").exists():
+                with RunStore(home) as store:
+                    runs = store.list(kind="assess")
+                if runs:
+                    break
+            time.sleep(0.05)
+        _stopped_outside_a_transaction(first, home / "runs.sqlite3")  # alive, and no further: no race
+        with RunStore(home) as store:
+            assert store.get(runs[0].id).status == "running"
+        code, out = cli_run(*args)
+        assert code == 2, out
+        assert f"run {runs[0].id} is in use by another zooprobe process (pid {first.pid}" in out.splitlines()[-1]
+        with RunStore(home) as store:
+            assert len(store.list()) == 1  # no second run either
+    finally:
+        first.kill()  # SIGKILL ends a stopped process too
+        first.wait()
