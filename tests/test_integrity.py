@@ -129,10 +129,10 @@ def test_runs_check_copies_what_is_readable_and_never_touches_the_original(tmp_p
     assert digest(home / "runs.sqlite3") == before  # never written
     assert report["intact"] is False and report["problems"] != ["ok"]
     tables = {t["table"]: t for t in report["tables"]}
-    assert tables["runs"]["copied"] == 5 and tables["epochs"]["copied"] == 3
-    assert tables["candidates"]["copied"] == 4 * 30
+    assert tables["runs"]["readable"] == 5 and tables["epochs"]["readable"] == 3
+    assert tables["candidates"]["readable"] == 4 * 30
     total = sum(len(s) for s in scores_before.values())
-    assert 0 < tables["scores"]["copied"] < total and tables["scores"]["unreadable"] > 0, (page, tables)
+    assert 0 < tables["scores"]["readable"] < total and tables["scores"]["unreadable"] > 0, (page, tables)
     copy = Path(report["copy"])
     assert copy.parent == home and copy.name.startswith("runs.recovered-") and copy.suffix == ".sqlite3"
 

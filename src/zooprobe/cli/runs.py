@@ -22,7 +22,7 @@ def runs() -> None:
 
 @runs.command(name="check")
 @format_option(
-    'text, or json: {"path", "intact", "problems", "tables": [{table, copied, unreadable, unparsable, orphaned}],'
+    'text, or json: {"path", "intact", "problems", "tables": [{table, readable, unreadable, unparsable, orphaned}],'
     ' "copy"}.'
 )
 @home_option
@@ -59,7 +59,7 @@ def _document(salvage: Salvage) -> dict[str, object]:
 
 def _print(salvage: Salvage) -> None:
     if salvage.intact:
-        counts = ", ".join(f"{t.copied} {t.table}" for t in salvage.tables)
+        counts = ", ".join(f"{t.readable} {t.table}" for t in salvage.tables)
         click.echo(f"{salvage.path}: intact ({counts}); nothing to do")
         return
     if not salvage.readable:
@@ -80,7 +80,10 @@ def _print(salvage: Salvage) -> None:
             )
             if count
         ]
-        click.echo(f"  {tally.table:<11} {tally.copied:>6} copied" + (f"; left out: {', '.join(lost)}" if lost else ""))
+        click.echo(
+            f"  {tally.table:<11} {tally.readable:>6} readable, copied"
+            + (f"; left out: {', '.join(lost)}" if lost else "")
+        )
     assert salvage.copy is not None
     original, copy = salvage.path, salvage.copy
     aside = original.with_name(f"{original.stem}.damaged-{copy.stem.rsplit('recovered-', 1)[-1]}{original.suffix}")

@@ -30,10 +30,11 @@ _MAX_MISSES = 200_000
 
 @dataclass
 class TableSalvage:
-    """What could be read of one table: rows copied, rowids on unreadable pages, rows left out."""
+    """What could be read of one table: the rows read (and copied, from a damaged store), the rowids on
+    unreadable pages, and the rows left out."""
 
     table: str
-    copied: int = 0
+    readable: int = 0
     unreadable: int = 0  # rowids skipped over (an upper bound: rowids have gaps)
     unparsable: int = 0
     orphaned: int = 0  # rows of a run whose own record was unreadable
@@ -143,13 +144,13 @@ def check_store(path: Path) -> Salvage:
         if tally.table != "runs":
             kept[tally.table] = [row for row in rows if row[0] in run_ids]
             tally.orphaned = len(rows) - len(kept[tally.table])
-        tally.copied = len(kept[tally.table])
+        tally.readable = len(kept[tally.table])
     salvage.copy = _write_copy(path, kept)
     return salvage
 
 
 def _count(db: sqlite3.Connection, table: str) -> TableSalvage:
-    return TableSalvage(table, copied=int(db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]))
+    return TableSalvage(table, readable=int(db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]))
 
 
 def _write_copy(path: Path, kept: dict[str, list[tuple[Any, ...]]]) -> Path:
