@@ -8,6 +8,9 @@ Invariants:
   and a later call may resume it. Every result row is written in its own transaction as soon as it
   is known, so an interruption loses at most the row being computed.
 - Result rows are keyed so that writing the same result twice replaces it (resuming is idempotent).
+- One process at a time writes a run: creating or reopening it takes its lock (:mod:`.lock`), and a
+  second live process is refused. Page-level damage found by any query is a one-line StoreError
+  naming ``zooprobe runs check`` (:mod:`.recover`).
 """
 
 from __future__ import annotations
