@@ -3,7 +3,9 @@
 A feature file is keyed by (weights identity, preprocessing, dataset content hash, cut point); it is
 written in chunks into a temporary ``.npy`` memory map and renamed into place only when complete,
 so a killed extraction never leaves a file that looks finished, and memory stays bounded by one
-batch whatever the dataset size.
+batch whatever the dataset size. The temporary file is synced to disk before the rename, so a
+crash of the machine cannot leave a torn file under the final name either; a file damaged some
+other way (truncated, overwritten) fails :func:`cached_file_ok` and is computed again.
 """
 
 from __future__ import annotations
@@ -42,6 +44,36 @@ def cache_key(backbone: Backbone, dataset: Dataset, layer: str, dataset_hash: st
     if backbone.resize_rule is not None:  # images resized by an older rule get keys of their own
         identity["resize"] = backbone.resize_rule
     return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def cached_file_ok(path: Path, rows: int) -> bool:
+    """Whether ``path`` holds a complete feature file of ``rows`` examples: a float32 (rows, D) ``.npy``
+    header and exactly the bytes it announces. A file that exists but fails is removed (it is then
+    computed again), so a damaged cache costs one extraction, never a candidate."""
+    import numpy as np
+
+    try:
+        with open(path, "rb") as handle:
+            version = np.lib.format.read_magic(handle)
+            header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, fortran, dtype = header(handle)
+            offset = handle.tell()
+            size = os.fstat(handle.fileno()).st_size
+    except FileNotFoundError:
+        return False
+    except (OSError, ValueError, SyntaxError):  # not an .npy (a truncated or overwritten header)
+        shape, fortran, dtype, offset, size = (), True, None, 0, -1
+    good = (
+        dtype == np.dtype(np.float32)
+        and not fortran
+        and len(shape) == 2
+        and shape[0] == rows
+        and shape[1] > 0
+        and size == offset + rows * shape[1] * 4
+    )
+    if not good:
+        path.unlink(missing_ok=True)
+    return good
 
 
 def write_features(
@@ -89,6 +121,8 @@ def write_features(
         for layer in layers:
             outputs[layer].flush()
             del outputs[layer]
+            with open(temps[layer], "rb") as written:  # on disk before the rename: no torn file after a crash
+                os.fsync(written.fileno())
             os.replace(temps[layer], paths[layer])
     finally:
         for temp in temps.values():

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from ..catalog.store import default_home
 from ..data.datasets import Dataset
 from .backbone import Backbone, pick_device
-from .feature_cache import cache_key, write_features
+from .feature_cache import cache_key, cached_file_ok, write_features
 from .resize import resized_size
 
 if TYPE_CHECKING:
@@ -93,7 +93,7 @@ def extract_features(
     cache.mkdir(parents=True, exist_ok=True)
     digest = dataset.content_hash()
     paths = {layer: cache / f"{cache_key(backbone, dataset, layer, digest)}.npy" for layer in layers}
-    missing = [layer for layer in layers if not paths[layer].exists()]
+    missing = [layer for layer in layers if not cached_file_ok(paths[layer], len(dataset))]
     if missing:
         backbone.to(pick_device(device), channels_last=channels_last)
         if num_workers is None:

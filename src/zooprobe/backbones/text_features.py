@@ -28,7 +28,7 @@ from ..catalog.store import default_home
 from ..data.datasets import Dataset
 from ..errors import ZooprobeError
 from .backbone import Backbone
-from .feature_cache import cache_key, write_features
+from .feature_cache import cache_key, cached_file_ok, write_features
 
 if TYPE_CHECKING:
     import numpy as np
@@ -89,7 +89,7 @@ def extract_text_features(
     # a pair's cross-encoding is the only feature of it: the layer name alone would also do, the suffix says so
     suffix = "" if second is None else " (cross-encoding)"
     paths = {layer: cache / f"{cache_key(backbone, dataset, layer + suffix, digest)}.npy" for layer in layers}
-    missing = [layer for layer in layers if not paths[layer].exists()]
+    missing = [layer for layer in layers if not cached_file_ok(paths[layer], len(dataset))]
     if missing:
         if second is None:
             batches = _token_batches(backbone, dataset.texts, batch_size)

@@ -26,6 +26,7 @@ from pathlib import Path
 from ..errors import InvalidChoiceError, InvalidIdError, MixedUnitsError, StoreError, UnknownEntryError
 from .aliases import derive_aliases
 from .schema import Entry, split_id
+from .sqlite_guard import connect
 
 DB_NAME = "catalog.sqlite3"
 
@@ -294,14 +295,17 @@ class Catalog:
 
     def _open(self) -> sqlite3.Connection:
         try:
-            db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+            # every later query turns page-level damage into a StoreError naming the rebuild
+            db = connect(self.path, what=f"catalog database {self.path}", fix=rebuild_hint(self.home))
             db.execute("PRAGMA busy_timeout = 30000")
             enable_wal(db)
             version = db.execute("PRAGMA user_version").fetchone()[0]
-        except sqlite3.DatabaseError as exc:
+        except (sqlite3.DatabaseError, StoreError) as exc:
             denied = permission_problem(self.home, self.path)
             if denied:
                 raise StoreError(denied) from None
+            if isinstance(exc, StoreError):  # damage, already named by the guarded connection
+                raise
             hint = rebuild_hint(self.home)
             raise StoreError(f"catalog database {self.path} cannot be read ({exc}); {hint}") from None
         if version > SCHEMA_VERSION:

@@ -64,6 +64,7 @@ def cli() -> None:
       zooprobe finetune --data ./photos --model ID --strategy recommended --baseline scratch
       zooprobe report --latest --format html
       zooprobe catalog stats
+      zooprobe runs check
       zooprobe plugins --format json
     """
 
@@ -75,6 +76,7 @@ def _register_commands() -> None:
     from .plugins import plugins_list
     from .quickstart import quickstart
     from .report import report_cmd
+    from .runs import runs
     from .search import search, show
 
     cli.add_command(assess)
@@ -85,6 +87,7 @@ def _register_commands() -> None:
     cli.add_command(plugins_list)
     cli.add_command(quickstart)
     cli.add_command(report_cmd)
+    cli.add_command(runs)
 
 
 _register_commands()

@@ -8,6 +8,9 @@ Invariants:
   and a later call may resume it. Every result row is written in its own transaction as soon as it
   is known, so an interruption loses at most the row being computed.
 - Result rows are keyed so that writing the same result twice replaces it (resuming is idempotent).
+- One process at a time writes a run: creating or reopening it takes its lock (:mod:`.lock`), and a
+  second live process is refused. Page-level damage found by any query is a one-line StoreError
+  naming ``zooprobe runs check`` (:mod:`.recover`).
 """
 
 from __future__ import annotations
@@ -23,11 +26,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from ..catalog.sqlite_guard import connect
 from ..catalog.store import default_home, enable_wal, permission_problem
 from ..errors import StoreError, ZooprobeError
+from . import lock
+from .lock import RunLockedError, m002_run_locks
 from .records import METRIC_COLUMNS, AssessSummary, CandidateResult, EpochRecord, FinetuneSummary
 
-__all__ = ["EpochRecord", "Run", "RunStore", "Score", "UnknownRunError", "library_versions", "open_runs"]
+__all__ = [
+    "EpochRecord",
+    "Run",
+    "RunLockedError",
+    "RunStore",
+    "Score",
+    "UnknownRunError",
+    "check_hint",
+    "library_versions",
+    "open_runs",
+]
 
 RUNS_DB_NAME = "runs.sqlite3"
 RunKind = Literal["assess", "finetune"]
@@ -46,6 +62,12 @@ def unfinished_here() -> list[tuple[str, str, Path]]:
 
 class UnknownRunError(ZooprobeError):
     """A run id that is not in the store."""
+
+
+def check_hint(home: Path) -> str:
+    """What to do about a damaged run store at ``home``: the command that salvages it."""
+    where = "" if home == default_home() else f" --home {home}"
+    return f"run 'zooprobe runs check{where}' to copy what is readable into a fresh store (the file is left as it is)"
 
 
 def m001_runs(db: sqlite3.Connection) -> None:
@@ -84,7 +106,7 @@ def m001_runs(db: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [m001_runs]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [m001_runs, m002_run_locks]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -161,21 +183,23 @@ class RunStore:
         self.home = Path(home).expanduser() if home is not None else default_home()
         self.path = self.home / RUNS_DB_NAME
         self.db = self._open()
+        self._locked: set[str] = set()
 
     def _open(self) -> sqlite3.Connection:
         self.home.mkdir(parents=True, exist_ok=True)
         try:
-            db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+            # every later query turns page-level damage into a StoreError naming 'zooprobe runs check'
+            db = connect(self.path, what=f"the run store {self.path}", fix=check_hint(self.home))
             enable_wal(db)
             db.execute("PRAGMA foreign_keys=ON")
             version = db.execute("PRAGMA user_version").fetchone()[0]
-        except sqlite3.DatabaseError as exc:
+        except (sqlite3.DatabaseError, StoreError) as exc:
             denied = permission_problem(self.home, self.path)
             if denied:
                 raise StoreError(denied) from None
-            raise StoreError(
-                f"cannot read the run store {self.path}: {exc}; move it aside to start a new one"
-            ) from None
+            if isinstance(exc, StoreError):
+                raise
+            raise StoreError(f"cannot read the run store {self.path}: {exc}; {check_hint(self.home)}") from None
         if version > SCHEMA_VERSION:
             raise StoreError(
                 f"the run store {self.path} has schema version {version}, newer than this zooprobe's"
@@ -206,7 +230,24 @@ class RunStore:
         return transaction()
 
     def close(self) -> None:
+        """Release the runs this store locked (not those another store of this process holds) and close it."""
+        try:
+            lock.release(self.db, self.path, self._locked)
+        except ZooprobeError:
+            pass  # a damaged store: the lock goes with this process
         self.db.close()
+
+    def _lock(self, run_id: str, kind: str) -> None:
+        """Take the run's lock for this process, after removing temporary files dead writers left.
+
+        :raises RunLockedError: when another live process writes the run.
+        """
+        from .temps import remove_stale_temps
+
+        remove_stale_temps(self.home)
+        with self._transaction(self.db):
+            lock.acquire(self.db, self.path, run_id, kind)
+        self._locked.add(run_id)
 
     def __enter__(self) -> RunStore:
         return self
@@ -229,6 +270,7 @@ class RunStore:
         """Record a new run in state ``running`` and return it."""
         now = time.time()
         run_id = run_id or f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+        self._lock(run_id, kind)
         self.db.execute(
             "INSERT INTO runs (id, kind, status, created, updated, data, data_hash, config, versions)"
             " VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?)",
@@ -244,6 +286,7 @@ class RunStore:
             "UPDATE runs SET status = ?, updated = ?, summary = ?, error = ? WHERE id = ?",
             ("failed" if error else "done", time.time(), document, error, run_id),
         )
+        lock.release(self.db, self.path, {run_id})
 
     def put_summary(self, run_id: str, summary: Summary) -> None:
         """Store the summary of a run that stays ``running`` (an assessment with candidates still pending)."""
@@ -252,10 +295,15 @@ class RunStore:
             (json.dumps(summary.to_json()), time.time(), run_id),
         )
         _open_here.pop(run_id, None)
+        lock.release(self.db, self.path, {run_id})
 
     def reopen(self, run_id: str) -> Run:
-        """Set a run back to ``running`` (resuming it) and return it."""
+        """Set a run back to ``running`` (resuming it) and return it.
+
+        :raises RunLockedError: naming the pid of another live process that is writing the run.
+        """
         run = self.get(run_id)
+        self._lock(run.id, run.kind)
         self.db.execute(
             "UPDATE runs SET status = 'running', updated = ?, error = NULL WHERE id = ?", (time.time(), run.id)
         )
