@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data.datasets import Dataset
-from .backbone import Backbone, blocks_output_channels_last
+from .contract import Backbone
 
 
 def cache_key(backbone: Backbone, dataset: Dataset, layer: str, dataset_hash: str | None = None) -> str:
@@ -32,8 +32,7 @@ def cache_key(backbone: Backbone, dataset: Dataset, layer: str, dataset_hash: st
         "preprocessing": asdict(entry.input),
         "dataset": dataset_hash or dataset.content_hash(),
         "layer": layer,
-        # channels-last blocks were once pooled over W and C: their features get keys of their own
-        "pooling": "mean over H, W of (N, H, W, C)" if blocks_output_channels_last(backbone.model) else "mean",
+        "pooling": backbone.pooling,
     }
     return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
 

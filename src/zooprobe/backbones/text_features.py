@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from ..catalog.store import default_home
 from ..data.datasets import Dataset
 from ..errors import ZooprobeError
-from .backbone import Backbone
+from .contract import Backbone
 from .feature_cache import cache_key, write_features
 
 if TYPE_CHECKING:
