@@ -68,8 +68,7 @@ class Arm:
             param.requires_grad_(trains)
 
     def train_mode(self, keep_statistics: bool = False) -> None:
-        """Training mode, except BatchNorm layers whose parameters are frozen (every BatchNorm layer with
-        ``keep_statistics``): they stay in inference mode, so their running statistics do not change."""
+        """:func:`train_mode` on the model, then ``statistics_frozen(keep_statistics)`` where the body asks."""
         train_mode(self.model, keep_statistics)
         if self.statistics_frozen is not None:
             self.statistics_frozen(keep_statistics)
