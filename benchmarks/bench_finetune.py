@@ -168,7 +168,7 @@ def torch_epochs(args: argparse.Namespace) -> tuple[list[float], list[float], in
             return images, torch.as_tensor(dataset.labels[indices])
 
         def bare_run(epochs: int) -> list[float]:
-            model, _ = build_arm_model(backbone, parse_strategy("full"), len(dataset.classes), backbone.resolution)
+            model = build_arm_model(backbone, parse_strategy("full"), len(dataset.classes), backbone.resolution).model
             return bare_epochs(model, train, val, args.batch_size, epochs)
 
         print(f"threads: {torch.get_num_threads()}")

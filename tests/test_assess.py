@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from zooprobe.backbones.backbone import Backbone, block_cut_points, last_linear
+from zooprobe.backbones.backbone import Backbone, TorchBackbone, block_cut_points, last_linear
 from zooprobe.catalog.schema import Entry, InputSpec, PretrainStage
 from zooprobe.catalog.store import Catalog
 from zooprobe.cli import cli
@@ -231,7 +231,7 @@ def random_init_loader(calls: list[str]) -> Any:
         torch.manual_seed(0)
         model = torchvision.models.mobilenet_v2(weights=None).eval()
         classifier = last_linear(model)
-        return Backbone(entry, model, block_cut_points(model, classifier), classifier)
+        return TorchBackbone(entry, model, block_cut_points(model, classifier), classifier)
 
     return load
 
@@ -306,7 +306,7 @@ def test_incompatible_and_unloadable_candidates_are_skipped_with_reasons(home: P
     assert result.candidates[0]["skip_reason"].startswith("cannot load: weights of")
 
     # a model that fails on these data is skipped with the reason; the other candidate is assessed
-    class Failing(Backbone):
+    class Failing(TorchBackbone):
         def extract(self, batch: Any, layers: Any) -> Any:
             raise RuntimeError("size of tensor a (302) must match the size of tensor b (64)")
 
@@ -468,7 +468,7 @@ def test_loading_keeps_the_preprocessing_the_loader_found() -> None:
     def loader(entry: Entry) -> Backbone:
         # the commit that loaded: main moved since the listing
         loaded = dataclasses.replace(entry, input=found, source_version="b" * 40)
-        return Backbone(loaded, torch.nn.Identity(), ["pre_logits"], None)
+        return TorchBackbone(loaded, torch.nn.Identity(), ["pre_logits"], None)
 
     entry = assess_module._load(listed, None, loader).entry
     assert entry.input == dataclasses.replace(found, channels=3)  # the catalog's own facts win
@@ -515,7 +515,7 @@ def toy_loader(entry: Entry) -> Backbone:
 
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 6, 3), torch.nn.ReLU(), torch.nn.Conv2d(6, 12, 3)).eval()
-    return Backbone(entry, model, ["0", "2"], None)
+    return TorchBackbone(entry, model, ["0", "2"], None)
 
 
 def test_hook_register_metrics_scores_a_plugin_metric_like_the_builtins(

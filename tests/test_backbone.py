@@ -114,7 +114,7 @@ def test_swin_blocks_are_pooled_over_height_and_width(family: str) -> None:
     import torch
     import torchvision
 
-    from zooprobe.backbones.backbone import Backbone, block_cut_points, last_linear
+    from zooprobe.backbones.backbone import TorchBackbone, block_cut_points, last_linear
     from zooprobe.backbones.timm_backbone import classifier_of
     from zooprobe.catalog.schema import Entry, InputSpec
 
@@ -126,7 +126,9 @@ def test_swin_blocks_are_pooled_over_height_and_width(family: str) -> None:
         model, widths = timm.create_model("swin_tiny_patch4_window7_224").eval(), {"patch_embed": 96, "layers.2": 384}
         classifier = classifier_of(model)
     entry = Entry(source="x", name="swin", architecture="swin", input=InputSpec(default_resolution=(224, 224)))
-    backbone = Backbone(entry=entry, model=model, cut_points=block_cut_points(model, classifier), classifier=classifier)
+    backbone = TorchBackbone(
+        entry=entry, model=model, cut_points=block_cut_points(model, classifier), classifier=classifier
+    )
     features = backbone.extract(torch.rand(2, 3, 224, 224), [*widths, "norm", "pre_logits"])
     assert {layer: features[layer].shape[1] for layer in widths} == widths
     # the pooled final norm is what the head reads

@@ -192,7 +192,8 @@ def test_keras_arm_trains_in_the_torch_loop_with_keras_batchnorm_rules(keras_mob
     import torch
 
     from zooprobe.backbones.keras_finetune import KerasArm
-    from zooprobe.finetuning.finetune import build_arm_model, freeze_body, parse_strategy, train_mode
+    from zooprobe.finetuning.arms import build_arm_model
+    from zooprobe.finetuning.strategy import parse_strategy
 
     def moving_means(arm: KerasArm) -> list[torch.Tensor]:
         bns = [layer for layer in arm.body.layers if layer.__class__.__name__ == "BatchNormalization"]
@@ -202,7 +203,8 @@ def test_keras_arm_trains_in_the_torch_loop_with_keras_batchnorm_rules(keras_mob
         return arm.body.get_layer("block_3_expand").kernel.value.detach().clone()
 
     strategy = parse_strategy("full")
-    arm, head = build_arm_model(keras_mobilenet, strategy, 10, (32, 32))
+    built = build_arm_model(keras_mobilenet, strategy, 10, (32, 32))
+    arm, head = built.model, built.head
     assert isinstance(arm, KerasArm) and head is arm.head
     batch = torch.randn(8, 3, 32, 32)
     arm.eval()
@@ -211,8 +213,8 @@ def test_keras_arm_trains_in_the_torch_loop_with_keras_batchnorm_rules(keras_mob
         torch.testing.assert_close(arm.pooled(batch), keras_mobilenet.extract(batch, [PRE_LOGITS])[PRE_LOGITS])
     stats, weights = moving_means(arm), kernel(arm)
     for train_body, keep in ((False, False), (True, True)):
-        freeze_body(arm, head, train_body=train_body)
-        train_mode(arm, keep_statistics=keep)
+        built.set_trainable(train_body=train_body)
+        built.train_mode(keep_statistics=keep)
         optimizer = torch.optim.SGD([p for p in arm.parameters() if p.requires_grad], lr=0.1)
         loss = torch.nn.functional.cross_entropy(arm(batch), torch.arange(8) % 10)
         loss.backward()  # type: ignore[no-untyped-call]
@@ -221,7 +223,7 @@ def test_keras_arm_trains_in_the_torch_loop_with_keras_batchnorm_rules(keras_mob
         assert all(torch.equal(a, b) for a, b in zip(stats, moving_means(arm), strict=True))
         assert torch.equal(weights, kernel(arm)) != train_body  # the body moves only when it trains
     # checkpoints are the arm's state_dict: a fresh arm loaded from it computes the same logits
-    again, _ = build_arm_model(keras_mobilenet, strategy, 10, (32, 32))
+    again = build_arm_model(keras_mobilenet, strategy, 10, (32, 32)).model
     again.load_state_dict(arm.state_dict())
     arm.eval()
     again.eval()
@@ -234,7 +236,7 @@ def test_keras_full_fine_tuning_beats_scratch_at_every_epoch(keras_mobilenet: Ke
     """The real ImageNet Keras MobileNetV2 on 200 digits at 64 px, 3 epochs, against its own random init."""
     import shutil
 
-    from zooprobe.finetuning.finetune import SCRATCH
+    from zooprobe.finetuning.strategy import SCRATCH
 
     (tmp_path / "home").mkdir()
     for item in Path(os.environ["ZOOPROBE_HOME"]).iterdir():

@@ -15,16 +15,9 @@ import zooprobe
 from zooprobe.backbones.backbone import Backbone
 from zooprobe.cli import cli
 from zooprobe.errors import InvalidChoiceError, ZooprobeError
-from zooprobe.finetuning.finetune import (
-    SCRATCH,
-    Strategy,
-    StrategyError,
-    build_arm_model,
-    freeze_body,
-    lr_factor,
-    parse_strategy,
-    train_mode,
-)
+from zooprobe.finetuning.arms import build_arm_model
+from zooprobe.finetuning.strategy import SCRATCH, Strategy, StrategyError, parse_strategy
+from zooprobe.finetuning.trainer import lr_factor
 from zooprobe.runs.records import AssessSummary, CandidateResult, Recommendation
 from zooprobe.runs.store import EpochRecord, RunStore
 
@@ -94,7 +87,8 @@ def test_bad_strategies_say_what_is_accepted(text: str, error: type[Exception], 
 def test_cut_removes_exactly_the_blocks_after_the_layer(mobilenet: Backbone) -> None:  # noqa: F811
     import torch
 
-    model, head = build_arm_model(mobilenet, parse_strategy("cut:features.13+mlp:32"), 10, (32, 32))
+    arm = build_arm_model(mobilenet, parse_strategy("cut:features.13+mlp:32"), 10, (32, 32))
+    model, head = arm.model, arm.head
     kept_blocks = {name.split(".")[1] for name, _ in model.named_parameters() if name.startswith("features.")}
     assert kept_blocks == {str(i) for i in range(14)}
     assert all(isinstance(model.get_submodule(f"features.{i}"), torch.nn.Identity) for i in range(14, 19))
@@ -117,12 +111,13 @@ def test_cut_removes_exactly_the_blocks_after_the_layer(mobilenet: Backbone) -> 
 def test_frozen_body_keeps_weights_and_batchnorm_statistics(mobilenet: Backbone) -> None:  # noqa: F811
     import torch
 
-    model, head = build_arm_model(mobilenet, parse_strategy("head"), 10, (32, 32))
-    freeze_body(model, head, train_body=False)
+    arm = build_arm_model(mobilenet, parse_strategy("head"), 10, (32, 32))
+    model = arm.model
+    arm.set_trainable(train_body=False)
     trainable = [name for name, p in model.named_parameters() if p.requires_grad]
     assert trainable == ["classifier.1.weight", "classifier.1.bias"]
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    train_mode(model)
+    arm.train_mode()
     batch_norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     assert batch_norms and not any(m.training for m in batch_norms)
     assert model.classifier[0].training  # the dropout before the head still trains
@@ -138,10 +133,11 @@ def test_frozen_body_keeps_weights_and_batchnorm_statistics(mobilenet: Backbone)
 def test_whole_model_trains_but_pretrained_batchnorm_keeps_its_statistics(mobilenet: Backbone) -> None:  # noqa: F811
     import torch
 
-    model, head = build_arm_model(mobilenet, parse_strategy("full"), 10, (32, 32))
-    freeze_body(model, head, train_body=True)
+    arm = build_arm_model(mobilenet, parse_strategy("full"), 10, (32, 32))
+    model = arm.model
+    arm.set_trainable(train_body=True)
     assert all(p.requires_grad for p in model.parameters())
-    train_mode(model, keep_statistics=True)
+    arm.train_mode(keep_statistics=True)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     optimizer = torch.optim.AdamW(model.parameters(), lr=0.01)
     torch.nn.functional.cross_entropy(model(torch.randn(8, 3, 32, 32) * 3 + 1), torch.arange(8) % 10).backward()
@@ -150,7 +146,7 @@ def test_whole_model_trains_but_pretrained_batchnorm_keeps_its_statistics(mobile
     assert not torch.equal(before["features.0.0.weight"], after["features.0.0.weight"])
     assert not torch.equal(before["features.0.1.weight"], after["features.0.1.weight"])  # BN affine trains
     assert torch.equal(before["features.0.1.running_mean"], after["features.0.1.running_mean"])
-    train_mode(model)  # without keep_statistics, trainable BatchNorm updates its statistics
+    arm.train_mode()  # without keep_statistics, trainable BatchNorm updates its statistics
     model(torch.randn(8, 3, 32, 32) * 3 + 1)
     assert not torch.equal(before["features.0.1.running_mean"], model.state_dict()["features.0.1.running_mean"])
 
@@ -158,11 +154,11 @@ def test_whole_model_trains_but_pretrained_batchnorm_keeps_its_statistics(mobile
 def test_a_last_batch_of_one_joins_the_one_before() -> None:
     import torch
 
-    from zooprobe.finetuning.finetune import _Batches
+    from zooprobe.finetuning.batches import Batches
 
     # BatchNorm in training mode cannot normalise one example: 33 at 16 a batch is 16 + 17, not 16 + 16 + 1
     for count, sizes in ((33, [16, 17]), (32, [16, 16]), (34, [16, 16, 2]), (1, [1]), (17, [17])):
-        batches = _Batches(torch.zeros(count, 2), torch.arange(count), 16)
+        batches = Batches(torch.zeros(count, 2), torch.arange(count), 16)
         got = [len(y) for _, y in batches.iterate(shuffle_seed=0)]
         assert got == sizes and len(batches) == len(sizes)
         assert sorted(int(v) for _, y in batches.iterate(shuffle_seed=1) for v in y) == list(range(count))

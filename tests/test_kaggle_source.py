@@ -139,10 +139,11 @@ def test_pinned_savedmodel_resolves_from_kagglehub_cache(tmp_path: Path) -> None
     # and it fine-tunes: a restored copy trains, its kernel receives a gradient from TensorFlow
     import torch
 
-    from zooprobe.finetuning.finetune import Strategy, _check_trainable_here, build_arm_model
+    from zooprobe.finetuning.arms import build_arm_model
+    from zooprobe.finetuning.strategy import Strategy
 
-    _check_trainable_here(backbone)
-    model, _ = build_arm_model(backbone, Strategy("full", layer="output", train="all"), 3, (RESOLUTION, RESOLUTION))
+    backbone.check_trainable()
+    model = build_arm_model(backbone, Strategy("full", layer="output", train="all"), 3, (RESOLUTION, RESOLUTION)).model
     torch.nn.functional.cross_entropy(model(batch), torch.tensor([0, 1, 2])).backward()
     (kernel,) = model.body_parameters()
     assert kernel.grad is not None and float(kernel.grad.abs().sum()) > 0
@@ -160,10 +161,8 @@ def test_keras_variant_loads_with_safe_mode(tmp_path: Path) -> None:
     batch = backbone.preprocess([np.full((40, 40, 3), 128, dtype=np.uint8)])
     expected = keras.ops.convert_to_numpy(model(batch.permute(0, 2, 3, 1).numpy()))
     np.testing.assert_allclose(backbone.extract(batch, ["output"])["output"].numpy(), expected, rtol=1e-5)
-    from zooprobe.finetuning.finetune import _check_trainable_here
-
     with pytest.raises(ZooprobeError, match=r"fine-tuning saved \.keras files .* is not supported yet"):
-        _check_trainable_here(backbone)
+        backbone.check_trainable()
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from zooprobe.backbones.backbone import PRE_LOGITS, Backbone
+from zooprobe.backbones.backbone import PRE_LOGITS, TorchBackbone
+from zooprobe.backbones.contract import Backbone
 from zooprobe.backbones.features import cache_key
 from zooprobe.catalog.schema import Entry, InputSpec
 from zooprobe.data.datasets import Dataset
@@ -40,7 +41,7 @@ def torchvision_entries() -> list[Entry]:
 
 def _unloaded(entry: Entry) -> Backbone:
     """A backbone with no model: preprocessing needs only the entry."""
-    return Backbone(entry=entry, model=None, cut_points=[], classifier=None)  # type: ignore[arg-type]
+    return TorchBackbone(entry=entry, model=None, cut_points=[], classifier=None)  # type: ignore[arg-type]
 
 
 def _max_difference(backbone: Backbone, transform: Any, image: np.ndarray) -> float:
@@ -158,7 +159,7 @@ def test_cache_key_changes_with_the_crop_and_the_resize_rule() -> None:
         _key(_unloaded(replace(entry, input=replace(spec, crop_mode="squash")))),
     }
 
-    class OtherRule(Backbone):
+    class OtherRule(TorchBackbone):
         resize_rule = "another resize"
 
     keys.add(_key(OtherRule(entry=entry, model=None, cut_points=[], classifier=None)))  # type: ignore[arg-type]

@@ -18,7 +18,8 @@ import zooprobe
 from zooprobe.catalog.schema import Entry, InputSpec
 from zooprobe.cli import cli
 from zooprobe.errors import ZooprobeError
-from zooprobe.finetuning.finetune import SCRATCH, Strategy, _check_trainable_here, build_arm_model, train_mode
+from zooprobe.finetuning.arms import build_arm_model
+from zooprobe.finetuning.strategy import SCRATCH, Strategy
 from zooprobe.runs.store import EpochRecord, RunStore
 
 if find_spec("tensorflow_hub") is None or find_spec("tf_keras") is None:
@@ -84,19 +85,20 @@ def _variables(model: Any) -> dict[str, np.ndarray]:
 def _checkpoint(home: Path, run_id: str, arm: str) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
-    from zooprobe.finetuning.finetune import _slug
+    from zooprobe.finetuning.checkpoints import slug
 
-    return load_file(str(home / "runs" / run_id / f"{_slug(arm)}.safetensors"))
+    return load_file(str(home / "runs" / run_id / f"{slug(arm)}.safetensors"))
 
 
 def test_gradients_through_tensorflow_equal_its_own_and_the_loaded_model_stays_as_loaded(saved_model: Path) -> None:
     tf = import_tensorflow()
     backbone = load_handle(str(saved_model))
     loaded = _variables(backbone.model)
-    model, head = build_arm_model(backbone, Strategy("full", layer="output", train="all"), 3, (RESOLUTION, RESOLUTION))
+    arm = build_arm_model(backbone, Strategy("full", layer="output", train="all"), 3, (RESOLUTION, RESOLUTION))
+    model, head = arm.model, arm.head
     batch = torch.from_numpy(np.random.default_rng(0).random((6, 3, RESOLUTION, RESOLUTION), dtype=np.float32))
     labels = torch.tensor([0, 1, 2, 0, 1, 2])
-    train_mode(model, keep_statistics=True)
+    arm.train_mode(keep_statistics=True)
     torch.nn.functional.cross_entropy(model(batch), labels).backward()
 
     reference = tf.saved_model.load(str(saved_model))
@@ -127,10 +129,10 @@ def test_gradients_through_tensorflow_equal_its_own_and_the_loaded_model_stays_a
 
 
 def test_scratch_reinitialises_by_role_and_updates_batchnorm_statistics_in_training_mode(saved_model: Path) -> None:
-    from zooprobe.backbones.tf_finetune import build_tf_arm
+    from zooprobe.backbones.tf_finetune import build_tf_arm, tf_arm
 
     backbone = load_handle(str(saved_model))
-    arm, _ = build_tf_arm(
+    arm, head = build_tf_arm(
         backbone, "output", (RESOLUTION, RESOLUTION), lambda width: torch.nn.Linear(width, 3), pretrained=False, seed=0
     )
     values = dict(
@@ -146,7 +148,7 @@ def test_scratch_reinitialises_by_role_and_updates_batchnorm_statistics_in_train
     assert torch.equal(values["bn1/gamma:0"].detach(), torch.ones(8))
     assert torch.equal(values["bn1/moving_mean:0"], torch.zeros(8))
     assert torch.equal(values["bn1/moving_variance:0"], torch.ones(8))
-    train_mode(arm, keep_statistics=False)
+    tf_arm(arm, head).train_mode(keep_statistics=False)
     arm(torch.rand(4, 3, RESOLUTION, RESOLUTION))
     assert not torch.equal(values["bn1/moving_mean:0"], torch.zeros(8))  # read back from TensorFlow
 
@@ -235,11 +237,10 @@ def test_a_model_with_several_outputs_asks_which_one_the_head_reads(tmp_path: Pa
 
     tf.saved_model.save(TwoOutputs(), str(tmp_path / "two"))
     backbone = load_handle(str(tmp_path / "two"))
-    from zooprobe.finetuning.finetune import body_output_strategy
-
     with pytest.raises(ZooprobeError, match=r"several outputs \(pooled_output, raw\).*--strategy cut:pooled_output"):
-        body_output_strategy(backbone, Strategy("head"))
-    assert body_output_strategy(backbone, Strategy("cut", layer="raw")).layer == "raw"
+        backbone.head_layer("head")
+    with pytest.raises(ZooprobeError, match=r"--strategy cut:pooled_output:train=all$"):
+        backbone.head_layer("full")
 
 
 def test_a_saved_keras_file_is_refused_in_one_line() -> None:
@@ -251,5 +252,5 @@ def test_a_saved_keras_file_is_refused_in_one_line() -> None:
     with pytest.raises(
         ZooprobeError, match=r"fine-tuning saved \.keras files \('kaggle:a/b/keras/c/1'\) is not supported yet"
     ) as caught:
-        _check_trainable_here(backbone)
+        backbone.check_trainable()
     assert "\n" not in str(caught.value)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from zooprobe.backbones.backbone import Backbone, block_cut_points, last_linear
+from zooprobe.backbones.backbone import TorchBackbone, block_cut_points, last_linear
 from zooprobe.catalog.schema import Entry, InputSpec
 
 TOY_INPUT = InputSpec(channels=3, default_resolution=(16, 16), mean=(0.5,) * 3, std=(0.25,) * 3)
@@ -13,7 +13,7 @@ def toy_entry(name: str, source: str = "toy") -> Entry:
     return Entry(source=source, name=name, architecture="toycnn", input=TOY_INPUT, params=1000)
 
 
-def toy_cnn(entry: Entry, seed: int = 0) -> Backbone:
+def toy_cnn(entry: Entry, seed: int = 0) -> TorchBackbone:
     """Two convolutions, pooling and a 5-class head (weights from ``seed``), with the usual cut points."""
     import torch
 
@@ -27,4 +27,4 @@ def toy_cnn(entry: Entry, seed: int = 0) -> Backbone:
         torch.nn.Linear(64, 5),
     ).eval()
     classifier = last_linear(model)
-    return Backbone(entry, model, block_cut_points(model, classifier), classifier)
+    return TorchBackbone(entry, model, block_cut_points(model, classifier), classifier)

@@ -14,13 +14,15 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..catalog.schema import Entry
 from ..errors import InvalidChoiceError, ZooprobeError
+from .contract import PRE_LOGITS, Arm, Backbone, HeadFactory
 from .resize import RESIZE_RULE, resize_and_crop
 
 if TYPE_CHECKING:
     import numpy as np
+    import numpy.typing as npt
     import torch
 
-PRE_LOGITS = "pre_logits"
+__all__ = ["PRE_LOGITS", "Backbone", "TorchBackbone", "block_cut_points", "last_linear", "pick_device", "pool"]
 
 
 class _StopForward(Exception):
@@ -57,17 +59,18 @@ def blocks_output_channels_last(model: Any) -> bool:
 
 
 @dataclass
-class Backbone:
-    """A pretrained model ready to turn images into features at any of its cut points."""
+class TorchBackbone(Backbone):
+    """The torch adapter: a ``torch.nn.Module`` whose cut points are module names, ``classifier`` its head.
+
+    The Keras, TensorFlow and Hugging Face adapters reuse its fields and its image preprocessing
+    (resize, centre crop, the entry's mean and std) and override what their framework does differently.
+    """
 
     entry: Entry
     model: torch.nn.Module
     cut_points: list[str]
     classifier: torch.nn.Module | None
-    # set by to(); plain class attributes, not dataclass fields, so subclasses may add fields without defaults
-    device = "cpu"
-    channels_last = False
-    # how resize_and_crop shapes images, part of the feature-cache key; None where a subclass preprocesses otherwise
+    # how resize_and_crop shapes images, part of the feature-cache key
     resize_rule: ClassVar[str | None] = RESIZE_RULE
 
     def to(self, device: str, channels_last: bool = False) -> None:
@@ -79,10 +82,6 @@ class Backbone:
             self.model.to(device)
             self.model.to(memory_format=memory_format)
         self.device, self.channels_last = device, channels_last
-
-    @property
-    def resolution(self) -> tuple[int, int]:
-        return self.entry.input.default_resolution or (224, 224)
 
     def preprocess(self, images: Sequence[np.ndarray]) -> torch.Tensor:
         """uint8 H x W x C arrays -> a normalised N x 3 x H x W batch, as the entry's input spec says.
@@ -122,12 +121,6 @@ class Backbone:
         ]
         # contiguous while still uint8: the float conversion and normalisation then run on dense memory
         return torch.from_numpy(np.stack(batch)).permute(0, 3, 1, 2).contiguous().float().div_(255.0)
-
-    def check_cut_points(self, layers: Sequence[str]) -> None:
-        """:raises InvalidChoiceError: listing the valid cut points when a name is unknown."""
-        for layer in layers:
-            if layer not in self.cut_points:
-                raise InvalidChoiceError(f"cut point of {self.entry.id}", layer, self.cut_points)
 
     def extract(self, batch: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
         """Pooled float32 CPU features of ``batch`` at each of ``layers``, in one forward pass that stops
@@ -169,6 +162,65 @@ class Backbone:
             for handle in handles:
                 handle.remove()
         return {name: captured[name].float().cpu() for name in layers}
+
+    @property
+    def pooling(self) -> str:
+        # channels-last blocks were once pooled over W and C: their features get keys of their own
+        return "mean over H, W of (N, H, W, C)" if blocks_output_channels_last(self.model) else "mean"
+
+    # --- the source head ---
+
+    @property
+    def has_source_head(self) -> bool:
+        return self.classifier is not None and PRE_LOGITS in self.cut_points
+
+    @property
+    def head_gives_probabilities(self) -> bool:
+        """Whether the classifier's output is already probabilities (a softmax built in), not logits."""
+        return False
+
+    def source_probabilities(self, pre_logits: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
+        """The classifier applied to pooled ``pre_logits`` features, then a softmax unless it has one built in."""
+        import numpy as np
+        import torch
+
+        if self.classifier is None:
+            return super().source_probabilities(pre_logits)
+        outputs = []
+        with torch.inference_mode():
+            for start in range(0, len(pre_logits), 4096):
+                chunk = torch.from_numpy(np.array(pre_logits[start : start + 4096], dtype=np.float32))
+                output = torch.as_tensor(self.classifier(chunk)).double()
+                probabilities = output if self.head_gives_probabilities else torch.softmax(output, dim=1)
+                outputs.append(probabilities.cpu().numpy())
+        return np.concatenate(outputs)
+
+    def source_logits(self, batch: torch.Tensor) -> torch.Tensor:
+        self.model.eval()
+        logits: torch.Tensor = self.model(batch)
+        return logits
+
+    # --- fine-tuning ---
+
+    def build_arm(self, layer: str, make_head: HeadFactory, resolution: tuple[int, int], *, seed: int) -> Arm:
+        """A copy of the model with every cut point after ``layer`` replaced by an identity (so pooling and
+        flattening in its forward still apply) and the classifier replaced by ``make_head(width)``."""
+        from .torch_arm import cut_arm
+
+        return cut_arm(self.entry.id, self.model, self.classifier, self.cut_points, layer, make_head, resolution)
+
+    def scratch_model(self) -> torch.nn.Module:
+        """The architecture with random initialisation; by default a copy with every layer's parameters and
+        running statistics reset. Adapters of a source with its own initialisation scheme override it."""
+        from .torch_arm import reset_copy
+
+        return reset_copy(self.model)
+
+    def build_scratch_arm(self, layer: str, num_classes: int, resolution: tuple[int, int], *, seed: int) -> Arm:
+        """:meth:`scratch_model` with its classifier replaced by a new linear layer of ``num_classes`` outputs."""
+        from .torch_arm import scratch_arm
+
+        return scratch_arm(self.entry.id, self.model, self.classifier, self.scratch_model, num_classes)
 
 
 def pick_device(requested: str | None = None) -> str:

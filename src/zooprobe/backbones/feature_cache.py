@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data.datasets import Dataset
-from .backbone import Backbone, blocks_output_channels_last
+from .contract import Backbone
 
 
 def cache_key(backbone: Backbone, dataset: Dataset, layer: str, dataset_hash: str | None = None) -> str:
@@ -38,8 +38,7 @@ def cache_key(backbone: Backbone, dataset: Dataset, layer: str, dataset_hash: st
         "preprocessing": preprocessing,
         "dataset": dataset_hash or dataset.content_hash(),
         "layer": layer,
-        # channels-last blocks were once pooled over W and C: their features get keys of their own
-        "pooling": "mean over H, W of (N, H, W, C)" if blocks_output_channels_last(backbone.model) else "mean",
+        "pooling": backbone.pooling,
     }
     if backbone.resize_rule is not None:  # images resized by an older rule get keys of their own
         identity["resize"] = backbone.resize_rule

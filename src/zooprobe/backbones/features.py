@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..catalog.store import default_home
 from ..data.datasets import Dataset
-from .backbone import Backbone, pick_device
+from .backbone import pick_device
+from .contract import Backbone
 from .feature_cache import cache_key, cached_file_ok, write_features
 from .resize import resized_size
 

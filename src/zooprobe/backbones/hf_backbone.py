@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..errors import ZooprobeError
-from .backbone import Backbone, pool
+from .backbone import TorchBackbone, pool
 
 if TYPE_CHECKING:
     import torch
@@ -43,7 +43,7 @@ def masked_mean(hidden: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor
 
 
 @dataclass
-class HFEncoderBackbone(Backbone):
+class HFEncoderBackbone(TorchBackbone):
     """A transformers encoder (``AutoModel``) or a ``SentenceTransformer``, with its tokenizer or image processor.
 
     ``model`` is the ``SentenceTransformer`` itself when ``sentence_transformer`` is true (its

@@ -19,11 +19,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .backbone import PRE_LOGITS, Backbone
+from .backbone import PRE_LOGITS, TorchBackbone
+from .contract import Arm, HeadFactory
+from .keras_graph import clone_on_input, cut_outputs
 
 if TYPE_CHECKING:
     import numpy as np
     import torch
+
+__all__ = ["KerasBackbone", "clone_on_input", "cut_outputs", "keras_cut_points"]
 
 _POOLING = ("MaxPooling2D", "AveragePooling2D")
 _GLOBAL_POOLING = ("GlobalAveragePooling2D", "GlobalMaxPooling2D", "Flatten")
@@ -98,7 +102,7 @@ def keras_cut_points(model: Any) -> tuple[list[str], Any]:
 
 
 @dataclass
-class KerasBackbone(Backbone):
+class KerasBackbone(TorchBackbone):
     """A Keras functional model (a ``torch.nn.Module`` on the torch backend) called on NHWC batches.
 
     ``preprocess`` gives N x 3 x H x W like every backbone, scaled the way the application's own
@@ -148,6 +152,30 @@ class KerasBackbone(Backbone):
         pooled = {name: _pool_channels_last(value) for name, value in zip(key, outputs, strict=True)}
         return {name: pooled[name] for name in layers}
 
+    @property
+    def head_gives_probabilities(self) -> bool:
+        """A Keras Applications head is a Dense layer with its softmax built in: its output is already the
+        probabilities (a second softmax would flatten 1000 classes to near-uniform)."""
+        activation = getattr(self.classifier, "activation", None)
+        return getattr(activation, "__name__", "") == "softmax"
+
+    def build_arm(self, layer: str, make_head: HeadFactory, resolution: tuple[int, int], *, seed: int) -> Arm:
+        """A Keras copy of the application up to ``layer`` under a torch head (see ``keras_finetune``)."""
+        from .keras_finetune import build_keras_arm, keras_arm
+
+        return keras_arm(*build_keras_arm(self, layer, resolution, make_head, pretrained=True, seed=seed))
+
+    def build_scratch_arm(self, layer: str, num_classes: int, resolution: tuple[int, int], *, seed: int) -> Arm:
+        """The application's architecture up to its classifier, with each layer's own initialiser."""
+        import torch
+
+        from .keras_finetune import build_keras_arm, keras_arm
+
+        def linear(width: int) -> torch.nn.Module:
+            return torch.nn.Linear(width, num_classes)
+
+        return keras_arm(*build_keras_arm(self, PRE_LOGITS, resolution, linear, pretrained=False, seed=seed))
+
     def _submodel(self, names: tuple[str, ...]) -> Any:
         import keras
 
@@ -173,32 +201,6 @@ class KerasBackbone(Backbone):
             except (ValueError, TypeError):
                 self._submodels[key] = self.model
         return self._submodels[key]
-
-
-def clone_on_input(model: Any, size: tuple[int | None, int | None], *, copy_weights: bool) -> Any:
-    """A copy of the functional ``model`` on an input of ``size`` (height, width): new variables, set from
-    the model's own weights when ``copy_weights``, else left to each layer's initializer.
-
-    :raises ValueError: when a layer's weights depend on the input size (a ``Flatten`` before a ``Dense``).
-    """
-    import keras
-
-    inputs = keras.Input(shape=(*size, model.inputs[0].shape[-1]))
-    clone = keras.models.clone_model(model, input_tensors=inputs)
-    if copy_weights:
-        clone.set_weights(model.get_weights())
-    return clone
-
-
-def cut_outputs(model: Any, classifier_name: str, names: Sequence[str]) -> list[Any]:
-    """The symbolic outputs of ``model`` at each cut point name (``pre_logits``: the classifier's input).
-
-    Cut points may be ops, not layers (ConvNeXt's ``inputs + x``): ``get_layer`` cannot find those.
-
-    :raises KeyError: for a name that is not an operation of ``model``.
-    """
-    by_name = {op.name: op for op in model.operations}
-    return [by_name[classifier_name].input if name == PRE_LOGITS else by_name[name].output for name in names]
 
 
 def _pool_channels_last(value: torch.Tensor) -> torch.Tensor:

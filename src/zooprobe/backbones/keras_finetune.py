@@ -10,14 +10,24 @@ imports Keras and torch at import: import it only where a Keras backbone is bein
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import keras
 import torch
 
+from ..catalog.schema import Entry
 from ..errors import ZooprobeError
+from .contract import Arm
 from .foreign_arm import PooledBodyArm
-from .keras_backbone import KerasBackbone, clone_on_input, cut_outputs
+from .keras_graph import clone_on_input, cut_outputs
+
+
+class KerasApplication(Protocol):
+    """What an arm is built from: the entry, the functional model and its classifier layer."""
+
+    entry: Entry
+    model: Any
+    classifier: Any
 
 
 class KerasArm(PooledBodyArm):
@@ -37,12 +47,8 @@ class KerasArm(PooledBodyArm):
         # buffers: they must never receive gradients, whatever the loop unfreezes.
         self.untrainable = {id(p) for p in body.parameters() if not p.requires_grad}
 
-    def untrainable_parameter_ids(self) -> set[int]:
-        """Ids of the parameters that hold Keras's non-trainable variables."""
-        return self.untrainable
-
     def set_statistics_frozen(self, frozen: bool) -> None:
-        """Called by the training loop's ``train_mode`` with its ``keep_statistics``."""
+        """Told by :meth:`Arm.train_mode <zooprobe.backbones.contract.Arm.train_mode>` its ``keep_statistics``."""
         self.frozen_statistics = frozen or not any(p.requires_grad for p in self.body.parameters())
 
     def pooled(self, batch: torch.Tensor) -> torch.Tensor:
@@ -53,8 +59,13 @@ class KerasArm(PooledBodyArm):
         return features.mean(dim=(1, 2)) if features.ndim == 4 else features.flatten(1)
 
 
+def keras_arm(model: KerasArm, head: torch.nn.Module) -> Arm:
+    """The arm the training loop drives: Keras's statistics never train and follow ``keep_statistics``."""
+    return Arm(model, head, frozen_parameters=model.untrainable, statistics_frozen=model.set_statistics_frozen)
+
+
 def build_keras_arm(
-    backbone: KerasBackbone,
+    backbone: KerasApplication,
     layer: str,
     resolution: tuple[int, int],
     make_head: Callable[[int], torch.nn.Module],

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from ..catalog.store import default_home
 from ..data.datasets import Dataset
 from ..errors import ZooprobeError
-from .backbone import Backbone
+from .contract import Backbone
 from .feature_cache import cache_key, cached_file_ok, write_features
 
 if TYPE_CHECKING:

@@ -1,7 +1,7 @@
 """Backbones that are not torch modules: TF-Hub SavedModels and Keras models called on NHWC batches.
 
-They keep :class:`~zooprobe.backbones.backbone.Backbone`'s surface (``entry``, ``cut_points``,
-``preprocess``, ``extract``), so ``extract_features`` runs them unchanged: images are preprocessed
+They implement the :class:`~zooprobe.backbones.contract.Backbone` contract (``entry``, ``cut_points``,
+``preprocess``, ``extract``, arms for fine-tuning), so ``extract_features`` runs them unchanged: images are preprocessed
 exactly as for torch backbones (resize, centre crop, scale to [0, 1], the entry's mean/std when it
 has one: TF-Hub's image convention is plain [0, 1]), then handed to the model channels-last.
 
@@ -12,15 +12,15 @@ feature vector), or the keys of the dictionary it returns (``pooled_output``, ``
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from importlib.util import find_spec
 from typing import TYPE_CHECKING, Any
 
 from ..catalog.schema import Entry
 from ..errors import ZooprobeError
-from .backbone import Backbone
+from .backbone import TorchBackbone
+from .contract import Arm, HeadFactory
+from .tf_runtime import concrete_functions, import_tensorflow
 
 if TYPE_CHECKING:
     import numpy as np
@@ -29,19 +29,7 @@ if TYPE_CHECKING:
 
 OUTPUT = "output"
 
-
-def import_tensorflow() -> Any:
-    """``import tensorflow``, loading triton first when it is installed.
-
-    triton's native libraries crash the process (segfault) when they load after TensorFlow's, and
-    TensorFlow 2.21 imports Keras, which on the torch backend imports torch._dynamo and so triton.
-    """
-    if "tensorflow" not in sys.modules and find_spec("triton") is not None:
-        import triton  # noqa: F401
-
-    import tensorflow as tf
-
-    return tf
+__all__ = ["OUTPUT", "TFBackbone", "concrete_functions", "import_tensorflow", "output_names", "with_resolution"]
 
 
 def to_numpy(value: Any) -> npt.NDArray[np.float32]:
@@ -86,12 +74,6 @@ def with_resolution(entry: Entry, resolution: tuple[int, int] | None) -> Entry:
     return replace(entry, input=replace(entry.input, default_resolution=resolution))
 
 
-def concrete_functions(model: Any) -> list[Any]:
-    """The traced functions behind a restored SavedModel's ``__call__`` (none for Keras or TF1 modules)."""
-    call = model.__call__ if callable(model) else None
-    return list(getattr(call, "concrete_functions", None) or [])
-
-
 def _signature(model: Any) -> Any:
     signatures = model.signatures
     for key in ("default", "serving_default"):
@@ -101,7 +83,7 @@ def _signature(model: Any) -> Any:
 
 
 @dataclass
-class TFBackbone(Backbone):
+class TFBackbone(TorchBackbone):
     """A backbone whose model is called on channels-last batches (TF SavedModel or Keras model).
 
     ``model`` is what ``hub.load``/``tf.saved_model.load`` or ``keras.saving.load_model`` returned;
@@ -126,6 +108,55 @@ class TFBackbone(Backbone):
         if self.restore is None:
             raise ZooprobeError(f"'{self.entry.id}' is not a SavedModel that zooprobe can restore a copy of")
         return self.restore()
+
+    def check_trainable(self) -> None:
+        """TF2 SavedModels train (see ``tf_finetune``).
+
+        :raises ZooprobeError: for a saved ``.keras`` file or a TF1 hub module (callable only by signature).
+        """
+        if self.restore is None:
+            raise ZooprobeError(
+                f"fine-tuning saved .keras files ('{self.entry.id}') is not supported yet; assess it with"
+                " zooprobe assess, or fine-tune a Keras Applications, TF-Hub TF2, torchvision, timm or Hugging Face"
+                " backbone"
+            )
+        if not callable(self.model):
+            raise ZooprobeError(
+                f"'{self.entry.id}' is a TF1 hub module (callable only through its signatures), which cannot be"
+                " fine-tuned; assess it with zooprobe assess, or pick the model's TF2 SavedModel version"
+            )
+
+    def head_layer(self, kind: str) -> str:
+        """The model's one output: a feature-vector model has no classifier, its output is the pre-logits
+        features. With several outputs the user picks one with ``cut:``.
+
+        :raises ZooprobeError: for a model with several outputs.
+        """
+        if len(self.cut_points) != 1:
+            raise ZooprobeError(
+                f"'{self.entry.id}' has several outputs ({', '.join(self.cut_points)}): name the one a new head"
+                f" reads with cut:OUTPUT, e.g. --strategy cut:{self.cut_points[0]}"
+                f"{':train=all' if kind == 'full' else ''}"
+            )
+        return self.cut_points[0]
+
+    def build_arm(self, layer: str, make_head: HeadFactory, resolution: tuple[int, int], *, seed: int) -> Arm:
+        """A fresh restored copy of the SavedModel up to its output ``layer`` under a torch head."""
+        from .tf_finetune import build_tf_arm, tf_arm
+
+        return tf_arm(*build_tf_arm(self, layer, resolution, make_head, pretrained=True, seed=seed))
+
+    def build_scratch_arm(self, layer: str, num_classes: int, resolution: tuple[int, int], *, seed: int) -> Arm:
+        """A restored copy up to ``layer`` (the output the strategy arm reads), every variable re-initialised
+        with Keras's default initialiser for its role (see ``tf_finetune.random_initial_value``)."""
+        import torch
+
+        from .tf_finetune import build_tf_arm, tf_arm
+
+        def linear(width: int) -> torch.nn.Module:
+            return torch.nn.Linear(width, num_classes)
+
+        return tf_arm(*build_tf_arm(self, layer, resolution, linear, pretrained=False, seed=seed))
 
     def _call(self, inputs: Any) -> dict[str, npt.NDArray[np.float32]]:
         if callable(self.model):

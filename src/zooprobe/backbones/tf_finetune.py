@@ -19,14 +19,15 @@ import inspect
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 
 from ..errors import ZooprobeError
+from .contract import Arm
 from .foreign_arm import PooledBodyArm
-from .tf_backbone import TFBackbone, concrete_functions, import_tensorflow
+from .tf_runtime import concrete_functions, import_tensorflow
 
 tf = import_tensorflow()
 
@@ -204,7 +205,7 @@ class TFArm(PooledBodyArm):
         return list(self.statistics.buffers())
 
     def set_statistics_frozen(self, frozen: bool) -> None:
-        """Called by the training loop's ``train_mode`` with its ``keep_statistics``."""
+        """Told by :meth:`Arm.train_mode <zooprobe.backbones.contract.Arm.train_mode>` its ``keep_statistics``."""
         self.frozen_statistics = frozen or not any(p.requires_grad for p in self.body_parameters())
 
     def tf_training(self) -> bool:
@@ -243,8 +244,19 @@ class TFArm(PooledBodyArm):
         return features
 
 
+class RestorableSavedModel(Protocol):
+    """What an arm is built from: a source of fresh, independent copies of the SavedModel."""
+
+    def restore_copy(self) -> Any: ...
+
+
+def tf_arm(model: TFArm, head: torch.nn.Module) -> Arm:
+    """The arm the training loop drives: the SavedModel's statistics follow ``keep_statistics``."""
+    return Arm(model, head, statistics_frozen=model.set_statistics_frozen)
+
+
 def build_tf_arm(
-    backbone: TFBackbone,
+    backbone: RestorableSavedModel,
     layer: str,
     resolution: tuple[int, int],
     make_head: Callable[[int], torch.nn.Module],

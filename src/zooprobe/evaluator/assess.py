@@ -418,7 +418,7 @@ def _score_candidate(
     feature_metrics = [m for m in chosen if available[m].input == "features"]
     probability_metrics = [m for m in chosen if available[m].input == "probabilities"]
     wanted = list(layers)
-    has_head = backbone.classifier is not None and "pre_logits" in backbone.cut_points
+    has_head = backbone.has_source_head
     if probability_metrics and has_head and "pre_logits" not in wanted:
         wanted.append("pre_logits")
     features = extract_features(
@@ -446,21 +446,8 @@ def _score_candidate(
 
 
 def _source_probabilities(backbone: Backbone, pre_logits: Any) -> Any:
-    import numpy as np
-    import torch
-
-    assert backbone.classifier is not None
-    # A Keras Applications head is a Dense layer with its softmax built in: its output is already the
-    # probabilities (a second softmax flattens 1000 classes to near-uniform); torch heads give logits.
-    activation = getattr(backbone.classifier, "activation", None)
-    gives_probabilities = getattr(activation, "__name__", "") == "softmax"
-    outputs = []
-    with torch.inference_mode():
-        for start in range(0, len(pre_logits), 4096):
-            chunk = torch.from_numpy(np.array(pre_logits[start : start + 4096], dtype=np.float32))
-            output = torch.as_tensor(backbone.classifier(chunk)).double()
-            outputs.append((output if gives_probabilities else torch.softmax(output, dim=1)).cpu().numpy())
-    return np.concatenate(outputs)
+    """The source head's class probabilities, as the backbone's adapter computes them."""
+    return backbone.source_probabilities(pre_logits)
 
 
 def _finish(

@@ -11,7 +11,7 @@ from ..errors import SourceUnavailableError
 from .entry_snapshot import EntrySnapshot, read_entry_snapshot
 
 if TYPE_CHECKING:
-    from ..backbones.backbone import Backbone
+    from ..backbones.contract import Backbone
 
 
 class Source:
@@ -65,7 +65,8 @@ class Source:
         return None
 
     def load(self, entry: Entry) -> Backbone:
-        """Load the entry's pretrained model as a :class:`~zooprobe.backbones.backbone.Backbone`.
+        """Load the entry's pretrained model as an adapter of the :class:`~zooprobe.backbones.contract.Backbone`
+        contract (a framework's own subclass), which assessment and fine-tuning drive without knowing the framework.
 
         :raises SourceUnavailableError: when this source cannot load weights (yet) or lacks its package.
         """

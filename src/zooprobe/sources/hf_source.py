@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..backbones.backbone import Backbone
+from ..backbones.contract import Backbone
 from ..catalog.schema import DATASET_SIZES, Entry, InputSpec, PretrainStage
 from ..errors import InvalidChoiceError, ZooprobeError, first_line
 from ..plugins.hookspecs import hookimpl

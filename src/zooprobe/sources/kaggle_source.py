@@ -24,7 +24,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from ..backbones.backbone import Backbone
+from ..backbones.contract import Backbone
 from ..backbones.tf_backbone import OUTPUT, TFBackbone, with_resolution
 from ..catalog.schema import DATASET_SIZES, Entry, InputSpec, PretrainStage
 from ..errors import SourceUnavailableError, ZooprobeError
@@ -280,7 +280,7 @@ def _load_timm_layout(path: Path, entry: Entry) -> Backbone:
     import timm
     import torch
 
-    from ..backbones.backbone import block_cut_points
+    from ..backbones.backbone import TorchBackbone, block_cut_points
     from ..backbones.timm_backbone import classifier_of
 
     # The repository's config may describe preprocessing, never where the weights come from: only
@@ -295,7 +295,9 @@ def _load_timm_layout(path: Path, entry: Entry) -> Backbone:
     ).eval()
     head = classifier_of(model)
     classifier = head if isinstance(head, torch.nn.Module) else None
-    return Backbone(entry=entry, model=model, cut_points=block_cut_points(model, classifier), classifier=classifier)
+    return TorchBackbone(
+        entry=entry, model=model, cut_points=block_cut_points(model, classifier), classifier=classifier
+    )
 
 
 @hookimpl

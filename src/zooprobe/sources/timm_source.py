@@ -20,8 +20,8 @@ from importlib import resources
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-from ..backbones.backbone import Backbone
-from ..backbones.timm_backbone import DEFAULT_CROP_PCT, classifier_of, load_timm_model
+from ..backbones.contract import Backbone
+from ..backbones.timm_backbone import DEFAULT_CROP_PCT, TimmBackbone, classifier_of, load_timm_model
 from ..catalog.schema import (
     DATASET_SIZES,
     Compute,
@@ -151,7 +151,7 @@ class TimmSource(Source):
         """``timm.create_model(name, pretrained=True)``: weights from the Hugging Face hub cache
         (safetensors preferred by timm), honouring ``HF_HOME``, ``HF_ENDPOINT`` and ``HF_HUB_OFFLINE``."""
         self.require()
-        return load_timm_model(entry, entry.name)
+        return load_timm_model(entry, entry.name, TimmBackbone)
 
     def cache_status(self, entry: Entry) -> str | None:
         """Whether the weights are in the local Hugging Face cache (timm's hub-hosted weights only)."""

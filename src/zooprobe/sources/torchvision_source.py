@@ -20,7 +20,9 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from ..backbones.backbone import Backbone, block_cut_points, last_linear
+from ..backbones.backbone import block_cut_points, last_linear
+from ..backbones.contract import Backbone
+from ..backbones.torchvision_backbone import TorchvisionBackbone
 from ..catalog.schema import DATASET_SIZES, Compute, Entry, InputSpec, PretrainStage, ReportedMetric
 from ..errors import ZooprobeError
 from ..plugins.hookspecs import hookimpl
@@ -272,7 +274,9 @@ def load_backbone(entry: Entry) -> Backbone:
         ) from exc
     model.eval()
     classifier = last_linear(model)
-    return Backbone(entry=entry, model=model, cut_points=block_cut_points(model, classifier), classifier=classifier)
+    return TorchvisionBackbone(
+        entry=entry, model=model, cut_points=block_cut_points(model, classifier), classifier=classifier
+    )
 
 
 @hookimpl
