@@ -138,14 +138,14 @@ def hub(hub_server: HubServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     """The real huggingface_hub pointed at the loopback Hub, with an empty cache of its own."""
     from huggingface_hub import constants
 
-    from zooprobe.sources import hf_source
+    from zooprobe.sources import hf_hub
 
     point_client_at(hub_server.url, monkeypatch)
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setenv("ZOOPROBE_PLUGINS", "hf")
-    hf_source._connects.cache_clear()
+    hf_hub._connects.cache_clear()
     hub_server.reset()
     return hub_server
 
