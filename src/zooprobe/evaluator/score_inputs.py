@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ZooprobeError
@@ -12,6 +13,26 @@ if TYPE_CHECKING:
     import numpy.typing as npt
 
     FloatArray = npt.NDArray[np.float64]
+
+
+# Products of fewer multiply-adds run on one BLAS thread. On 2 cores (benchmarks/bench_metrics.py
+# --threads), a second OpenBLAS thread never paid at the probe's sizes: at 1.4e6 (1,437 x 96 x 10) it
+# cost 18x the wall time and 29x the CPU time of one, as threads spin waiting for each other, and
+# still 1.4x the wall at 1.8e8; only around 1e9 did its CPU overhead fall near 10%, where a quiet
+# machine gains from it.
+LARGE_PRODUCT = 5e8
+
+
+def blas_threads(multiply_adds: float) -> AbstractContextManager[Any]:
+    """One BLAS thread while the largest product inside has fewer than :data:`LARGE_PRODUCT`
+    ``multiply_adds``, else BLAS's own setting (all cores)."""
+    if multiply_adds >= LARGE_PRODUCT:
+        return nullcontext()
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # without threadpoolctl, BLAS keeps its default
+        return nullcontext()
+    return threadpool_limits(1, user_api="blas")
 
 
 class ScoreInputError(ZooprobeError):
