@@ -32,7 +32,8 @@ def blas_threads(multiply_adds: float) -> AbstractContextManager[Any]:
         from threadpoolctl import threadpool_limits
     except ImportError:  # without threadpoolctl, BLAS keeps its default
         return nullcontext()
-    return threadpool_limits(1, user_api="blas")
+    limits: AbstractContextManager[Any] = threadpool_limits(1, user_api="blas")
+    return limits
 
 
 class ScoreInputError(ZooprobeError):
