@@ -8,12 +8,13 @@ the assessment at most 1.5x its extraction, i.e. scoring at most half the extrac
 and CPU seconds are both printed: on a loaded machine, the CPU ratio is the steadier one.
 ``--finetune`` also fine-tunes each candidate (strategy ``full``) for comparison.
 
-    python benchmarks/bench_assess.py [--resolution 64] [--finetune [--epochs 3]]
+    python benchmarks/bench_assess.py [--resolution 64] [--no-warm] [--finetune [--epochs 3]]
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import shutil
 import tempfile
@@ -89,6 +90,7 @@ def main() -> None:
     parser.add_argument("--data", default="sklearn:digits")
     parser.add_argument("--finetune", action="store_true", help="also fine-tune each candidate")
     parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--no-warm", action="store_true", help="skip the rerun on cached features")
     args = parser.parse_args()
 
     import zooprobe
@@ -103,7 +105,9 @@ def main() -> None:
     assess_wall, assess_cpu, result = timed(
         lambda: assess(args.data, MODELS, resolution=args.resolution, progress=False)
     )
-    warm_wall, warm_cpu, _ = timed(lambda: assess(args.data, MODELS, resolution=args.resolution, progress=False))
+    warm_wall = warm_cpu = math.nan
+    if not args.no_warm:
+        warm_wall, warm_cpu, _ = timed(lambda: assess(args.data, MODELS, resolution=args.resolution, progress=False))
     print(f"assessment of {len(MODELS)} candidates on {args.data} at {args.resolution}px:")
     print(f"  extraction only      {extract_wall:7.1f} s wall {extract_cpu:7.1f} s CPU")
     print(f"  assessment (cold)    {assess_wall:7.1f} s wall {assess_cpu:7.1f} s CPU")
