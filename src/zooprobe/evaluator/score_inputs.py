@@ -17,11 +17,11 @@ if TYPE_CHECKING:
 
 
 # Products of fewer multiply-adds run on one BLAS thread. On 2 cores (benchmarks/bench_metrics.py
-# --threads), a second OpenBLAS thread never paid at the probe's sizes: at 1.4e6 (1,437 x 96 x 10) it
-# cost 18x the wall time and 29x the CPU time of one, as threads spin waiting for each other, and
-# still 1.4x the wall at 1.8e8; only around 1e9 did its CPU overhead fall near 10%, where a quiet
-# machine gains from it.
-LARGE_PRODUCT = 5e8
+# --threads), a second OpenBLAS thread never paid at the sizes measured: at 1.4e6 (1,437 x 96 x 10)
+# it cost 18x the wall time and 29x the CPU time of one, as threads spin waiting for each other;
+# at 1.6e9 still 1.1x the wall. LogME at 1,797 x 1,280 (a 2.9e9 Gram matrix, then a Householder
+# reduction) took 0.31 s on one thread and 1.47 s on two. Above this size, BLAS keeps its setting.
+LARGE_PRODUCT = 1e10
 
 
 def blas_threads(multiply_adds: float) -> AbstractContextManager[Any]:
