@@ -13,7 +13,11 @@ eigendecomposition.
 Targets: LogME at least 10x faster than the converged reference; every metric for one
 (model, layer) in under 10 s at N=10,000, D=2,048, C=100.
 
-    python benchmarks/bench_metrics.py [--quick]
+--threads measures the products the probe and kNN run, of each size, on one BLAS thread and on
+all, interleaved so both see the same load (wall and CPU seconds per product): the evidence for
+:data:`zooprobe.evaluator.score_inputs.LARGE_PRODUCT`.
+
+    python benchmarks/bench_metrics.py [--quick] [--threads]
 """
 
 from __future__ import annotations
@@ -147,10 +151,44 @@ def run(n: int, d: int, classes: int, seed: int = 0) -> None:
     print(f"  all metrics     {total:7.2f} s  (target < 10 s at N=10,000 D=2,048)")
 
 
+def threads() -> None:
+    """One BLAS thread against all, per product size, alternating which runs first."""
+    import os
+
+    from threadpoolctl import threadpool_limits
+
+    rng = np.random.default_rng(0)
+    cores = os.cpu_count() or 1
+    shapes = [(1437, 32, 10), (1437, 96, 10), (1437, 320, 10), (1437, 1280, 10), (1437, 1280, 100),
+              (8000, 1280, 10), (8000, 2048, 100)]  # fmt: skip
+    for n, d, k in shapes:
+        x, w = rng.standard_normal((n, d), dtype=np.float32), rng.standard_normal((d, k), dtype=np.float32)
+        p, g = rng.standard_normal((k, n), dtype=np.float32), np.empty((d, k), np.float32)
+        reps = max(5, int(2e9 / (4 * n * d * k)))
+        times: dict[int, list[tuple[float, float]]] = {1: [], cores: []}
+        for round_ in range(6):
+            for count in (1, cores) if round_ % 2 else (cores, 1):
+                with threadpool_limits(count, user_api="blas"):
+                    wall, cpu = time.perf_counter(), time.process_time()
+                    for _ in range(reps):  # the probe's two products: logits and the weights' gradient
+                        x @ w
+                        np.matmul(x.T, p.T, out=g)
+                    times[count].append(((time.perf_counter() - wall) / reps, (time.process_time() - cpu) / reps))
+        median = {c: (1e3 * float(np.median([t[0] for t in v])), 1e3 * float(np.median([t[1] for t in v])))
+                  for c, v in times.items()}  # fmt: skip
+        print(f"N={n:5} D={d:5} K={k:3} ({n * d * k:.1e} multiply-adds): 1 thread {median[1][0]:8.3f} ms wall"
+              f" {median[1][1]:8.3f} ms CPU; {cores} threads {median[cores][0]:8.3f} ms wall"
+              f" {median[cores][1]:8.3f} ms CPU; speed-up {median[1][0] / median[cores][0]:.2f}x")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
+    parser.add_argument("--threads", action="store_true", help="one BLAS thread against all, per product size")
     args = parser.parse_args()
+    if args.threads:
+        threads()
+        return
     if args.quick:
         run(2_000, 512, 20)
         return

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from contextlib import AbstractContextManager, nullcontext
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ZooprobeError
@@ -12,6 +14,36 @@ if TYPE_CHECKING:
     import numpy.typing as npt
 
     FloatArray = npt.NDArray[np.float64]
+
+
+# Products of fewer multiply-adds run on one BLAS thread. On 2 cores (benchmarks/bench_metrics.py
+# --threads), a second OpenBLAS thread never paid at the sizes measured: at 1.4e6 (1,437 x 96 x 10)
+# it cost 18x the wall time and 29x the CPU time of one, as threads spin waiting for each other;
+# at 1.6e9 still 1.1x the wall. LogME at 1,797 x 1,280 (a 2.9e9 Gram matrix, then a Householder
+# reduction) took 0.31 s on one thread and 1.47 s on two. Above this size, BLAS keeps its setting.
+LARGE_PRODUCT = 1e10
+
+
+def blas_threads(multiply_adds: float) -> AbstractContextManager[Any]:
+    """One BLAS thread while the largest product inside has fewer than :data:`LARGE_PRODUCT`
+    ``multiply_adds``, else BLAS's own setting (all cores)."""
+    controller = None if multiply_adds >= LARGE_PRODUCT else _controller()
+    if controller is None:
+        return nullcontext()
+    limits: AbstractContextManager[Any] = controller.limit(limits=1, user_api="blas")
+    return limits
+
+
+@cache
+def _controller() -> Any:
+    """threadpoolctl's view of the loaded BLAS libraries (NumPy's and SciPy's), found once: a search
+    per call took 5-18 ms, limiting threads through it takes 0.01 ms. None without threadpoolctl."""
+    try:
+        import scipy.linalg  # noqa: F401 - SciPy ships its own OpenBLAS: loaded before the search
+        from threadpoolctl import ThreadpoolController
+    except ImportError:  # without threadpoolctl, BLAS keeps its default
+        return None
+    return ThreadpoolController()
 
 
 class ScoreInputError(ZooprobeError):

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .probe import ProbeResult, linear_probe
-from .score_inputs import ScoreInputError, check_score_input, float32_ready, stratified_folds
+from .score_inputs import ScoreInputError, blas_threads, check_score_input, float32_ready, stratified_folds
 
 if TYPE_CHECKING:
     import numpy as np
@@ -133,9 +133,15 @@ class LogMEResult:
 
 def logme_fit(features: Any, labels: Any, *, tolerance: float = 1e-8) -> LogMEResult:
     """LogME with its fitted alpha, beta per class; see :func:`logme`."""
+    f, y = check_score_input(features, labels)
+    n, d = f.shape
+    with blas_threads(float(n) * d * min(n, d)):  # the Gram matrix and its reduction
+        return _logme_fit(f, y, tolerance)
+
+
+def _logme_fit(f: FloatArray, y: npt.NDArray[np.int64], tolerance: float) -> LogMEResult:
     import numpy as np
 
-    f, y = check_score_input(features, labels)
     n, d = f.shape
     classes = int(y.max()) + 1
     counts = np.bincount(y).astype(np.float64)  # ||y_c||^2 of the one-hot targets y_c
@@ -253,10 +259,15 @@ def logme(features: Any, labels: Any, *, tolerance: float = 1e-8) -> float:
 
 def hscore(features: Any, labels: Any, *, rcond: float = 1e-10) -> float:
     """H-score: tr(cov(f)^+ cov(E[f|y])), the pseudo-inverse regularised by ``rcond`` x the mean variance."""
+    f, y = check_score_input(features, labels)
+    with blas_threads(float(f.shape[0]) * f.shape[1] ** 2):
+        return _hscore(f, y, features, rcond)
+
+
+def _hscore(f: FloatArray, y: npt.NDArray[np.int64], features: Any, rcond: float) -> float:
     import numpy as np
     from scipy.linalg import cholesky, solve_triangular
 
-    f, y = check_score_input(features, labels)
     if np.may_share_memory(f, features):
         f = f.copy()  # centred in place below: never the caller's array
     n = len(f)
@@ -275,15 +286,27 @@ def hscore(features: Any, labels: Any, *, rcond: float = 1e-10) -> float:
 # --- NCE and LEEP (from source-head probabilities) -----------------------------------------------
 
 
-def _probabilities(probabilities: Any, labels: Any) -> tuple[FloatArray, npt.NDArray[np.int64]]:
+def _checked_probabilities(
+    probabilities: Any, labels: Any, keep_dtype: bool = False
+) -> tuple[FloatArray, npt.NDArray[np.int64]]:
+    """Source probabilities checked (rows >= 0 summing to 1), as float64 or, with ``keep_dtype``, as given."""
     import numpy as np
 
-    p, y = check_score_input(probabilities, labels, what="source probabilities")
-    if (p < -1e-6).any() or not np.allclose(p.sum(axis=1), 1.0, atol=1e-3):
+    raw = np.asarray(probabilities)
+    dtype = raw.dtype if keep_dtype and raw.dtype.kind == "f" else None
+    p, y = check_score_input(raw, labels, what="source probabilities", dtype=dtype)
+    if (p < -1e-6).any() or not np.allclose(p.sum(axis=1, dtype=np.float64), 1.0, atol=1e-3):
         raise ScoreInputError(
             "NCE and LEEP take the source head's class probabilities (rows >= 0 summing to 1);"
             " apply softmax to the logits first"
         )
+    return p, y
+
+
+def _probabilities(probabilities: Any, labels: Any) -> tuple[FloatArray, npt.NDArray[np.int64]]:
+    import numpy as np
+
+    p, y = _checked_probabilities(probabilities, labels)
     # clipped (in place when already a copy) and renormalised: rows within the tolerance above sum to 1
     p = np.clip(p, 0, None, out=p if not np.may_share_memory(p, probabilities) else None)
     p /= p.sum(axis=1, keepdims=True)
@@ -294,7 +317,9 @@ def nce(probabilities: Any, labels: Any) -> float:
     """NCE: the negative conditional entropy -H(Y | Z) of target labels given the source head's argmax Z."""
     import numpy as np
 
-    p, y = _probabilities(probabilities, labels)
+    # Only each row's argmax is used, which clipping entries above -1e-6 and renormalising leave as
+    # they are: no float64 copy of the N x K probabilities.
+    p, y = _checked_probabilities(probabilities, labels, keep_dtype=True)
     z = p.argmax(axis=1)
     joint = np.zeros((p.shape[1], y.max() + 1))
     np.add.at(joint, (z, y), 1.0)
@@ -338,7 +363,6 @@ def knn_accuracy(
     ``groups`` (a group id per example, e.g. one per content), a query's whole group is left out.
     """
     import numpy as np
-    import torch
 
     f32, y = check_score_input(float32_ready(features, centre=False), labels, dtype=np.float32)
     f32 = f32 / np.maximum(np.linalg.norm(f32, axis=1, keepdims=True), np.float32(1e-12))
@@ -349,6 +373,15 @@ def knn_accuracy(
     queries = np.arange(n)
     if n > max_queries:
         queries = np.flatnonzero(stratified_folds(y, math.ceil(n / max_queries), seed, group) == 0)
+    with blas_threads(float(min(block, len(queries))) * n * f32.shape[1]):
+        return _knn_votes(f32, y, queries, group, k, block) / len(queries)
+
+
+def _knn_votes(f32: Any, y: npt.NDArray[np.int64], queries: Any, group: Any, k: int, block: int) -> int:
+    """How many ``queries`` the k-nearest-neighbour vote classifies right."""
+    import numpy as np
+    import torch
+
     classes = int(y.max()) + 1
     correct = 0
     for start in range(0, len(queries), block):
@@ -363,7 +396,7 @@ def knn_accuracy(
         votes = np.zeros((len(rows), classes))
         np.add.at(votes, (np.repeat(np.arange(len(rows)), k), y[nearest].ravel()), weights.ravel())
         correct += int((votes.argmax(axis=1) == y[rows]).sum())
-    return correct / len(queries)
+    return correct
 
 
 # --- linear probe --------------------------------------------------------------------------------

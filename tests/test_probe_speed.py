@@ -1,0 +1,80 @@
+"""What makes the probe and the scores cheaper keeps their results: tolerance, C walk, BLAS threads, NCE's input."""
+
+from __future__ import annotations
+
+import math
+import tracemalloc
+
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_info
+
+from zooprobe.evaluator import scores
+from zooprobe.evaluator.probe import TOLERANCE, linear_probe
+from zooprobe.evaluator.score_inputs import LARGE_PRODUCT, blas_threads
+
+
+@pytest.fixture(scope="module")
+def digits() -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_digits
+
+    data = load_digits()
+    return data.data.astype(np.float32), data.target
+
+
+def test_the_default_tolerance_keeps_a_tight_fits_accuracy(digits: tuple[np.ndarray, np.ndarray]) -> None:
+    # The guard of issue #20 on a fixed real case: scikit-learn's tolerance (1e-4 on the mean
+    # loss's gradient) against the tight one the probe used to run (1e-6).
+    features, labels = digits
+    default = linear_probe(features, labels)
+    tight = linear_probe(features, labels, tolerance=1e-6)
+    assert TOLERANCE == 1e-4
+    assert default.accuracy == pytest.approx(tight.accuracy, abs=0.005)
+    assert default.balanced_accuracy == pytest.approx(tight.balanced_accuracy, abs=0.005)
+    assert 0.9 < default.accuracy < 1
+
+
+def test_c_near_walks_half_decades_to_the_best_c(digits: tuple[np.ndarray, np.ndarray]) -> None:
+    features, labels = digits
+    full = linear_probe(features, labels)
+    assert len(full.sweep) == 11
+    # started at the full sweep's choice: that C and one half decade either side
+    near = linear_probe(features, labels, c_near=full.c * 1.2)
+    assert near.c == pytest.approx(full.c) and len(near.sweep) == 3
+    assert near.accuracy == pytest.approx(full.accuracy, abs=0.005)
+    # started at an end of the range: it walks, one half decade a fit, until the best is inside
+    for start in (1e-6, 1e6):
+        walked = linear_probe(features, labels, c_near=start)
+        halves = sorted(round(2 * math.log10(c)) for c in walked.sweep)
+        assert halves == list(range(halves[0], halves[-1] + 1))  # contiguous half decades
+        assert -12 <= halves[0] and halves[-1] <= 12
+        best = round(2 * math.log10(walked.c))
+        assert halves[0] < best < halves[-1]  # not stopped at an end of what it tried
+        assert walked.sweep[walked.c] >= max(walked.sweep.values())
+
+
+def _blas_threads() -> int:
+    return max(info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas")
+
+
+def test_small_products_run_on_one_blas_thread() -> None:
+    outside = _blas_threads()
+    with blas_threads(LARGE_PRODUCT / 10):
+        assert _blas_threads() == 1
+    assert _blas_threads() == outside
+    with blas_threads(LARGE_PRODUCT):
+        assert _blas_threads() == outside
+
+
+def test_nce_takes_the_argmax_without_a_float64_copy() -> None:
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(2_000, 1_000)).astype(np.float32)
+    probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    labels = rng.integers(0, 10, size=2_000)
+    expected = scores.nce(probabilities.astype(np.float64), labels)
+    tracemalloc.start()
+    value = scores.nce(probabilities, labels)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert value == expected
+    assert peak < probabilities.nbytes  # a float64 copy alone would be twice that
