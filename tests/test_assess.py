@@ -18,6 +18,7 @@ from zooprobe.catalog.store import Catalog
 from zooprobe.cli import cli
 from zooprobe.errors import InvalidChoiceError, SourceUnavailableError
 from zooprobe.evaluator import assess as assess_module
+from zooprobe.evaluator import candidate as candidate_module
 from zooprobe.evaluator.assess import AssessError, assess
 from zooprobe.evaluator.checks import check_data_ratio, check_input, select_layers
 from zooprobe.evaluator.decision import consensus, recommend
@@ -470,10 +471,10 @@ def test_loading_keeps_the_preprocessing_the_loader_found() -> None:
         loaded = dataclasses.replace(entry, input=found, source_version="b" * 40)
         return TorchBackbone(loaded, torch.nn.Identity(), ["pre_logits"], None)
 
-    entry = assess_module._load(listed, None, loader).entry
+    entry = candidate_module._load(listed, None, loader).entry
     assert entry.input == dataclasses.replace(found, channels=3)  # the catalog's own facts win
     assert entry.source_version == "b" * 40
-    assert assess_module._load(listed, 64, loader).entry.input.default_resolution == (64, 64)
+    assert candidate_module._load(listed, 64, loader).entry.input.default_resolution == (64, 64)
 
 
 def test_no_registered_metric_is_an_error_naming_the_allow_list(

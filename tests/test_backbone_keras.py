@@ -129,7 +129,7 @@ def test_pre_logits_times_the_classifier_gives_the_models_own_output(
     alone = keras_mobilenet.extract(batch, ["block_2_add"])["block_2_add"]
     torch.testing.assert_close(alone, features["block_2_add"])
     # NCE and LEEP read the source head's probabilities: the head's own softmax, applied once
-    from zooprobe.evaluator.assess import _source_probabilities
+    from zooprobe.evaluator.candidate import _source_probabilities
 
     probabilities = _source_probabilities(keras_mobilenet, features[PRE_LOGITS].numpy())
     np.testing.assert_allclose(probabilities, direct.double().numpy(), rtol=1e-4, atol=1e-6)

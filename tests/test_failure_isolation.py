@@ -16,7 +16,8 @@ import pytest
 
 from tests.toy_backbone import toy_cnn, toy_entry
 from zooprobe import hookimpl
-from zooprobe.backbones.backbone import Backbone
+from zooprobe.backbones.backbone import TorchBackbone
+from zooprobe.backbones.contract import Backbone
 from zooprobe.catalog.schema import Entry
 from zooprobe.evaluator.assess import assess
 from zooprobe.plugins import manager
@@ -41,7 +42,7 @@ def _entry(name: str) -> Entry:
     return toy_entry(name, source="crashzoo")
 
 
-class _ScoresBadly(Backbone):
+class _ScoresBadly(TorchBackbone):
     def extract(self, batch: Any, layers: Any) -> Any:
         raise KeyError("pre_logits")
 

@@ -107,12 +107,12 @@ def test_assess_ends_with_the_finetune_command_for_this_data_and_model(tmp_path:
 def test_ctrl_c_prints_the_command_that_resumes_the_run(
     home: Path, digits_npz: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import zooprobe.evaluator.assess as assess_module
+    import zooprobe.evaluator.candidate as candidate_module
 
     def pressed_ctrl_c(*_args: object, **_kwargs: object) -> None:
         raise KeyboardInterrupt  # the user pressed Ctrl-C while the candidate loaded
 
-    monkeypatch.setattr(assess_module, "_load", pressed_ctrl_c)
+    monkeypatch.setattr(candidate_module, "_load", pressed_ctrl_c)
     result = invoke("assess", "--data", str(digits_npz), "--models", MOBILENET, "--home", str(home))
     with RunStore(home) as runs:
         (run,) = runs.list(kind="assess")

@@ -2,7 +2,7 @@
 unit shares (:class:`SharedData`) and what comes back (:class:`CandidateOutcome`, or :class:`CandidateSkipped`).
 
 The same unit runs in the driver (the local executor) and on a Ray worker; only the driver writes the
-run store. The unit itself is :func:`zooprobe.evaluator.assess.assess_candidate`.
+run store. The unit itself is :func:`zooprobe.evaluator.candidate.assess_candidate`.
 """
 
 from __future__ import annotations

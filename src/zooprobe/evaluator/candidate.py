@@ -1,0 +1,137 @@
+"""One candidate of an assessment, the unit an executor runs: load it, extract its features at the cut
+points, score them through the metric door (in the driver or on a Ray worker; only the driver writes)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import fields, replace
+from typing import TYPE_CHECKING, Any
+
+from ..catalog.schema import Entry
+from ..errors import ZooprobeError, first_line
+from ..runs.store import Score
+from .checks import select_layers
+from .scoring import LOGITS, score_metric
+from .units import CandidateOutcome, CandidateSkipped, CandidateTask, ProgressLines, SharedData
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+    from ..backbones.backbone import Backbone
+    from ..data.datasets import Dataset
+
+
+def _reason(exc: Exception) -> str:
+    """One line naming what failed: a zooprobe error's own message, else the exception's type and first line."""
+    if isinstance(exc, ZooprobeError):
+        return first_line(exc)
+    return f"{type(exc).__name__}: {first_line(exc)}"
+
+
+def _load(
+    entry: Entry, resolution: int | None, loader: Callable[[Entry], Backbone] | None, trust_remote_code: bool = False
+) -> Backbone:
+    if loader is None:
+        from ..plugins.manager import load_entry
+
+        backbone = load_entry(entry, trust_remote_code=trust_remote_code)
+    else:
+        backbone = loader(entry)
+    pinned = backbone.entry
+    # The loader may know preprocessing the catalog lacks (an hf: timm repo's pretrained_cfg, the
+    # resolution a TF-Hub model declares): keep the catalog's facts, fill its gaps from the loader's.
+    gaps = {f.name: getattr(pinned.input, f.name) for f in fields(entry.input) if getattr(entry.input, f.name) is None}
+    # and the version is the one that loaded (an hf: repo's main may have moved since the listing)
+    version = pinned.source_version or entry.source_version
+    loaded = replace(entry, input=replace(entry.input, **gaps), source_version=version)
+    backbone.entry = _at_resolution(loaded, resolution)
+    if trust_remote_code:  # keep the record of the commit the source pinned the code to
+        backbone.entry = replace(backbone.entry, provenance=pinned.provenance)
+    return backbone
+
+
+def _at_resolution(entry: Entry, resolution: int | None) -> Entry:
+    if not resolution:
+        return entry
+    return replace(entry, input=replace(entry.input, default_resolution=(resolution, resolution)))
+
+
+def assess_candidate(task: CandidateTask, shared: SharedData) -> CandidateOutcome:
+    """One candidate's unit of work, in the driver or on a worker: load it, extract its features, score them.
+
+    :raises CandidateSkipped: it cannot load, or scoring it failed (the other candidates are still assessed).
+    :raises ZooprobeError: bad input that fails every candidate alike.
+    """
+    dataset, labels, groups = shared.open()
+    say = ProgressLines(task.say_from is not None, task.say_from or 0.0)
+    try:
+        backbone = _load(task.entry, task.resolution, task.loader, task.trust_remote_code)
+    except Exception as exc:  # noqa: BLE001 - loaders raise anything (pickle, safetensors, Keras, plugins'
+        # own); one candidate that cannot load is that candidate's problem. Interrupts still stop.
+        raise CandidateSkipped(f"cannot load: {_reason(exc)}") from None
+    layers = select_layers(backbone.cut_points, task.layers)
+    revision = backbone.entry.source_version if task.trust_remote_code else None
+    outcome = CandidateOutcome(backbone.entry.id, list(backbone.cut_points), layers, revision=revision)
+    if dataset.texts_b is not None:
+        from ..backbones.text_features import pair_features
+
+        outcome.pair_features = pair_features(backbone)
+    say.say(f"{task.entry.id}: features at {len(layers)} cut points")
+    try:
+        _score_candidate(backbone, dataset, labels, groups, layers, task, outcome.scores.append, say)
+    except Exception as exc:  # noqa: BLE001 - see the load above
+        if isinstance(exc, ZooprobeError):
+            raise
+        raise CandidateSkipped(f"scoring failed: {_reason(exc)}") from None
+    return outcome
+
+
+def _score_candidate(
+    backbone: Backbone,
+    dataset: Dataset,
+    labels: npt.NDArray[np.int64],
+    groups: npt.NDArray[np.int64] | None,
+    layers: list[str],
+    task: CandidateTask,
+    keep: Callable[[Score], None],
+    say: ProgressLines,
+) -> None:
+    from ..backbones.features import extract_features
+
+    model = backbone.entry.id
+    available = task.metrics
+    chosen = list(available)
+    feature_metrics = [m for m in chosen if available[m].input == "features"]
+    probability_metrics = [m for m in chosen if available[m].input == "probabilities"]
+    wanted = list(layers)
+    has_head = backbone.has_source_head
+    if probability_metrics and has_head and "pre_logits" not in wanted:
+        wanted.append("pre_logits")
+    features = extract_features(
+        backbone, dataset, wanted, batch_size=task.batch_size, progress=say.enabled, cache_dir=task.cache_dir
+    )
+
+    def put(layer: str, metric: str, inputs: Any, cache: dict[Any, Any]) -> None:
+        if (layer, metric) in task.done:
+            return
+        run = {"seed": task.seed, "folds": task.folds, "cache": cache, "groups": groups}
+        score = score_metric(available[metric], model, layer, inputs, labels, run)
+        if task.record is not None:
+            task.record(score)
+        keep(score)
+
+    for layer in layers:
+        cache: dict[Any, Any] = {}  # work the metrics at one cut point share (one probe fit serves two metrics)
+        for metric in feature_metrics:
+            put(layer, metric, features[layer], cache)
+        say.say(f"{model}: scored {layer}")
+    if probability_metrics and has_head:
+        probabilities = _source_probabilities(backbone, features["pre_logits"])
+        for metric in probability_metrics:
+            put(LOGITS, metric, probabilities, {})
+
+
+def _source_probabilities(backbone: Backbone, pre_logits: Any) -> Any:
+    """The source head's class probabilities, as the backbone's adapter computes them."""
+    return backbone.source_probabilities(pre_logits)
