@@ -186,7 +186,7 @@ def kill_at(args: list[str], home: Path, moment: float, env: dict[str, str], log
         command = [sys.executable, "-m", "zooprobe", *args, "--home", str(home)]
         process = subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT)
     try:
-        process.wait(timeout=moment)
+        process.wait(timeout=moment)  # not a limit: the moment the harness kills it
     except subprocess.TimeoutExpired:
         process.send_signal(signal.SIGKILL)
         process.wait()

@@ -297,7 +297,7 @@ def _stopped_outside_a_transaction(process: subprocess.Popen[bytes], store: Path
     """SIGSTOP ``process`` at a moment it holds no SQLite write lock on ``store`` (alive, and not blocking)."""
     while True:
         os.kill(process.pid, signal.SIGSTOP)
-        db = sqlite3.connect(store, timeout=0.0, isolation_level=None)
+        db = sqlite3.connect(store, timeout=0.0, isolation_level=None)  # not a limit: never wait for a lock
         try:
             db.execute("BEGIN IMMEDIATE")
             db.execute("ROLLBACK")
