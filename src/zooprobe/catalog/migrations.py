@@ -43,7 +43,7 @@ def m003_sort_indexes(db: sqlite3.Connection) -> None:
 
 def m004_weights_url_aliases_terms(db: sqlite3.Connection) -> None:
     # Aliases link entries of different sources, so they live beside the entries and are re-derived
-    # whenever a source is replaced (registry/aliases.py), never stored inside one source's rows.
+    # whenever a source is replaced (catalog/aliases.py), never stored inside one source's rows.
     db.execute("ALTER TABLE entries ADD COLUMN weights_url TEXT")
     db.execute("CREATE INDEX entries_weights_url ON entries(weights_url)")
     db.execute(
