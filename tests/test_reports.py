@@ -473,3 +473,14 @@ def test_text_reports_import_no_plotting_or_framework(both_runs: tuple[str, str]
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "| Rank | Backbone |" in done.stdout
     assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_markdown_shows_html_in_user_strings_as_text(store: RunStore) -> None:
+    # a data path (and a caveat quoting it) holding markup: a Markdown viewer renders raw HTML
+    assess_id = add_assessment(store)
+    hostile = '<img src=x onerror="alert(1)">&photos'
+    store.db.execute("UPDATE runs SET data = ? WHERE id = ?", (hostile, assess_id))
+    store.db.commit()
+    code, out = run_cli("report", assess_id)
+    assert code == 0, out
+    assert "<img" not in out and '&lt;img src=x onerror="alert(1)"&gt;&amp;photos' in out

@@ -39,8 +39,14 @@ Writer = Callable[[Report], str]
 # --- Markdown -------------------------------------------------------------------------------------
 
 
+def _md_text(text: str) -> str:
+    """Text from the user's files (paths, class and model names) and what quotes them, safe in Markdown:
+    renderers pass raw HTML through, so ``<``, ``>`` and ``&`` become entities (shown as themselves)."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def _md_cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    return _md_text(text).replace("|", "\\|").replace("\n", " ")
 
 
 def _md_table(table: Table) -> str:
@@ -52,29 +58,30 @@ def _md_table(table: Table) -> str:
 
 def render_markdown(report: Report) -> str:
     """The report as GitHub-flavoured Markdown (tables only; plots are in the HTML report)."""
-    out = [f"# zooprobe report: {report.name}", "", f"Generated {timestamp(report.generated)}.", ""]
+    out = [f"# zooprobe report: {_md_text(report.name)}", "", f"Generated {timestamp(report.generated)}.", ""]
     note = in_progress_note(report)
     if note:
-        out += [f"> **{note}**", ""]
+        out += [f"> **{_md_text(note)}**", ""]
     out += ["## Decision", ""]
     for decision in report.decisions:
         headline, evidence, caveats = decision_lines(decision)
-        out += [f"**{decision.data}**: {headline}", ""]
-        out += ["Evidence:", "", *(f"- {line}" for line in evidence or ["none recorded"]), ""]
+        out += [f"**{_md_text(decision.data)}**: {_md_text(headline)}", ""]
+        out += ["Evidence:", "", *(f"- {_md_text(line)}" for line in evidence or ["none recorded"]), ""]
         if caveats:
-            out += ["Caveats:", "", *(f"- {line}" for line in caveats), ""]
+            out += ["Caveats:", "", *(f"- {_md_text(line)}" for line in caveats), ""]
     if report.candidates:
         with_run = len({row.run_id for row in report.candidates}) > 1
         out += ["## Candidates", "", _md_table(candidates_table(report.candidates, report.metrics, with_run)), ""]
     for comparison in report.finetunes:
-        title = f"## Fine-tuning: {comparison.model} ({comparison.run_id})"
-        out += [title, "", _md_table(finetune_table(comparison)), "", *(f"- {x}" for x in finetune_lines(comparison))]
+        title = f"## Fine-tuning: {_md_text(comparison.model)} ({comparison.run_id})"
+        lines = (f"- {_md_text(x)}" for x in finetune_lines(comparison))
+        out += [title, "", _md_table(finetune_table(comparison)), "", *lines]
         out.append("")
     if report.predictions:
         out += ["## Predicted vs achieved", "", _md_table(predictions_table(report.predictions)), ""]
     for profile in report.profiles:
         rank = f"#{profile.rank} " if profile.rank else ""
-        out += [f"## Layer profile: {rank}{profile.model}", "", _md_table(profile_table(profile)), ""]
+        out += [f"## Layer profile: {rank}{_md_text(profile.model)}", "", _md_table(profile_table(profile)), ""]
     out += ["## Runs", "", _md_table(runs_table(report.runs)), ""]
     return "\n".join(out)
 
