@@ -30,7 +30,7 @@ def cnn(entry: Any) -> Any:
     """A random CNN, seeded by the candidate's name (this function travels to the workers by value)."""
     import torch
 
-    from zooprobe.backbones.backbone import Backbone, block_cut_points, last_linear
+    from zooprobe.backbones.backbone import TorchBackbone, block_cut_points, last_linear
 
     torch.manual_seed(sum(map(ord, entry.name)))
     widths = (3, 32, 64, 128)
@@ -42,7 +42,7 @@ def cnn(entry: Any) -> Any:
     head = [torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(widths[-1], 10)]
     model = torch.nn.Sequential(*convs, *head).eval()
     classifier = last_linear(model)
-    return Backbone(entry, model, block_cut_points(model, classifier), classifier)
+    return TorchBackbone(entry, model, block_cut_points(model, classifier), classifier)
 
 
 def entries(count: int) -> list[Any]:

@@ -59,7 +59,7 @@ def main() -> None:
     import torch.nn.functional as F
 
     import zooprobe
-    from zooprobe.backbones.backbone import Backbone, block_cut_points
+    from zooprobe.backbones.backbone import TorchBackbone, block_cut_points
     from zooprobe.catalog.store import Catalog
     from zooprobe.data.datasets import read_dataset
     from zooprobe.sources.timm_source import classifier_of
@@ -88,10 +88,10 @@ def main() -> None:
             entry = catalog.get("timm:resnet50.a1_in1k")
         resnet_model = timm.create_model("resnet50", pretrained=False).eval()
         head = classifier_of(resnet_model)
-        resnet = Backbone(entry, resnet_model, block_cut_points(resnet_model, head), head)
+        resnet = TorchBackbone(entry, resnet_model, block_cut_points(resnet_model, head), head)
 
         mobilenet_model = mobilenet.model
-        bodies: dict[str, tuple[Backbone, Callable[[torch.Tensor], torch.Tensor]]] = {
+        bodies: dict[str, tuple[TorchBackbone, Callable[[torch.Tensor], torch.Tensor]]] = {
             "mobilenet": (mobilenet, lambda x: torch.flatten(F.adaptive_avg_pool2d(mobilenet_model.features(x), 1), 1)),
             "resnet50": (
                 resnet,

@@ -236,7 +236,7 @@ def zoo(epochs: int) -> list[Candidate]:
 
 
 def backbone_of(candidate: Candidate, model: Any) -> Any:
-    from zooprobe.backbones.backbone import Backbone, block_cut_points, last_linear
+    from zooprobe.backbones.backbone import TorchBackbone, block_cut_points, last_linear
     from zooprobe.catalog.schema import Entry, InputSpec, PretrainStage, ReportedMetric
 
     entry = candidate.entry or Entry(
@@ -254,7 +254,7 @@ def backbone_of(candidate: Candidate, model: Any) -> Any:
         ),
     )
     classifier = last_linear(model)
-    return Backbone(entry, model.eval(), block_cut_points(model, classifier), classifier)
+    return TorchBackbone(entry, model.eval(), block_cut_points(model, classifier), classifier)
 
 
 def main() -> None:
