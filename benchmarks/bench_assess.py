@@ -64,7 +64,7 @@ def extraction_only(data: str, resolution: int, folder: str) -> None:
     from zooprobe.backbones.features import extract_features
     from zooprobe.catalog.store import Catalog
     from zooprobe.data.datasets import read_dataset
-    from zooprobe.evaluator.assess import _load
+    from zooprobe.evaluator.candidate import _load
     from zooprobe.evaluator.checks import select_layers
 
     dataset = read_dataset(data)
@@ -82,7 +82,7 @@ def warm_up(data: str, resolution: int) -> None:
     """Imports, the dataset and the weight files read once, so neither timed step pays for them first."""
     from zooprobe.catalog.store import Catalog
     from zooprobe.data.datasets import read_dataset
-    from zooprobe.evaluator.assess import _load
+    from zooprobe.evaluator.candidate import _load
 
     read_dataset(data)
     with Catalog() as catalog:

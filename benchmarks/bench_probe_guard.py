@@ -38,7 +38,7 @@ def extract(folder: Path, resolutions: list[int]) -> None:
     from zooprobe.backbones.features import extract_features
     from zooprobe.catalog.store import Catalog
     from zooprobe.data.datasets import read_dataset
-    from zooprobe.evaluator.assess import _load
+    from zooprobe.evaluator.candidate import _load
     from zooprobe.evaluator.checks import select_layers
     from zooprobe.plugins.sync import sync_if_empty
 
