@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from zooprobe.reports import build_report, render
+from zooprobe.runs.records import AssessSummary, CandidateResult
 from zooprobe.runs.store import EpochRecord, RunStore
 
 LAYERS = 8
@@ -49,8 +50,8 @@ def fill(store: RunStore, candidates: int, epochs: int) -> None:
             "recommendation": {"strategy": "head", "cut": None, "train": "new", "finetune_arg": "head",
                                "expected_accuracy": 0.87, "uncertainty": 0.01, "evidence": "peak at the last layer"},
         }  # fmt: skip
-        store.put_candidate(assess.id, doc["model"], position, doc)
-    store.finish(assess.id, {"ranking": [], "recommended": None, "caveats": [], "seconds": 1.0})
+        store.put_candidate(assess.id, position, CandidateResult.from_json(doc))
+    store.finish(assess.id, AssessSummary(ranking=[], seconds=1.0))
     tune = store.create(
         "finetune", "sklearn:digits", {"model": "timm:model_0.tag", "strategy": "head", "arms": ["head", "scratch"],
                                        "epochs": epochs, "assess_run": assess.id}, data_hash="0" * 16,
@@ -77,7 +78,7 @@ def bare_plots(store: RunStore) -> None:
     assess = next(r for r in runs if r.kind == "assess")
     tune = next(r for r in runs if r.kind == "finetune")
     curves = [[e.val_accuracy for e in store.epochs(tune.id, arm)] for arm in ("head", "scratch")]
-    profiles = [[p["probe_accuracy"] for p in doc["layer_profile"]] for doc in store.candidates(assess.id)[:3]]
+    profiles = [[p.probe_accuracy for p in result.layer_profile] for result in store.candidates(assess.id)[:3]]
     # The same figures as the report: learning curves (loss and accuracy side by side), profiles, prediction.
     for lines, columns in ((curves, 2), (profiles, 1), ([[0.87, 0.9]], 1)):
         figure = Figure()
