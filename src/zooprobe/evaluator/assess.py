@@ -112,8 +112,6 @@ def assess(
     Returns:
         an :class:`Assessment` whose candidates are ranked best first.
     """
-    import numpy as np
-
     from ..data.datasets import read_dataset
     from ..data.hygiene import content_groups
     from ..data.splits import counts as split_counts
@@ -328,7 +326,6 @@ def assess(
         raise
     runs.close()
     pool.close()
-    del np
     return Assessment(run.id, result[0], result[1], resumed)
 
 
