@@ -104,24 +104,25 @@ def run_text_quickstart(
             data, recommended["model"], "recommended", epochs=epochs, baseline="scratch", train_size=train_size,
             home=home,
         )  # fmt: skip
-        blocks = {f"{arm} (from scratch)" if arm == "scratch" else f"{arm} (pretrained)": rows_of(records)
+        blocks = {"from scratch" if arm == "scratch" else f"pretrained, {arm}": rows_of(records)
                   for arm, records in result.arms.items()}  # fmt: skip
         # scratch first, as the reference prints it
-        blocks = dict(sorted(blocks.items(), key=lambda item: "scratch" not in item[0]))
+        blocks = dict(sorted(blocks.items(), key=lambda item: item[0] != "from scratch"))
         table = side_by_side(blocks)
         majority = _majority_share(data)
         if majority is not None:
             table += f"\nmajority class of the validation split: {majority:.4f}"
         click.echo("\n" + table)
 
-    with _step(6, "reports"), open_store_readonly(home) as store:
-        report = build_report(store, [assessment.run_id, result.run_id])
-    # the Markdown report also carries the tables as the reference prints them (scratch beside fine-tuned)
-    markdown = f"{render(report, 'md').rstrip()}\n\n## Per-epoch tables, side by side\n\n```\n{table}\n```\n"
-    stem = f"quickstart-text-{result.run_id}"
-    written = [reports / f"{stem}.html", reports / f"{stem}.md"]
-    write_atomic(written[0], render(report, "html"))
-    write_atomic(written[1], markdown)
+    with _step(6, "reports"):
+        with open_store_readonly(home) as store:
+            report = build_report(store, [assessment.run_id, result.run_id])
+        # the Markdown report also carries the tables as the reference prints them (scratch beside fine-tuned)
+        markdown = f"{render(report, 'md').rstrip()}\n\n## Per-epoch tables, side by side\n\n```\n{table}\n```\n"
+        stem = f"quickstart-text-{result.run_id}"
+        written = [reports / f"{stem}.html", reports / f"{stem}.md"]
+        write_atomic(written[0], render(report, "html"))
+        write_atomic(written[1], markdown)
     click.echo(f"\ndone in {time.perf_counter() - started:.0f}s. The report is at:")
     for path in written:
         click.echo(f"  {path}")

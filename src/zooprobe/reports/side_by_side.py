@@ -56,15 +56,14 @@ def side_by_side(blocks: Mapping[str, Sequence[Row]]) -> str:
         cells = []
         for rows in blocks.values():
             row = next((r for r in rows if r.epoch == epoch), None)
-            values = (
-                [str(epoch), *(_number(v) for v in (row.train_loss, row.val_loss, row.accuracy))]
-                if row
-                else [MISSING] * 4
-            )
+            if row is None:  # this arm stopped earlier (or ran fewer epochs): a blank block
+                cells.append(" " * block_width)
+                continue
+            values = [str(epoch), *(_number(v) for v in (row.train_loss, row.val_loss, row.accuracy))]
             if with_f1:
-                values.append(_number(row.f1) if row else MISSING)
+                values.append(_number(row.f1))
             cells.append("  ".join(v.rjust(w) for v, w in zip(values, widths, strict=True)))
-        lines.append(gap.join(cells))
+        lines.append(gap.join(cells).rstrip())
     return "\n".join(lines)
 
 
