@@ -124,6 +124,14 @@ class Backbone(ABC):
     def preprocess(self, examples: Sequence[Any]) -> torch.Tensor:
         """Raw examples (uint8 H x W x C images, or texts) -> one batch :meth:`extract` and arms take."""
 
+    def expect_pairs(self, pairs: bool) -> None:  # noqa: B027  (a hook: most adapters need nothing)
+        """Told, before arms are built, whether the examples are (text_a, text_b) pairs; by default ignored."""
+
+    def count_truncated(self, examples: Sequence[Any]) -> int:
+        """How many of the raw ``examples`` :meth:`preprocess` cuts to fit the model (texts over its
+        token limit); by default none."""
+        return 0
+
     def to(self, device: str, channels_last: bool = False) -> None:
         """Run the model on ``device`` (``cpu``, ``cuda``, ...); by default nothing moves."""
         self.device, self.channels_last = device, channels_last

@@ -10,7 +10,10 @@ attention mask), or over spatial positions for convolutional image models.
 
 A text batch is one tensor: the tokenizer's outputs (``input_ids``, ``attention_mask``, ...) stacked
 along dimension 1 into N x K x L, so that text flows through the same ``preprocess``/``extract``
-surface as images.
+surface as images. A batch of (text_a, text_b) pairs is read as assessment reads pairs
+(:func:`~zooprobe.backbones.text_features.pair_features`): cross-encoded into one N x K x L batch, or,
+for a bi-encoder, both texts packed side by side into N x 2K x L, which ``extract`` turns into
+``[u, v, |u-v|, u*v]``. Text encoders fine-tune through :mod:`zooprobe.backbones.hf_finetune`.
 """
 
 from __future__ import annotations
@@ -21,25 +24,16 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..errors import ZooprobeError
 from .backbone import TorchBackbone, pool
+from .contract import Arm, HeadFactory
+from .hf_pooling import EMBEDDINGS, POOLED, masked_mean
 
 if TYPE_CHECKING:
     import torch
-
-POOLED = "pooled"
-EMBEDDINGS = "embeddings"
 
 
 def hidden_state_cut_points(num_layers: int) -> list[str]:
     """``embeddings``, ``layer.0`` .. ``layer.{num_layers - 1}``, ``pooled``."""
     return [EMBEDDINGS, *(f"layer.{i}" for i in range(num_layers)), POOLED]
-
-
-def masked_mean(hidden: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """Mean over tokens counting only those the attention mask keeps; plain pooling without a mask."""
-    if mask is None or hidden.ndim != 3:
-        return pool(hidden)
-    weights = mask.to(hidden.dtype).unsqueeze(-1)
-    return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)
 
 
 @dataclass
@@ -55,6 +49,7 @@ class HFEncoderBackbone(TorchBackbone):
     sentence_transformer: bool
     max_tokens: int | None
     input_names: tuple[str, ...] = ("input_ids", "attention_mask")
+    pairs: bool = False  # whether arms read (text_a, text_b) pairs: see expect_pairs
     resize_rule: ClassVar[str | None] = None  # the tokenizer or image processor shapes the input
 
     @property
@@ -62,10 +57,26 @@ class HFEncoderBackbone(TorchBackbone):
         return self.entry.modality
 
     def preprocess(self, images: Sequence[Any]) -> torch.Tensor:
-        """Texts -> a packed N x K x L token batch; uint8 H x W x C images -> the image processor's pixel values."""
-        if self.modality == "text":
-            return self._tokenize([str(text) for text in images])
-        return self._pixels(images)
+        """Texts -> a packed N x K x L token batch, (text_a, text_b) pairs -> N x K x L cross-encoded or
+        N x 2K x L bi-encoded; uint8 H x W x C images -> the image processor's pixel values."""
+        if self.modality != "text":
+            return self._pixels(images)
+        if images and isinstance(images[0], tuple):
+            return self._pairs([str(a) for a, _ in images], [str(b) for _, b in images])
+        return self._tokenize([str(text) for text in images])
+
+    def _pairs(self, first: list[str], second: list[str]) -> torch.Tensor:
+        import torch
+
+        from .text_features import pair_features
+
+        if pair_features(self) == "cross-encoding":
+            encoded = self.processor(
+                first, second, padding=True, truncation=True, max_length=self.max_tokens, return_tensors="pt"
+            )
+            return torch.stack([encoded[name] for name in self.input_names], dim=1)
+        both = self._tokenize(first + second)  # one padding length for both sides
+        return torch.cat([both[: len(first)], both[len(first) :]], dim=1)
 
     def _tokenize(self, texts: list[str]) -> torch.Tensor:
         import torch
@@ -92,6 +103,13 @@ class HFEncoderBackbone(TorchBackbone):
         import torch
 
         self.check_cut_points(layers)
+        if self.modality == "text" and batch.shape[1] == 2 * len(self.input_names):
+            k = len(self.input_names)  # a bi-encoded pair batch: [u, v, |u-v|, u*v] per layer
+            us, vs = self.extract(batch[:, :k], layers), self.extract(batch[:, k:], layers)
+            return {
+                name: torch.cat([u, v, (u - v).abs(), u * v], dim=1)
+                for name, u, v in zip(layers, us.values(), vs.values(), strict=True)
+            }
         with torch.inference_mode():
             hidden_states, pooled, mask = self._forward(batch)
         out: dict[str, torch.Tensor] = {}
@@ -117,6 +135,57 @@ class HFEncoderBackbone(TorchBackbone):
         output = self.model(**inputs, output_hidden_states=True)
         pooled = getattr(output, "pooler_output", None)
         return output.hidden_states, pooled if pooled is not None else masked_mean(output[0], mask), mask
+
+    # --- fine-tuning (text encoders) ---
+
+    def check_trainable(self) -> None:
+        """:raises ZooprobeError: for image encoders (no arm here) and text models without a tokenizer."""
+        if self.modality != "text":
+            raise ZooprobeError(
+                f"'{self.entry.id}' is a transformers {self.modality} encoder: zooprobe fine-tunes transformers"
+                " text encoders only; assess it with zooprobe assess, or fine-tune a torchvision or timm model"
+            )
+        if not has_vocabulary(self.processor):
+            raise ZooprobeError(
+                f"'{self.entry.id}' has no tokenizer: text fine-tuning needs the model's own; pick a repo that"
+                " ships its tokenizer files (tokenizer.json or vocab)"
+            )
+
+    def expect_pairs(self, pairs: bool) -> None:
+        """Arms built next read sentence pairs (the head's input is [u, v, |u-v|, u*v] for a bi-encoder)."""
+        self.pairs = pairs
+
+    def head_layer(self, kind: str) -> str:
+        """``pooled``: the model's own pooling is what a new head reads."""
+        return POOLED
+
+    def build_arm(self, layer: str, make_head: HeadFactory, resolution: tuple[int, int], *, seed: int) -> Arm:
+        """A trainable copy of the encoder up to ``layer``, pooled, under ``make_head`` (see hf_finetune)."""
+        from .hf_finetune import build_text_arm
+
+        self.check_trainable()
+        return build_text_arm(self, layer, make_head)
+
+    def build_scratch_arm(self, layer: str, num_classes: int, resolution: tuple[int, int], *, seed: int) -> Arm:
+        """The same architecture from its config, seeded, with the same tokenizer and pooling."""
+        from .hf_finetune import build_text_scratch_arm
+
+        self.check_trainable()
+        return build_text_scratch_arm(self, layer, num_classes, seed=seed)
+
+    def count_truncated(self, examples: Sequence[Any]) -> int:
+        """How many of ``examples`` (texts or pairs) are longer than ``max_tokens`` and cut."""
+        from .hf_finetune import count_truncated
+
+        return count_truncated(self, examples) if self.modality == "text" else 0
+
+
+def has_vocabulary(tokenizer: Any) -> bool:
+    """Whether ``tokenizer`` is a tokenizer with more tokens than its special ones."""
+    try:
+        return callable(tokenizer) and len(tokenizer) > len(set(tokenizer.all_special_tokens))
+    except (AttributeError, TypeError):
+        return False
 
 
 def sentence_transformer_backbone(entry: Any, model: Any) -> HFEncoderBackbone:

@@ -43,7 +43,11 @@ def parse_train_size(_ctx: click.Context, _param: click.Parameter, value: str | 
 )
 @click.option("--epochs", type=click.IntRange(min=1), default=5, show_default=True, help="Epochs per arm.")
 @click.option("--baseline", type=click.Choice(["scratch"]), help="Also train the architecture from random init.")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=2e-3, show_default=True, help="Head LR.")
+@click.option(
+    "--lr",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Learning rate [default: 2e-3 for images; text: 3e-5 when the transformer trains, 1e-3 for a head].",
+)
 @batch_size_option(32, "Training examples per optimiser step")
 @click.option(
     "--seed", type=int, default=0, show_default=True, help="Seed of the split (unless given), the init and the order."
@@ -70,7 +74,7 @@ def finetune_cmd(
     strategy: str | None,
     epochs: int,
     baseline: str | None,
-    lr: float,
+    lr: float | None,
     batch_size: int,
     seed: int,
     train_size: float | None,
@@ -94,6 +98,8 @@ def finetune_cmd(
           --strategy full --baseline scratch --epochs 3 --train-size 200 --resolution 64
       zooprobe finetune --data photos/ --model timm:resnet50.a1_in1k --strategy cut:layer3+mlp:256
       zooprobe finetune --data photos/ --model timm:resnet50.a1_in1k --strategy recommended
+      zooprobe finetune --data fortunes.csv --model hf:sentence-transformers/all-MiniLM-L6-v2 \\
+          --strategy full --baseline scratch --epochs 3
       zooprobe finetune --resume finetune-20250101-120000-abc123
     """
     from ..data.hygiene import check_policy
@@ -128,8 +134,10 @@ def finetune_cmd(
         return
     blocks = [f"run {result.run_id}"]
     for arm, records in result.arms.items():
-        cells = [list(_HEADERS), *epochs_table_rows(records)]
-        widths = [max(len(row[i]) for row in cells) for i in range(len(_HEADERS))]
+        rows = epochs_table_rows(records)
+        headers = list(_HEADERS) + (["F1"] if rows and len(rows[0]) > len(_HEADERS) else [])
+        cells = [headers, *rows]
+        widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
         lines = ["  ".join(cell.rjust(width) for cell, width in zip(row, widths, strict=True)) for row in cells]
         blocks.append("\n".join([arm, *lines]))
     gain = result.outcome.gain_over_scratch

@@ -34,6 +34,7 @@ from ..runs.records import FinetuneSummary
 from ..runs.store import EpochRecord, RunStore, library_versions
 from .arms import build_arm_model, build_scratch_model
 from .batches import split_indices
+from .recipes import default_lr, input_adaptations, train_settings
 from .strategy import SCRATCH, STRATEGY_FORMS, Strategy, StrategyError, parse_strategy
 from .trainer import EpochCallback, Trainer, TrainSettings, lr_factor
 
@@ -84,7 +85,7 @@ def finetune(
     *,
     epochs: int = 5,
     baseline: Literal["scratch"] | None = None,
-    lr: float = 2e-3,
+    lr: float | None = None,
     batch_size: int = 32,
     seed: int = 0,
     train_size: float | None = None,
@@ -102,11 +103,14 @@ def finetune(
     """Fine-tune ``model`` on ``data`` with ``strategy`` (and the ``scratch`` baseline), recording every epoch.
 
     Args:
-        data: a dataset spec :func:`~zooprobe.data.datasets.read_dataset` accepts, e.g. ``sklearn:digits``.
-        model: a catalog id, e.g. ``torchvision:mobilenet_v2.IMAGENET1K_V1``.
+        data: a dataset spec :func:`~zooprobe.data.datasets.read_dataset` accepts, e.g. ``sklearn:digits``,
+            or texts: a ``text,label`` or pair (``text_a,text_b,label``) manifest, a folder of ``.txt``.
+        model: a catalog id, e.g. ``torchvision:mobilenet_v2.IMAGENET1K_V1`` or a text encoder ``hf:...``.
         strategy: ``as-is``, ``head``, ``full``, ``cut:LAYER[+mlp:WIDTHS][:train=new|all]`` or
             ``recommended`` (the latest assessment's recommendation for this data and model).
         baseline: ``"scratch"`` to also train the architecture from random initialisation.
+        lr: the learning rate (the new head's; see :mod:`~zooprobe.finetuning.recipes`); default 2e-3 for
+            images, for text 3e-5 when the transformer trains and 1e-3 when only a new head does.
         train_size: keep this many training examples (an int) or this fraction of them (0 < x < 1),
             per class in proportion; the validation split is unchanged.
         resolution: square input size in pixels instead of the entry's own (64 or 96 keep CPU runs short).
@@ -168,8 +172,11 @@ def finetune(
         if resume is None and strategy.strip() != "recommended":
             _parsed_arm(backbone, strategy)
         dataset = read_dataset(data, on_error=on_error, on_duplicates=on_duplicates)
-        if dataset.modality != "image":
-            raise ZooprobeError(f"dataset '{data}' holds {dataset.modality}; fine-tuning needs an image dataset")
+        if dataset.modality != backbone.entry.modality:
+            raise ZooprobeError(
+                f"dataset '{data}' holds {dataset.modality} but '{model}' is an {backbone.entry.modality} model:"
+                f" pick a {dataset.modality} model (zooprobe search --modality {dataset.modality})"
+            )
         data_hash = dataset.content_hash()
         assess_run = None
         arm = strategy
@@ -179,6 +186,8 @@ def finetune(
             arm = run.config["arms"][0]
             assess_run = run.config.get("assess_run")
         parsed = _parsed_arm(backbone, arm)
+        if lr is None:
+            lr = default_lr(dataset.modality, parsed)
         train_idx, val_idx = split_indices(dataset, seed, train_size)
         arms = [arm] + ([SCRATCH] if baseline == "scratch" else [])
         if resume is None:
@@ -200,6 +209,7 @@ def finetune(
                 "on_duplicates": on_duplicates,
                 "patience": patience,
                 "parsed_strategy": asdict(parsed),  # what the arm trains, for whoever reads the run
+                **input_adaptations(backbone, dataset, train_idx, val_idx),
             }
             if trust_remote_code:  # the commit whose code ran, for whoever reads the report
                 config.update(trust_remote_code=True, revision=backbone.entry.source_version)
@@ -207,7 +217,7 @@ def finetune(
             if given is not None:  # trained on 'train', validated on this split, as the data define them
                 config.update(splits=split_counts(dataset), validated_on=given[2])
             versions = library_versions(
-                "torch", "torchvision", "timm", "safetensors", "tensorflow", "tensorflow-cpu", "keras"
+                "torch", "torchvision", "timm", "safetensors", "tensorflow", "tensorflow-cpu", "keras", "transformers"
             )
             run = store.create("finetune", data, config, data_hash=data_hash, versions=versions)
         else:
@@ -219,7 +229,9 @@ def finetune(
             run = store.reopen(run.id)
         if progress:
             print(f"finetune run {run.id} (if interrupted: zooprobe finetune --resume {run.id})", file=sys.stderr)
-        settings = TrainSettings(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, patience=patience)
+        settings = train_settings(
+            dataset.modality, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, patience=patience
+        )
         trainer = Trainer(
             store=store,
             run_id=run.id,
@@ -276,7 +288,7 @@ def recommended_strategy(store: RunStore, data_hash: str, model: str) -> tuple[s
 def _check_settings(
     epochs: int,
     patience: int,
-    lr: float,
+    lr: float | None,
     batch_size: int,
     baseline: str | None,
     train_size: float | None,
@@ -286,7 +298,7 @@ def _check_settings(
         raise ZooprobeError(f"epochs {epochs} must be at least 1, e.g. --epochs 3")
     if patience < 1:
         raise ZooprobeError(f"patience {patience} must be at least 1 epoch, e.g. 3")
-    if not lr > 0:
+    if lr is not None and not lr > 0:
         raise ZooprobeError(f"learning rate {lr} must be positive, e.g. --lr 1e-3")
     if batch_size < 1:
         raise ZooprobeError(f"batch size {batch_size} must be at least 1, e.g. --batch-size 32")
@@ -301,7 +313,9 @@ def _check_settings(
 
 
 def epochs_table_rows(records: Sequence[EpochRecord]) -> list[list[str]]:
-    """Cells of the per-epoch table: epoch, train loss, validation loss, accuracy, balanced accuracy, time."""
+    """Cells of the per-epoch table: epoch, train loss, validation loss, accuracy, balanced accuracy, time,
+    then F1 (of label 1) where the records keep it (binary tasks)."""
+    with_f1 = any(r.val_f1 is not None for r in records)
 
     def number(value: float | None, digits: int = 4) -> str:
         return "-" if value is None else f"{value:.{digits}f}"
@@ -314,6 +328,7 @@ def epochs_table_rows(records: Sequence[EpochRecord]) -> list[list[str]]:
             number(r.val_accuracy),
             number(r.val_balanced_accuracy),
             "-" if r.seconds is None else f"{r.seconds:.1f}s",
+            *([number(r.val_f1)] if with_f1 else []),
         ]
         for r in records
     ]

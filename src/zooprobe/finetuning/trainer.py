@@ -15,7 +15,7 @@ from ..data.datasets import Dataset
 from ..runs.records import ArmResult
 from ..runs.store import EpochRecord, RunStore
 from .arms import build_arm_model, build_scratch_model
-from .batches import Batches, preprocess_all
+from .batches import Batches, StreamedBatches, load_batch
 from .checkpoints import ArmState, read_checkpoint, slug, write_checkpoint, write_model
 from .strategy import SCRATCH, Strategy
 
@@ -41,17 +41,22 @@ class TrainSettings:
     # Keras's fine-tuning recipe: pretrained BatchNorm keeps its running statistics even while its
     # weights train, because a few small batches of new data would replace them with noisy estimates.
     keep_bn_statistics: bool = True
+    # "cosine" (images) or "linear" (text: transformers' get_linear_schedule_with_warmup), after the warm-up
+    schedule: str = "cosine"
 
 
 EpochCallback = Callable[[str, EpochRecord], None]
 
 
-def lr_factor(step: int, total: int, warmup_fraction: float) -> float:
-    """Linear warm-up over the first ``warmup_fraction`` of ``total`` steps, then cosine decay to zero."""
+def lr_factor(step: int, total: int, warmup_fraction: float, schedule: str = "cosine") -> float:
+    """Linear warm-up over the first ``warmup_fraction`` of ``total`` steps, then cosine decay to zero, or
+    with ``schedule="linear"`` linear decay to zero (as transformers' ``get_linear_schedule_with_warmup``)."""
     warmup = max(1, round(total * warmup_fraction))
     if step < warmup:
         return (step + 1) / warmup
     progress = (step - warmup) / max(1, total - warmup)
+    if schedule == "linear":
+        return max(0.0, 1.0 - progress)
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
@@ -91,17 +96,21 @@ class Trainer:
         self.num_classes = len(dataset.classes)
         self.train_labels = torch.as_tensor(dataset.labels[train_idx])
         self.val_labels = torch.as_tensor(dataset.labels[val_idx])
-        self._images: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._streams: tuple[StreamedBatches, StreamedBatches] | None = None
+        self.inputs_kind = "texts" if dataset.texts is not None else "images"
+        backbone.expect_pairs(dataset.texts_b is not None)
 
     # --- inputs ---
 
-    def images(self) -> tuple[torch.Tensor, torch.Tensor]:
-        if self._images is None:
-            self._images = (
-                preprocess_all(self.backbone, self.dataset, self.train_idx),
-                preprocess_all(self.backbone, self.dataset, self.val_idx),
+    def streams(self) -> tuple[StreamedBatches, StreamedBatches]:
+        """Training and validation batches loaded from the dataset a batch at a time (kept for every arm)."""
+        if self._streams is None:
+            size = self.settings.batch_size
+            self._streams = (
+                StreamedBatches(self.backbone, self.dataset, self.train_idx, self.train_labels, size, self.device),
+                StreamedBatches(self.backbone, self.dataset, self.val_idx, self.val_labels, size * 4, self.device),
             )
-        return self._images
+        return self._streams
 
     def cached_features(self, layer: str) -> tuple[torch.Tensor, torch.Tensor]:
         import torch
@@ -117,7 +126,7 @@ class Trainer:
         """Whether the head's input in ``model`` equals the backbone's pooled features at ``layer``."""
         import torch
 
-        sample = self.backbone.preprocess([self.dataset.load_image(int(i)) for i in self.val_idx[:2]])
+        sample = load_batch(self.backbone, self.dataset, self.val_idx[:2])
         seen: list[torch.Tensor] = []
         handle = head.register_forward_pre_hook(lambda _m, args: seen.append(args[0]))
         try:
@@ -185,7 +194,7 @@ class Trainer:
             keep_statistics = pretrained and self.settings.keep_bn_statistics
             enter_training(keep_statistics)
             train_loss = self._train_epoch(arm, trainable, optimizer, train, epoch, (epoch - first) * len(train), steps)
-            val_loss, accuracy, balanced = self._evaluate(trainable, val)
+            val_loss, accuracy, balanced, f1 = self._evaluate(trainable, val)
             state.next_epoch = epoch + 1
             if val_loss < state.best_val_loss - 1e-6:
                 state.best_val_loss, state.best_epoch, state.bad_epochs = val_loss, epoch, 0
@@ -194,7 +203,9 @@ class Trainer:
                 state.bad_epochs += 1
             stop = state.bad_epochs >= self.settings.patience
             state.finished = stop or epoch == self.settings.epochs
-            extra: dict[str, Any] = {"phase": phase, "trained_on": "features" if on_features else "images"}
+            extra: dict[str, Any] = {"phase": phase, "trained_on": "features" if on_features else self.inputs_kind}
+            if f1 is not None:
+                extra["val_f1"] = f1
             if stop and epoch < self.settings.epochs:
                 extra["early_stop"] = True
             seconds = time.perf_counter() - started
@@ -207,12 +218,11 @@ class Trainer:
                 break
         return self._outcome(arm, checkpoint)
 
-    def batches(self, features_layer: str | None) -> tuple[Batches, Batches]:
-        """Training and validation batches on the device: cached features at a layer, or images."""
-        if features_layer is not None:
-            train_x, val_x = self.cached_features(features_layer)
-        else:
-            train_x, val_x = self.images()
+    def batches(self, features_layer: str | None) -> tuple[Batches, Batches] | tuple[StreamedBatches, StreamedBatches]:
+        """Training and validation batches on the device: cached features at a layer, or the examples streamed."""
+        if features_layer is None:
+            return self.streams()
+        train_x, val_x = self.cached_features(features_layer)
         size = self.settings.batch_size
         return (
             Batches(train_x.to(self.device), self.train_labels.to(self.device), size),
@@ -250,7 +260,7 @@ class Trainer:
         arm: str,
         model: torch.nn.Module,
         optimizer: torch.optim.Optimizer,
-        batches: Batches,
+        batches: Batches | StreamedBatches,
         epoch: int,
         first_step: int,
         total_steps: int,
@@ -266,7 +276,9 @@ class Trainer:
         label = f"{arm} epoch {epoch}/{self.settings.epochs}"
         with ProgressBar(len(batches), label, enabled=self.progress) as bar:
             for step, (inputs, labels) in enumerate(batches.iterate(self.settings.seed * 1_000_003 + epoch)):
-                factor = lr_factor(first_step + step, total_steps, self.settings.warmup_fraction)
+                factor = lr_factor(
+                    first_step + step, total_steps, self.settings.warmup_fraction, self.settings.schedule
+                )
                 for group in optimizer.param_groups:
                     group["lr"] = group["base_lr"] * factor
                 with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
@@ -280,8 +292,10 @@ class Trainer:
                 bar.update(1)
         return loss_sum / seen
 
-    def _evaluate(self, model: torch.nn.Module, batches: Batches) -> tuple[float, float, float]:
-        """(mean cross-entropy, accuracy, balanced accuracy) over the validation split."""
+    def _evaluate(
+        self, model: torch.nn.Module, batches: Batches | StreamedBatches
+    ) -> tuple[float, float, float, float | None]:
+        """(mean cross-entropy, accuracy, balanced accuracy, F1 of label 1 for binary tasks) on validation."""
         import torch
 
         model.eval()
@@ -294,7 +308,10 @@ class Trainer:
         predicted = torch.cat(predictions).cpu()
         labels = batches.labels.cpu()
         accuracy, balanced = _accuracies(predicted, labels)
-        return float(torch.stack(losses).sum()) / len(labels), accuracy, balanced
+        return float(torch.stack(losses).sum()) / len(labels), accuracy, balanced, self._f1(predicted, labels)
+
+    def _f1(self, predicted: torch.Tensor, labels: torch.Tensor) -> float | None:
+        return positive_f1(predicted, labels) if self.num_classes == 2 else None
 
     # --- as-is ---
 
@@ -315,10 +332,10 @@ class Trainer:
         if source_classes and all(name in lookup for name in wanted):
             columns = torch.tensor([lookup[name] for name in wanted])
             logits = []
-            _, val_images = self.images()
             with torch.inference_mode():
-                for start in range(0, len(val_images), 128):
-                    logits.append(self.backbone.source_logits(val_images[start : start + 128])[:, columns])
+                for start in range(0, len(self.val_idx), 128):
+                    batch = load_batch(self.backbone, self.dataset, self.val_idx[start : start + 128])
+                    logits.append(self.backbone.source_logits(batch)[:, columns])
             restricted = torch.cat(logits)
             val_loss = float(torch.nn.functional.cross_entropy(restricted, self.val_labels))
             predicted = restricted.argmax(1)
@@ -332,11 +349,22 @@ class Trainer:
             method = "nearest class mean"
         accuracy, balanced = _accuracies(predicted, self.val_labels)
         seconds = time.perf_counter() - started
-        record = EpochRecord(arm, 0, None, val_loss, accuracy, balanced, seconds, {"method": method})
+        extra: dict[str, Any] = {"method": method}
+        f1 = self._f1(predicted, self.val_labels)
+        if f1 is not None:
+            extra["val_f1"] = f1
+        record = EpochRecord(arm, 0, None, val_loss, accuracy, balanced, seconds, extra)
         self.store.put_epoch(self.run_id, record)
         if self.on_epoch is not None:
             self.on_epoch(arm, record)
         return ArmResult(accuracy, accuracy, 0, seconds=seconds, method=method)
+
+
+def positive_f1(predicted: torch.Tensor, labels: torch.Tensor) -> float:
+    """F1 of the positive class (label 1), as GLUE scores MRPC; 0 when it is never predicted nor present."""
+    true_positive = int(((predicted == 1) & (labels == 1)).sum())
+    denominator = int((predicted == 1).sum()) + int((labels == 1).sum())
+    return 2 * true_positive / denominator if denominator else 0.0
 
 
 def _accuracies(predicted: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:

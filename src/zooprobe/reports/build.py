@@ -167,6 +167,7 @@ def _finetune(run: Run, store: RunStore) -> FinetuneComparison:
         assess_run=config.get("assess_run"),
         arms=arms,
         gain_over_scratch=gain,
+        adaptations=[str(line) for line in config.get("adaptations") or []],
     )
     if gain is None and comparison.strategy_arm and comparison.scratch_arm:
         provisional = provisional_gain(comparison.strategy_arm.epochs, comparison.scratch_arm.epochs)

@@ -129,6 +129,7 @@ class FinetuneComparison:
     arms: list[Arm]
     gain_over_scratch: float | None
     gain_epoch: int | None = None  # while in progress: the last epoch both arms reached, where the gain is read
+    adaptations: list[str] = field(default_factory=list)  # what the inputs lost to fit the model (truncation)
 
     @property
     def strategy_arm(self) -> Arm | None:

@@ -109,17 +109,23 @@ def candidates_table(candidates: Sequence[CandidateRow], metrics: Sequence[str],
 
 
 def finetune_table(comparison: FinetuneComparison) -> Table:
-    """Epoch | <arm> Validation Loss | <arm> Accuracy | ... with every arm side by side."""
+    """Epoch | <arm> Validation Loss | <arm> Accuracy [| <arm> F1] | ... with every arm side by side; F1 (of
+    label 1) where the records keep it (binary tasks)."""
+    with_f1 = any(row.val_f1 is not None for arm in comparison.arms for row in arm.epochs)
     headers = ["Epoch"]
     for arm in comparison.arms:
-        headers += [f"{arm.name}: Validation Loss", f"{arm.name}: Accuracy"]
+        headers += [f"{arm.name}: Validation Loss", f"{arm.name}: Accuracy"] + ([f"{arm.name}: F1"] * with_f1)
     epochs = sorted({row.epoch for arm in comparison.arms for row in arm.epochs})
     rows = []
     for epoch in epochs:
         cells = [str(epoch)]
         for arm in comparison.arms:
             found = next((row for row in arm.epochs if row.epoch == epoch), None)
-            cells += [number(found.val_loss, 4), number(found.val_accuracy, 4)] if found else [MISSING, MISSING]
+            if found is None:
+                cells += [MISSING] * (2 + with_f1)
+                continue
+            cells += [number(found.val_loss, 4), number(found.val_accuracy, 4)]
+            cells += [number(found.val_f1, 4)] * with_f1
         rows.append(cells)
     return Table(headers, rows, frozenset(range(len(headers))))
 
@@ -132,6 +138,7 @@ def finetune_lines(comparison: FinetuneComparison) -> list[str]:
         if arm.checkpoint_epoch:
             best += f"; best checkpoint: epoch {arm.checkpoint_epoch} (lowest validation loss)"
         lines.append(f"{arm.name}: final validation accuracy {number(arm.final_val_accuracy, 4)}{best}")
+    lines += [f"input adaptation: {line}" for line in comparison.adaptations]
     if comparison.gain_over_scratch is not None:
         basis = "final validation accuracy"
         if comparison.gain_epoch is not None:

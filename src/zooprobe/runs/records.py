@@ -68,6 +68,13 @@ class EpochRecord:
         values = {name: None for name in METRIC_COLUMNS} | _known(cls, doc)
         return cls(**{**values, "extra": dict(values.get("extra") or {})})
 
+    @property
+    def val_f1(self) -> float | None:
+        """F1 of the positive class (label 1) on the validation split, for binary tasks (GLUE reports it
+        for MRPC); None for other tasks and for records written before it was kept (in ``extra``)."""
+        value = self.extra.get("val_f1")
+        return None if value is None else float(value)
+
     def to_row(self) -> dict[str, Any]:
         """The flat form printed per epoch: the numbers, then ``extra``'s keys (no arm: it keys the row)."""
         return {name: getattr(self, name) for name in ("epoch", *METRIC_COLUMNS)} | self.extra

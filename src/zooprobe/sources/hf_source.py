@@ -32,7 +32,7 @@ from typing import Any
 
 from ..backbones.contract import Backbone
 from ..catalog.schema import DATASET_SIZES, Entry, InputSpec, PretrainStage
-from ..errors import InvalidChoiceError, ZooprobeError
+from ..errors import InvalidChoiceError, ZooprobeError, first_line
 from ..plugins.hookspecs import hookimpl
 from ..plugins.source import Source
 from .hf_hub import (
@@ -308,12 +308,22 @@ def _load(entry: Entry, snapshot: Path, revision: str | None, trust_remote_code:
         return sentence_transformer_backbone(entry, model)
     from transformers import AutoImageProcessor, AutoModel, AutoTokenizer
 
-    from ..backbones.hf_backbone import transformers_backbone
+    from ..backbones.hf_backbone import has_vocabulary, transformers_backbone
 
     options: dict[str, Any] = {"trust_remote_code": trust_remote_code}
     auto_model = AutoModel.from_pretrained(folder, **options)
     if entry.modality == "text":
-        processor = AutoTokenizer.from_pretrained(folder, **options)
+        try:
+            processor = AutoTokenizer.from_pretrained(folder, **options)
+            reason = None if has_vocabulary(processor) else "only special tokens"
+        except (OSError, ValueError, TypeError, KeyError) as exc:
+            reason = first_line(exc)
+        if reason is not None:
+            # transformers builds a tokenizer of special tokens alone when a repo ships no vocabulary
+            raise ZooprobeError(
+                f"'{entry.id}' has no tokenizer ({reason}): a text model needs the tokenizer it was trained with;"
+                " pick a repo that ships its tokenizer files (tokenizer.json or a vocabulary)"
+            )
     else:
         processor = AutoImageProcessor.from_pretrained(folder, **options)  # type: ignore[no-untyped-call]
     return transformers_backbone(entry, auto_model, processor)
