@@ -17,6 +17,7 @@ from ..runs.store import EpochRecord, RunStore
 from .arms import build_arm_model, build_scratch_model
 from .batches import Batches, preprocess_all
 from .checkpoints import ArmState, read_checkpoint, slug, write_checkpoint, write_model
+from .precise_bn import recompute_statistics
 from .strategy import SCRATCH, Strategy
 
 if TYPE_CHECKING:
@@ -41,6 +42,8 @@ class TrainSettings:
     # Keras's fine-tuning recipe: pretrained BatchNorm keeps its running statistics even while its
     # weights train, because a few small batches of new data would replace them with noisy estimates.
     keep_bn_statistics: bool = True
+    # BatchNorm layers that train get statistics recomputed on the training data before each evaluation
+    precise_bn: bool = True
 
 
 EpochCallback = Callable[[str, EpochRecord], None]
@@ -185,7 +188,12 @@ class Trainer:
             keep_statistics = pretrained and self.settings.keep_bn_statistics
             enter_training(keep_statistics)
             train_loss = self._train_epoch(arm, trainable, optimizer, train, epoch, (epoch - first) * len(train), steps)
-            val_loss, accuracy, balanced = self._evaluate(trainable, val)
+            # BatchNorm layers that trained get statistics of the current weights (see precise_bn)
+            statistics_train = phase == "all" and not keep_statistics and self.settings.precise_bn
+            amp = (self.device.type, self.amp_dtype, self.amp)
+            shuffled = (x for x, _ in train.iterate(self.settings.seed * 1_000_003 + epoch))
+            precise_bn = recompute_statistics(trainable, shuffled, autocast=amp) if statistics_train else 0
+            val_loss, accuracy, balanced, top_share = self._evaluate(trainable, val)
             state.next_epoch = epoch + 1
             if val_loss < state.best_val_loss - 1e-6:
                 state.best_val_loss, state.best_epoch, state.bad_epochs = val_loss, epoch, 0
@@ -195,6 +203,9 @@ class Trainer:
             stop = state.bad_epochs >= self.settings.patience
             state.finished = stop or epoch == self.settings.epochs
             extra: dict[str, Any] = {"phase": phase, "trained_on": "features" if on_features else "images"}
+            extra["top_class_share"] = top_share  # 1.0: one class predicted for every validation example
+            if statistics_train:  # 0: no torch BatchNorm layer to recompute (none, or the framework's own)
+                extra["precise_bn_examples"] = precise_bn
             if stop and epoch < self.settings.epochs:
                 extra["early_stop"] = True
             seconds = time.perf_counter() - started
@@ -280,8 +291,9 @@ class Trainer:
                 bar.update(1)
         return loss_sum / seen
 
-    def _evaluate(self, model: torch.nn.Module, batches: Batches) -> tuple[float, float, float]:
-        """(mean cross-entropy, accuracy, balanced accuracy) over the validation split."""
+    def _evaluate(self, model: torch.nn.Module, batches: Batches) -> tuple[float, float, float, float]:
+        """(mean cross-entropy, accuracy, balanced accuracy, share of the most-predicted class) over the
+        validation split."""
         import torch
 
         model.eval()
@@ -294,7 +306,8 @@ class Trainer:
         predicted = torch.cat(predictions).cpu()
         labels = batches.labels.cpu()
         accuracy, balanced = _accuracies(predicted, labels)
-        return float(torch.stack(losses).sum()) / len(labels), accuracy, balanced
+        top_share = float(torch.bincount(predicted).max()) / len(predicted)
+        return float(torch.stack(losses).sum()) / len(labels), accuracy, balanced, top_share
 
     # --- as-is ---
 
