@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 from ..runs.store import Run
 from .model import CandidateRow, Decision, FinetuneComparison, PredictionCheck
+from .scratch_caveat import one_class_scratch
 
 
 def _age(seconds: float) -> str:
@@ -74,6 +75,9 @@ def decide(
                     " training from scratch; the pretrained features do not suit this data (domain mismatch)"
                 )
         evidence.append(line + f" (run {tune.run_id})")
+        collapsed = one_class_scratch(tune)
+        if collapsed:
+            caveats.append(collapsed)
         # only the recommended strategy's own result confirms or refutes its expected accuracy
         if model is None or (tune.model == model and finetune_arg in (None, arm.name)):
             if model is None:
