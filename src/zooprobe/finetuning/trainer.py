@@ -142,7 +142,8 @@ class Trainer:
         torch.manual_seed(self.settings.seed)
         if arm != SCRATCH:
             return build_arm_model(self.backbone, strategy, self.num_classes, self.backbone.resolution)
-        return build_scratch_model(self.backbone, strategy.layer, self.num_classes, self.backbone.resolution)
+        mlp = strategy.mlp if strategy.kind == "cut" else None  # a cut run's scratch: the same cut architecture
+        return build_scratch_model(self.backbone, strategy.layer, self.num_classes, self.backbone.resolution, mlp)
 
     def run_arm(self, arm: str, strategy: Strategy) -> ArmResult:
         """Train (or resume) one arm; returns its summary with the path of its best checkpoint."""
