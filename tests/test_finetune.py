@@ -189,6 +189,8 @@ def test_head_trains_on_cached_features_and_leaves_the_body_untouched(weights: P
     # the summary names the epoch the best checkpoint holds: the lowest validation loss
     lowest = min(records, key=lambda r: (r.val_loss, r.epoch)).epoch
     assert result.summary["arms"]["head"]["checkpoint_epoch"] == lowest and result.summary["seconds"] > 0
+    kept = next(r.val_accuracy for r in records if r.epoch == lowest)
+    assert result.summary["arms"]["head"]["kept_val_accuracy"] == kept == result.outcome.arms["head"].achieved
     saved = _tensors(checkpoint)
     pretrained = zooprobe.load(MODEL).model.state_dict()
     body = [k for k in pretrained if not k.startswith("classifier.")]
@@ -400,7 +402,9 @@ def test_pretrained_full_and_head_beat_scratch_at_every_epoch(weights: Path) -> 
     assert len(scratch) == len(full_accuracy) == len(head_accuracy) == 3
     assert all(f > s for f, s in zip(full_accuracy, scratch, strict=True)), (full_accuracy, scratch)
     assert all(h > s for h, s in zip(head_accuracy, scratch, strict=True)), (head_accuracy, scratch)
-    assert document["summary"]["gain_over_scratch"] == pytest.approx(full_accuracy[-1] - scratch[-1])
+    arms = document["summary"]["arms"]  # the gain is read between the checkpoints kept
+    gain = arms["full"]["kept_val_accuracy"] - arms["scratch"]["kept_val_accuracy"]
+    assert document["summary"]["gain_over_scratch"] == pytest.approx(gain)
     table = head.stdout.splitlines()
     assert table[0] == f"run {head_run.id}" and table[2] == "head"
     assert table[3].split() == ["Epoch", "Train", "Loss", "Validation", "Loss", "Accuracy", "Balanced", "Acc", "Time"]

@@ -8,9 +8,19 @@ from typing import Any
 
 import pytest
 
-from zooprobe.runs.store import RunStore
+from zooprobe.runs.records import ArmResult, FinetuneSummary
+from zooprobe.runs.store import EpochRecord, RunStore
 
-from .test_reports import DATA, add_assessment, add_finetune, run_cli, store  # noqa: F401  (store: a fixture)
+from .test_reports import (  # noqa: F401  (store: a fixture)
+    CUT_ARM,
+    DATA,
+    DATA_HASH,
+    MOBILENET,
+    add_assessment,
+    add_finetune,
+    run_cli,
+    store,
+)
 
 # a scratch arm that predicted one class: 0.5 on two balanced classes
 ONE_CLASS = [(0.41, 1.7, 0.5), (0.12, 2.4, 0.5), (0.03, 3.1, 0.5)]
@@ -50,3 +60,54 @@ def test_no_one_class_caveat_for_a_scratch_arm_that_spreads_its_predictions(stor
     unrecorded = add_finetune(store, assess_id, scratch_epochs=ONE_CLASS)  # a run before the share was recorded
     for tune in (spread, unrecorded):
         assert not any("one class" in caveat for caveat in _caveats(assess_id, tune))
+
+
+def _kept_run(store: RunStore, assess_id: str) -> str:  # noqa: F811
+    """A cut run whose strategy arm's kept checkpoint (epoch 2, lowest validation loss) scores 1.000 and
+    whose last epoch scores 0.958; scratch keeps epoch 3 (0.600)."""
+    config = {"model": MOBILENET, "strategy": CUT_ARM, "arms": [CUT_ARM, "scratch"], "epochs": 3,
+              "assess_run": assess_id, "train_examples": 200, "val_examples": 48}  # fmt: skip
+    run = store.create("finetune", DATA, config, data_hash=DATA_HASH)
+    rows = {CUT_ARM: [(0.40, 0.91), (0.05, 1.0), (0.09, 0.958)], "scratch": [(0.9, 0.5), (0.8, 0.55), (0.7, 0.6)]}
+    arms = {}
+    for arm, values in rows.items():
+        records = [EpochRecord(arm, e, 0.1, loss, acc, acc, 1.0) for e, (loss, acc) in enumerate(values, start=1)]
+        for record in records:
+            store.put_epoch(run.id, record)
+        kept = min(records, key=lambda r: r.val_loss or 0.0).epoch
+        arms[arm] = ArmResult.from_epochs(records, checkpoint_epoch=kept, checkpoint=f"/runs/{arm}.safetensors")
+    store.finish(run.id, FinetuneSummary.of(arms, CUT_ARM))
+    return run.id
+
+
+def test_achieved_is_the_checkpoint_kept_with_the_last_epoch_beside_it(store: RunStore) -> None:  # noqa: F811
+    assess_id = add_assessment(store)
+    tune = _kept_run(store, assess_id)
+    summary = store.get(tune).finetune_summary
+    assert summary is not None and summary.arms[CUT_ARM].kept_val_accuracy == 1.0
+    assert summary.gain_over_scratch == pytest.approx(1.0 - 0.6)  # kept against kept, not 0.958 - 0.6
+    code, out = run_cli("report", assess_id, tune, "--format", "json")
+    assert code == 0, out
+    doc = json.loads(out)
+    (decision,) = doc["decisions"]
+    assert (decision["achieved_accuracy"], decision["last_epoch_accuracy"]) == (1.0, 0.958)
+    assert any(
+        "reached 1.000 validation accuracy after 3 epoch(s) (checkpoint kept: epoch 2, lowest validation loss;"
+        " last epoch 3: 0.958); scratch reached 0.600 (checkpoint kept: epoch 3, the last) (+0.400)" in line
+        for line in decision["evidence"]
+    ), decision["evidence"]
+    (check,) = doc["predictions"]
+    assert check["achieved"] == 1.0
+    code, md = run_cli("report", assess_id, tune, "--format", "md")
+    assert "fine-tuning reached 1.000 (the checkpoint kept; last epoch 0.958)" in md
+    assert f"{CUT_ARM}: validation accuracy of the checkpoint kept (epoch 2, lowest validation loss) 1.0000;" in md
+    assert (
+        "last epoch 0.9580" in md and "gain over scratch (validation accuracy of the checkpoints kept): +0.4000" in md
+    )
+
+
+def test_a_summary_without_the_kept_accuracy_reports_the_last_epoch(store: RunStore) -> None:  # noqa: F811
+    arm = ArmResult.from_json({"final_val_accuracy": 0.9, "checkpoint_epoch": 1})
+    assert arm.kept_val_accuracy is None and arm.achieved == 0.9 and "kept_val_accuracy" not in arm.to_json()
+    kept = ArmResult.from_epochs([EpochRecord("head", 1, 0.1, 0.2, 0.95, 0.95, 1.0)], checkpoint_epoch=1)
+    assert ArmResult.from_json(kept.to_json()).achieved == 0.95

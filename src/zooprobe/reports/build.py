@@ -153,6 +153,7 @@ def _finetune(run: Run, store: RunStore) -> FinetuneComparison:
                 best_val_accuracy=result.best_val_accuracy,
                 best_epoch=result.best_epoch,
                 checkpoint_epoch=result.checkpoint_epoch,
+                kept_val_accuracy=result.kept_val_accuracy,  # None in summaries before it was stored
             )
         )
     gain = summary.gain_over_scratch if summary is not None else None
@@ -182,7 +183,7 @@ def _predictions(
     checks: list[PredictionCheck] = []
     for tune in finetunes:
         arm = tune.strategy_arm
-        if arm is None or arm.final_val_accuracy is None:
+        if arm is None or arm.achieved is None:
             continue
         data_key = run_data_key(by_id[tune.run_id])
         matches = [
@@ -209,7 +210,7 @@ def _predictions(
                 predicted=row.expected_accuracy,
                 uncertainty=row.uncertainty,
                 consensus=row.consensus,
-                achieved=arm.final_val_accuracy,
+                achieved=arm.achieved,
             )
         )
     return checks

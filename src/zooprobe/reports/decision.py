@@ -7,6 +7,7 @@ import time
 from collections.abc import Sequence
 
 from ..runs.store import Run
+from .achieved import kept_note
 from .model import CandidateRow, Decision, FinetuneComparison, PredictionCheck
 from .scratch_caveat import one_class_scratch
 
@@ -58,17 +59,18 @@ def decide(
     elif assessments and not any(row.run_id in ids and row.status == "done" for row in candidates):
         evidence.append("no candidate has been assessed yet")
     tunes = [tune for tune in finetunes if tune.run_id in ids]
-    achieved = gain = None
+    achieved = gain = last = None
     # the strategy each fine-tuning run parsed and stored (runs before it was stored: read off the arm's name)
     kinds = {run.id: (run.config.get("parsed_strategy") or {}).get("kind") for run in group}
     for tune in tunes:
         arm, scratch = tune.strategy_arm, tune.scratch_arm
-        if arm is None or arm.final_val_accuracy is None:
+        if arm is None or arm.achieved is None:
             continue
-        line = f"fine-tuning {tune.model} with '{arm.name}' reached {arm.final_val_accuracy:.3f} validation accuracy"
+        line = f"fine-tuning {tune.model} with '{arm.name}' reached {arm.achieved:.3f} validation accuracy"
         line += f" after {len(arm.epochs)} epoch(s)" if arm.epochs and arm.epochs[-1].epoch > 0 else " as is"
-        if scratch is not None and scratch.final_val_accuracy is not None and tune.gain_over_scratch is not None:
-            line += f"; scratch reached {scratch.final_val_accuracy:.3f} ({tune.gain_over_scratch:+.3f})"
+        line += kept_note(arm)
+        if scratch is not None and scratch.achieved is not None and tune.gain_over_scratch is not None:
+            line += f"; scratch reached {scratch.achieved:.3f}{kept_note(scratch)} ({tune.gain_over_scratch:+.3f})"
             if tune.gain_over_scratch < 0:
                 caveats.append(
                     f"negative transfer: '{arm.name}' on {tune.model} ended {-tune.gain_over_scratch:.3f} below"
@@ -83,7 +85,7 @@ def decide(
             if model is None:
                 model, finetune_arg = tune.model, arm.name
                 strategy = kinds.get(tune.run_id) or arm.name.split(":")[0]
-            achieved, gain = arm.final_val_accuracy, tune.gain_over_scratch
+            achieved, gain, last = arm.achieved, tune.gain_over_scratch, arm.final_val_accuracy
     for check in predictions:
         if check.finetune_run in ids and not check.within:
             tune = next(t for t in finetunes if t.run_id == check.finetune_run)
@@ -104,4 +106,5 @@ def decide(
         gain_over_scratch=gain,
         evidence=evidence,
         caveats=list(dict.fromkeys(caveats)),
+        last_epoch_accuracy=last,
     )

@@ -108,6 +108,12 @@ class Arm:
     best_val_accuracy: float | None
     best_epoch: int | None
     checkpoint_epoch: int | None = None  # the epoch whose weights the best checkpoint holds
+    kept_val_accuracy: float | None = None  # that checkpoint's validation accuracy
+
+    @property
+    def achieved(self) -> float | None:
+        """The accuracy the arm delivers: the kept checkpoint's (lowest validation loss), else the last epoch's."""
+        return self.kept_val_accuracy if self.kept_val_accuracy is not None else self.final_val_accuracy
 
     @property
     def is_scratch(self) -> bool:
@@ -173,6 +179,7 @@ class Decision:
     gain_over_scratch: float | None
     evidence: list[str]
     caveats: list[str]
+    last_epoch_accuracy: float | None = None  # beside the achieved (kept checkpoint's) accuracy
 
 
 @dataclass(frozen=True)

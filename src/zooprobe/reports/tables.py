@@ -129,11 +129,19 @@ def finetune_lines(comparison: FinetuneComparison) -> list[str]:
     lines = []
     for arm in comparison.arms:
         best = f", best {number(arm.best_val_accuracy, 4)} at epoch {arm.best_epoch}" if arm.best_epoch else ""
+        if arm.kept_val_accuracy is not None and arm.checkpoint_epoch:
+            kept = f"checkpoint kept (epoch {arm.checkpoint_epoch}, lowest validation loss)"
+            lines.append(
+                f"{arm.name}: validation accuracy of the {kept} {number(arm.kept_val_accuracy, 4)};"
+                f" last epoch {number(arm.final_val_accuracy, 4)}{best}"
+            )
+            continue
         if arm.checkpoint_epoch:
             best += f"; best checkpoint: epoch {arm.checkpoint_epoch} (lowest validation loss)"
         lines.append(f"{arm.name}: final validation accuracy {number(arm.final_val_accuracy, 4)}{best}")
     if comparison.gain_over_scratch is not None:
-        basis = "final validation accuracy"
+        kept_both = all(arm.kept_val_accuracy is not None for arm in comparison.arms)
+        basis = "validation accuracy of the checkpoints kept" if kept_both else "final validation accuracy"
         if comparison.gain_epoch is not None:
             basis = f"validation accuracy at epoch {comparison.gain_epoch}, the last both arms reached"
         lines.append(f"gain over scratch ({basis}): {signed(comparison.gain_over_scratch, 4)}")
@@ -186,6 +194,9 @@ def decision_lines(decision: Decision) -> tuple[str, list[str], list[str]]:
             headline += f", expected accuracy {decision.expected_accuracy:.3f} ± {decision.uncertainty or 0:.3f}"
         if decision.achieved_accuracy is not None:
             headline += f"; fine-tuning reached {decision.achieved_accuracy:.3f}"
+            last = decision.last_epoch_accuracy
+            if last is not None and f"{last:.3f}" != f"{decision.achieved_accuracy:.3f}":
+                headline += f" (the checkpoint kept; last epoch {last:.3f})"
         if decision.gain_over_scratch is not None:
             headline += f" ({signed(decision.gain_over_scratch)} over scratch)"
         headline += "."
