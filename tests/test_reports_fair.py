@@ -8,14 +8,19 @@ from typing import Any
 
 import pytest
 
-from zooprobe.runs.records import ArmResult, FinetuneSummary
+from zooprobe.runs.records import ArmResult, AssessSummary, CandidateResult, FinetuneSummary
 from zooprobe.runs.store import EpochRecord, RunStore
 
 from .test_reports import (  # noqa: F401  (store: a fixture)
     CUT_ARM,
     DATA,
     DATA_HASH,
+    LITE0,
+    LITE0_LAYERS,
+    LITE0_PROFILE,
     MOBILENET,
+    _candidate,
+    _profile,
     add_assessment,
     add_finetune,
     run_cli,
@@ -111,3 +116,39 @@ def test_a_summary_without_the_kept_accuracy_reports_the_last_epoch(store: RunSt
     assert arm.kept_val_accuracy is None and arm.achieved == 0.9 and "kept_val_accuracy" not in arm.to_json()
     kept = ArmResult.from_epochs([EpochRecord("head", 1, 0.1, 0.2, 0.95, 0.95, 1.0)], checkpoint_epoch=1)
     assert ArmResult.from_json(kept.to_json()).achieved == 0.95
+
+
+def _smaller_rerun(store: RunStore) -> str:  # noqa: F811
+    """A newer assessment of the same data with one candidate (the other skipped), recommending Lite0."""
+    run = store.create("assess", DATA, {"models": [LITE0]}, data_hash=DATA_HASH)
+    rec = {"strategy": "head", "cut": None, "train": "new", "finetune_arg": "head", "expected_accuracy": 0.896,
+           "uncertainty": 0.015, "evidence": "only one"}  # fmt: skip
+    macs = {"value": 0.39, "unit": "GMACs", "resolution": 224}
+    profile = _profile(LITE0_LAYERS, LITE0_PROFILE)
+    doc = _candidate(LITE0, "timm", 4_652_008, macs, profile, 1, scores={}, consensus=0.0, recommendation=rec)
+    store.put_candidate(run.id, 0, CandidateResult.from_json(doc))
+    recommended = {"model": LITE0, **doc["recommendation"], "evidence": f"{LITE0} is the only candidate assessed"}
+    store.finish(run.id, AssessSummary.from_json({"ranking": [LITE0], "recommended": recommended}))
+    return run.id
+
+
+def test_a_data_report_decides_by_the_largest_complete_assessment_not_the_newest(store: RunStore) -> None:  # noqa: F811
+    large = add_assessment(store)  # two candidates assessed, recommends MobileNetV2
+    small = _smaller_rerun(store)
+    code, out = run_cli("report", "--data", DATA, "--format", "json")
+    assert code == 0, out
+    (decision,) = json.loads(out)["decisions"]
+    assert decision["model"] == MOBILENET and decision["finetune_arg"] == CUT_ARM
+    assert any(f"decided by assessment {large}, the largest complete one of the 2" in e for e in decision["evidence"])
+    # the run the user names decides
+    code, out = run_cli("report", small, "--format", "json")
+    (decision,) = json.loads(out)["decisions"]
+    assert decision["model"] == LITE0 and not any("decided by" in e for e in decision["evidence"])
+
+
+def test_an_unfinished_assessment_does_not_decide_over_a_complete_one(store: RunStore) -> None:  # noqa: F811
+    small = _smaller_rerun(store)
+    add_assessment(store, finish=False)  # larger, newer, still running: no recommendation yet
+    code, out = run_cli("report", "--data", DATA, "--format", "json")
+    (decision,) = json.loads(out)["decisions"]
+    assert decision["model"] == LITE0 and any(f"decided by assessment {small}" in e for e in decision["evidence"])

@@ -10,6 +10,7 @@ from ..runs.store import Run
 from .achieved import kept_note
 from .model import CandidateRow, Decision, FinetuneComparison, PredictionCheck
 from .scratch_caveat import one_class_scratch
+from .select import deciding_assessment
 
 
 def _age(seconds: float) -> str:
@@ -43,9 +44,9 @@ def decide(
         elif run.status == "failed":
             caveats.append(f"{run.kind} run {run.id} failed: {run.error or 'no error recorded'}")
     assessments = [run for run in group if run.kind == "assess"]
-    # The latest assessment with a recommendation decides; older ones stay in the tables.
-    summaries = [(run, run.assess_summary) for run in reversed(assessments)]
-    deciding = next((summary for _, summary in summaries if summary is not None and summary.recommended), None)
+    # The largest complete assessment with a recommendation decides; the others stay in the tables.
+    chosen = deciding_assessment(assessments, candidates)
+    deciding = chosen.assess_summary if chosen is not None else None
     model: str | None = None
     strategy = finetune_arg = None
     expected = uncertainty = None
@@ -55,6 +56,11 @@ def decide(
         expected, uncertainty = rec.expected_accuracy, rec.uncertainty
         if rec.evidence:
             evidence.append(rec.evidence)
+        if chosen is not None and len(assessments) > 1:
+            evidence.append(
+                f"decided by assessment {chosen.id}, the largest complete one of the {len(assessments)} on this"
+                " data (most candidates assessed, then most examples)"
+            )
         caveats.extend(deciding.caveats)
     elif assessments and not any(row.run_id in ids and row.status == "done" for row in candidates):
         evidence.append("no candidate has been assessed yet")
