@@ -154,6 +154,7 @@ def add_finetune(
     scratch_epochs: list[tuple[float, float, float]] = SCRATCH_EPOCHS,
     finish: bool = True,
     arm_name: str = CUT_ARM,
+    scratch_extra: dict[str, Any] | None = None,
 ) -> str:
     config = {
         "model": MOBILENET, "strategy": arm_name, "arms": [arm_name, "scratch"], "epochs": 3, "baseline": "scratch",
@@ -164,7 +165,9 @@ def add_finetune(
     arms = {}
     for arm, rows in ((arm_name, arm_epochs), ("scratch", scratch_epochs)):
         for epoch, (train_loss, val_loss, accuracy) in enumerate(rows, start=1):
-            store.put_epoch(run.id, EpochRecord(arm, epoch, train_loss, val_loss, accuracy, accuracy - 0.004, 6.1))
+            extra = dict(scratch_extra or {}) if arm == "scratch" else {}
+            record = EpochRecord(arm, epoch, train_loss, val_loss, accuracy, accuracy - 0.004, 6.1, extra)
+            store.put_epoch(run.id, record)
         best = max(range(len(rows)), key=lambda i: rows[i][2])
         arms[arm] = ArmResult(rows[-1][2], rows[best][2], best + 1, seconds=18.3)
     if finish:

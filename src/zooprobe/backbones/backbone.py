@@ -216,11 +216,25 @@ class TorchBackbone(Backbone):
 
         return reset_copy(self.model)
 
-    def build_scratch_arm(self, layer: str, num_classes: int, resolution: tuple[int, int], *, seed: int) -> Arm:
-        """:meth:`scratch_model` with its classifier replaced by a new linear layer of ``num_classes`` outputs."""
-        from .torch_arm import scratch_arm
+    def build_scratch_arm(
+        self,
+        layer: str,
+        num_classes: int,
+        resolution: tuple[int, int],
+        *,
+        seed: int,
+        make_head: HeadFactory | None = None,
+    ) -> Arm:
+        """:meth:`scratch_model` with its classifier replaced by a new linear layer of ``num_classes`` outputs,
+        or with ``make_head``, cut at ``layer`` under ``make_head(width)`` as :meth:`build_arm` cuts the
+        pretrained model."""
+        from .torch_arm import cut_arm, module_name, scratch_arm
 
-        return scratch_arm(self.entry.id, self.model, self.classifier, self.scratch_model, num_classes)
+        if make_head is None:
+            return scratch_arm(self.entry.id, self.model, self.classifier, self.scratch_model, num_classes)
+        fresh = self.scratch_model()
+        classifier = fresh.get_submodule(module_name(self.model, self.classifier)) if self.classifier else None
+        return cut_arm(self.entry.id, fresh, classifier, self.cut_points, layer, make_head, resolution)
 
 
 def pick_device(requested: str | None = None) -> str:

@@ -212,10 +212,31 @@ class Backbone(ABC):
         """
         raise ZooprobeError(f"'{self.entry.id}' cannot be fine-tuned: its adapter builds no training arm")
 
-    def build_scratch_arm(self, layer: str, num_classes: int, resolution: tuple[int, int], *, seed: int) -> Arm:
+    def build_scratch_arm(
+        self,
+        layer: str,
+        num_classes: int,
+        resolution: tuple[int, int],
+        *,
+        seed: int,
+        make_head: HeadFactory | None = None,
+    ) -> Arm:
         """The scratch baseline: the model's architecture with random initialisation (its source's own
         scheme where it has one) under a new linear head of ``num_classes`` outputs. The architecture is
         the whole model up to its classifier; a model without one is taken up to ``layer``, the cut
         point the strategy arm reads.
+
+        With ``make_head`` (a ``cut:`` strategy's baseline): the architecture :meth:`build_arm` builds for
+        ``layer`` and ``make_head``, the body up to that cut point under ``make_head(width)``, randomly
+        initialised, so that the comparison measures pretraining, not capacity. An adapter written
+        before this argument existed does not take it: :func:`scratch_builds_cut` says whether one does.
         """
         raise ZooprobeError(f"'{self.entry.id}' cannot train from scratch: its adapter builds no scratch arm")
+
+
+def scratch_builds_cut(backbone: Backbone) -> bool:
+    """Whether ``backbone``'s adapter builds a scratch arm of a cut architecture (its ``build_scratch_arm``
+    takes ``make_head``); plugin adapters written before that argument existed build the whole model."""
+    import inspect
+
+    return "make_head" in inspect.signature(backbone.build_scratch_arm).parameters

@@ -165,8 +165,17 @@ class KerasBackbone(TorchBackbone):
 
         return keras_arm(*build_keras_arm(self, layer, resolution, make_head, pretrained=True, seed=seed))
 
-    def build_scratch_arm(self, layer: str, num_classes: int, resolution: tuple[int, int], *, seed: int) -> Arm:
-        """The application's architecture up to its classifier, with each layer's own initialiser."""
+    def build_scratch_arm(
+        self,
+        layer: str,
+        num_classes: int,
+        resolution: tuple[int, int],
+        *,
+        seed: int,
+        make_head: HeadFactory | None = None,
+    ) -> Arm:
+        """The application's architecture up to its classifier under a linear head (with ``make_head``: up
+        to ``layer`` under ``make_head(width)``), with each layer's own initialiser."""
         import torch
 
         from .keras_finetune import build_keras_arm, keras_arm
@@ -174,7 +183,8 @@ class KerasBackbone(TorchBackbone):
         def linear(width: int) -> torch.nn.Module:
             return torch.nn.Linear(width, num_classes)
 
-        return keras_arm(*build_keras_arm(self, PRE_LOGITS, resolution, linear, pretrained=False, seed=seed))
+        cut, head = (PRE_LOGITS, linear) if make_head is None else (layer, make_head)
+        return keras_arm(*build_keras_arm(self, cut, resolution, head, pretrained=False, seed=seed))
 
     def _submodel(self, names: tuple[str, ...]) -> Any:
         import keras

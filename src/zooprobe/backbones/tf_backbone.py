@@ -146,9 +146,18 @@ class TFBackbone(TorchBackbone):
 
         return tf_arm(*build_tf_arm(self, layer, resolution, make_head, pretrained=True, seed=seed))
 
-    def build_scratch_arm(self, layer: str, num_classes: int, resolution: tuple[int, int], *, seed: int) -> Arm:
-        """A restored copy up to ``layer`` (the output the strategy arm reads), every variable re-initialised
-        with Keras's default initialiser for its role (see ``tf_finetune.random_initial_value``)."""
+    def build_scratch_arm(
+        self,
+        layer: str,
+        num_classes: int,
+        resolution: tuple[int, int],
+        *,
+        seed: int,
+        make_head: HeadFactory | None = None,
+    ) -> Arm:
+        """A restored copy up to ``layer`` (the output the strategy arm reads) under a linear head, or under
+        ``make_head(width)``, every variable re-initialised with Keras's default initialiser for its role
+        (see ``tf_finetune.random_initial_value``)."""
         import torch
 
         from .tf_finetune import build_tf_arm, tf_arm
@@ -156,7 +165,8 @@ class TFBackbone(TorchBackbone):
         def linear(width: int) -> torch.nn.Module:
             return torch.nn.Linear(width, num_classes)
 
-        return tf_arm(*build_tf_arm(self, layer, resolution, linear, pretrained=False, seed=seed))
+        head = linear if make_head is None else make_head
+        return tf_arm(*build_tf_arm(self, layer, resolution, head, pretrained=False, seed=seed))
 
     def _call(self, inputs: Any) -> dict[str, npt.NDArray[np.float32]]:
         if callable(self.model):

@@ -142,5 +142,5 @@ def finetune_cmd(
         blocks.append("\n".join([arm, *lines]))
     gain = result.outcome.gain_over_scratch
     if gain is not None:
-        blocks.append(f"gain over scratch (final validation accuracy): {gain:+.4f}")
+        blocks.append(f"gain over scratch (validation accuracy of the checkpoints kept): {gain:+.4f}")
     click.echo("\n\n".join(blocks))

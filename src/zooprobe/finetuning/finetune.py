@@ -32,7 +32,7 @@ from ..data.splits import fixed_split
 from ..errors import InvalidChoiceError, ZooprobeError, first_line
 from ..runs.records import FinetuneSummary
 from ..runs.store import EpochRecord, RunStore, library_versions
-from .arms import build_arm_model, build_scratch_model
+from .arms import build_arm_model, build_scratch_model, scratch_architecture, scratch_strategy
 from .batches import split_indices
 from .recipes import default_lr, input_adaptations, train_settings
 from .strategy import SCRATCH, STRATEGY_FORMS, Strategy, StrategyError, parse_strategy
@@ -211,6 +211,8 @@ def finetune(
                 "parsed_strategy": asdict(parsed),  # what the arm trains, for whoever reads the run
                 **input_adaptations(backbone, dataset, train_idx, val_idx),
             }
+            if baseline == "scratch":  # what scratch is: the strategy's cut architecture, or the whole model
+                config["scratch_architecture"] = scratch_architecture(backbone, parsed)
             if trust_remote_code:  # the commit whose code ran, for whoever reads the report
                 config.update(trust_remote_code=True, revision=backbone.entry.source_version)
             given = fixed_split(dataset)
@@ -248,8 +250,9 @@ def finetune(
         try:
             outcomes = {arm: trainer.run_arm(arm, parsed)}
             if baseline == "scratch":
-                # the architecture the adapter re-initialises (up to the classifier, or the layer the arm reads)
-                outcomes[SCRATCH] = trainer.run_arm(SCRATCH, Strategy("full", layer=parsed.layer, train="all"))
+                # the architecture the adapter re-initialises: a cut run's own cut, else the whole model
+                scratch = scratch_strategy(parsed, config.get("scratch_architecture"))
+                outcomes[SCRATCH] = trainer.run_arm(SCRATCH, scratch)
         except Exception as exc:
             store.finish(run.id, error=f"{type(exc).__name__}: {exc}")
             raise

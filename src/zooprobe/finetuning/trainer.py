@@ -17,6 +17,7 @@ from ..runs.store import EpochRecord, RunStore
 from .arms import build_arm_model, build_scratch_model
 from .batches import Batches, StreamedBatches, load_batch
 from .checkpoints import ArmState, read_checkpoint, slug, write_checkpoint, write_model
+from .precise_bn import recompute_statistics
 from .strategy import SCRATCH, Strategy
 
 if TYPE_CHECKING:
@@ -43,6 +44,8 @@ class TrainSettings:
     keep_bn_statistics: bool = True
     # "cosine" (images) or "linear" (text: transformers' get_linear_schedule_with_warmup), after the warm-up
     schedule: str = "cosine"
+    # BatchNorm layers that train get statistics recomputed on the training data before each evaluation
+    precise_bn: bool = True
 
 
 EpochCallback = Callable[[str, EpochRecord], None]
@@ -148,7 +151,8 @@ class Trainer:
         torch.manual_seed(self.settings.seed)
         if arm != SCRATCH:
             return build_arm_model(self.backbone, strategy, self.num_classes, self.backbone.resolution)
-        return build_scratch_model(self.backbone, strategy.layer, self.num_classes, self.backbone.resolution)
+        mlp = strategy.mlp if strategy.kind == "cut" else None  # a cut run's scratch: the same cut architecture
+        return build_scratch_model(self.backbone, strategy.layer, self.num_classes, self.backbone.resolution, mlp)
 
     def run_arm(self, arm: str, strategy: Strategy) -> ArmResult:
         """Train (or resume) one arm; returns its summary with the path of its best checkpoint."""
@@ -194,7 +198,12 @@ class Trainer:
             keep_statistics = pretrained and self.settings.keep_bn_statistics
             enter_training(keep_statistics)
             train_loss = self._train_epoch(arm, trainable, optimizer, train, epoch, (epoch - first) * len(train), steps)
-            val_loss, accuracy, balanced, f1 = self._evaluate(trainable, val)
+            # BatchNorm layers that trained get statistics of the current weights (see precise_bn)
+            statistics_train = phase == "all" and not keep_statistics and self.settings.precise_bn
+            amp = (self.device.type, self.amp_dtype, self.amp)
+            shuffled = (x for x, _ in train.iterate(self.settings.seed * 1_000_003 + epoch))
+            precise_bn = recompute_statistics(trainable, shuffled, autocast=amp) if statistics_train else 0
+            val_loss, accuracy, balanced, f1, top_share = self._evaluate(trainable, val)
             state.next_epoch = epoch + 1
             if val_loss < state.best_val_loss - 1e-6:
                 state.best_val_loss, state.best_epoch, state.bad_epochs = val_loss, epoch, 0
@@ -206,6 +215,9 @@ class Trainer:
             extra: dict[str, Any] = {"phase": phase, "trained_on": "features" if on_features else self.inputs_kind}
             if f1 is not None:
                 extra["val_f1"] = f1
+            extra["top_class_share"] = top_share  # 1.0: one class predicted for every validation example
+            if statistics_train:  # 0: no torch BatchNorm layer to recompute (none, or the framework's own)
+                extra["precise_bn_examples"] = precise_bn
             if stop and epoch < self.settings.epochs:
                 extra["early_stop"] = True
             seconds = time.perf_counter() - started
@@ -294,8 +306,9 @@ class Trainer:
 
     def _evaluate(
         self, model: torch.nn.Module, batches: Batches | StreamedBatches
-    ) -> tuple[float, float, float, float | None]:
-        """(mean cross-entropy, accuracy, balanced accuracy, F1 of label 1 for binary tasks) on validation."""
+    ) -> tuple[float, float, float, float | None, float]:
+        """(mean cross-entropy, accuracy, balanced accuracy, F1 of label 1 for binary tasks, share of the
+        most-predicted class) on the validation split."""
         import torch
 
         model.eval()
@@ -308,7 +321,9 @@ class Trainer:
         predicted = torch.cat(predictions).cpu()
         labels = batches.labels.cpu()
         accuracy, balanced = _accuracies(predicted, labels)
-        return float(torch.stack(losses).sum()) / len(labels), accuracy, balanced, self._f1(predicted, labels)
+        top_share = float(torch.bincount(predicted).max()) / len(predicted)
+        loss = float(torch.stack(losses).sum()) / len(labels)
+        return loss, accuracy, balanced, self._f1(predicted, labels), top_share
 
     def _f1(self, predicted: torch.Tensor, labels: torch.Tensor) -> float | None:
         return positive_f1(predicted, labels) if self.num_classes == 2 else None

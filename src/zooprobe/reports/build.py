@@ -105,6 +105,9 @@ def _candidate_row(run_id: str, result: CandidateResult) -> CandidateRow:
         finetune_arg=rec.finetune_arg if rec else None,
         expected_accuracy=rec.expected_accuracy if rec else None,
         uncertainty=rec.uncertainty if rec else None,
+        final_layer=result.final_layer if result.final_scores is not None else None,
+        final_scores={name: _number(value) for name, value in (result.final_scores or {}).items()},
+        prior_top1=result.prior_top1 if result.final_scores is not None else None,
     )
 
 
@@ -153,6 +156,7 @@ def _finetune(run: Run, store: RunStore) -> FinetuneComparison:
                 best_val_accuracy=result.best_val_accuracy,
                 best_epoch=result.best_epoch,
                 checkpoint_epoch=result.checkpoint_epoch,
+                kept_val_accuracy=result.kept_val_accuracy,  # None in summaries before it was stored
             )
         )
     gain = summary.gain_over_scratch if summary is not None else None
@@ -183,7 +187,7 @@ def _predictions(
     checks: list[PredictionCheck] = []
     for tune in finetunes:
         arm = tune.strategy_arm
-        if arm is None or arm.final_val_accuracy is None:
+        if arm is None or arm.achieved is None:
             continue
         data_key = run_data_key(by_id[tune.run_id])
         matches = [
@@ -210,7 +214,7 @@ def _predictions(
                 predicted=row.expected_accuracy,
                 uncertainty=row.uncertainty,
                 consensus=row.consensus,
-                achieved=arm.final_val_accuracy,
+                achieved=arm.achieved,
             )
         )
     return checks

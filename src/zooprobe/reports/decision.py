@@ -7,7 +7,10 @@ import time
 from collections.abc import Sequence
 
 from ..runs.store import Run
+from .achieved import kept_note
 from .model import CandidateRow, Decision, FinetuneComparison, PredictionCheck
+from .scratch_caveat import one_class_scratch
+from .select import deciding_assessment
 
 
 def _age(seconds: float) -> str:
@@ -41,9 +44,9 @@ def decide(
         elif run.status == "failed":
             caveats.append(f"{run.kind} run {run.id} failed: {run.error or 'no error recorded'}")
     assessments = [run for run in group if run.kind == "assess"]
-    # The latest assessment with a recommendation decides; older ones stay in the tables.
-    summaries = [(run, run.assess_summary) for run in reversed(assessments)]
-    deciding = next((summary for _, summary in summaries if summary is not None and summary.recommended), None)
+    # The largest complete assessment with a recommendation decides; the others stay in the tables.
+    chosen = deciding_assessment(assessments, candidates)
+    deciding = chosen.assess_summary if chosen is not None else None
     model: str | None = None
     strategy = finetune_arg = None
     expected = uncertainty = None
@@ -53,42 +56,58 @@ def decide(
         expected, uncertainty = rec.expected_accuracy, rec.uncertainty
         if rec.evidence:
             evidence.append(rec.evidence)
+        if chosen is not None and len(assessments) > 1:
+            evidence.append(
+                f"decided by assessment {chosen.id}, the largest complete one of the {len(assessments)} on this"
+                " data (most candidates assessed, then most examples)"
+            )
         caveats.extend(deciding.caveats)
     elif assessments and not any(row.run_id in ids and row.status == "done" for row in candidates):
         evidence.append("no candidate has been assessed yet")
     tunes = [tune for tune in finetunes if tune.run_id in ids]
-    achieved = gain = None
+    achieved = gain = last = None
     # the strategy each fine-tuning run parsed and stored (runs before it was stored: read off the arm's name)
     kinds = {run.id: (run.config.get("parsed_strategy") or {}).get("kind") for run in group}
     for tune in tunes:
         arm, scratch = tune.strategy_arm, tune.scratch_arm
-        if arm is None or arm.final_val_accuracy is None:
+        if arm is None or arm.achieved is None:
             continue
-        line = f"fine-tuning {tune.model} with '{arm.name}' reached {arm.final_val_accuracy:.3f} validation accuracy"
+        line = f"fine-tuning {tune.model} with '{arm.name}' reached {arm.achieved:.3f} validation accuracy"
         line += f" after {len(arm.epochs)} epoch(s)" if arm.epochs and arm.epochs[-1].epoch > 0 else " as is"
-        if scratch is not None and scratch.final_val_accuracy is not None and tune.gain_over_scratch is not None:
-            line += f"; scratch reached {scratch.final_val_accuracy:.3f} ({tune.gain_over_scratch:+.3f})"
+        line += kept_note(arm)
+        if scratch is not None and scratch.achieved is not None and tune.gain_over_scratch is not None:
+            line += f"; scratch reached {scratch.achieved:.3f}{kept_note(scratch)} ({tune.gain_over_scratch:+.3f})"
             if tune.gain_over_scratch < 0:
                 caveats.append(
                     f"negative transfer: '{arm.name}' on {tune.model} ended {-tune.gain_over_scratch:.3f} below"
                     " training from scratch; the pretrained features do not suit this data (domain mismatch)"
                 )
         evidence.append(line + f" (run {tune.run_id})")
+        collapsed = one_class_scratch(tune)
+        if collapsed:
+            caveats.append(collapsed)
         # only the recommended strategy's own result confirms or refutes its expected accuracy
         if model is None or (tune.model == model and finetune_arg in (None, arm.name)):
             if model is None:
                 model, finetune_arg = tune.model, arm.name
                 strategy = kinds.get(tune.run_id) or arm.name.split(":")[0]
-            achieved, gain = arm.final_val_accuracy, tune.gain_over_scratch
+            achieved, gain, last = arm.achieved, tune.gain_over_scratch, arm.final_val_accuracy
     for check in predictions:
         if check.finetune_run in ids and not check.within:
             tune = next(t for t in finetunes if t.run_id == check.finetune_run)
             budget = f"{tune.train_examples} training examples" if tune.train_examples else "its training split"
-            caveats.append(
+            said = (
                 f"the assessment predicted {check.predicted:.3f} ± {check.uncertainty or 0:.3f} for {check.model}"
                 f" and fine-tuning reached {check.achieved:.3f}, outside twice the uncertainty"
-                f" (fine-tuning had {budget} and {tune.epochs_planned or '?'} epochs; the probe saw the whole data)"
             )
+            if check.achieved < check.predicted:  # below: what fine-tuning had less of than the assessment
+                why = (
+                    f" (fine-tuning had {budget} and {tune.epochs_planned or '?'} epochs; the probe saw the whole data)"
+                )
+            else:  # above: the estimate was the cautious side, not a handicap of fine-tuning
+                measured = f" on {tune.val_examples} validation examples" if tune.val_examples else ""
+                why = f", above it: the assessment's estimate was conservative for this data (measured{measured})"
+            caveats.append(said + why)
     return Decision(
         data=group[0].data,
         model=model,
@@ -100,4 +119,5 @@ def decide(
         gain_over_scratch=gain,
         evidence=evidence,
         caveats=list(dict.fromkeys(caveats)),
+        last_epoch_accuracy=last,
     )

@@ -77,6 +77,11 @@ class CandidateRow:
     finetune_arg: str | None
     expected_accuracy: float | None
     uncertainty: float | None
+    # what the ranking read: each score at the deepest assessed cut point, and the catalog's ImageNet top-1
+    # (``scores`` and ``probe_accuracy`` are at the best layer); empty in runs before they were stored
+    final_layer: str | None = None
+    final_scores: dict[str, float | None] = field(default_factory=dict)
+    prior_top1: float | None = None
 
 
 @dataclass(frozen=True)
@@ -108,6 +113,12 @@ class Arm:
     best_val_accuracy: float | None
     best_epoch: int | None
     checkpoint_epoch: int | None = None  # the epoch whose weights the best checkpoint holds
+    kept_val_accuracy: float | None = None  # that checkpoint's validation accuracy
+
+    @property
+    def achieved(self) -> float | None:
+        """The accuracy the arm delivers: the kept checkpoint's (lowest validation loss), else the last epoch's."""
+        return self.kept_val_accuracy if self.kept_val_accuracy is not None else self.final_val_accuracy
 
     @property
     def is_scratch(self) -> bool:
@@ -174,6 +185,7 @@ class Decision:
     gain_over_scratch: float | None
     evidence: list[str]
     caveats: list[str]
+    last_epoch_accuracy: float | None = None  # beside the achieved (kept checkpoint's) accuracy
 
 
 @dataclass(frozen=True)

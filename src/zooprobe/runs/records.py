@@ -86,7 +86,8 @@ METRIC_COLUMNS = ("train_loss", "val_loss", "val_accuracy", "val_balanced_accura
 
 @dataclass(frozen=True)
 class ArmResult:
-    """How one arm ended: its final and best validation accuracy, and the epoch its best checkpoint holds.
+    """How one arm ended: its final and best validation accuracy, the epoch its best checkpoint holds (the
+    lowest validation loss) and that checkpoint's accuracy, :attr:`achieved`.
 
     An ``as-is`` arm trains nothing: it has a ``method`` (source head or nearest class mean) and no
     checkpoint.
@@ -99,6 +100,13 @@ class ArmResult:
     seconds: float = 0.0
     method: str | None = None
     checkpoint: str | None = None  # the best checkpoint's file: kept in the summary's ``checkpoints``
+    kept_val_accuracy: float | None = None  # the validation accuracy of the checkpoint kept
+
+    @property
+    def achieved(self) -> float | None:
+        """What the arm delivers: the kept checkpoint's validation accuracy, else (no checkpoint kept, or a
+        summary written before it was stored) the last epoch's."""
+        return self.kept_val_accuracy if self.kept_val_accuracy is not None else self.final_val_accuracy
 
     @classmethod
     def from_epochs(
@@ -107,6 +115,9 @@ class ArmResult:
         """The arm's outcome read off its epochs: the last scored epoch's accuracy and the earliest best one."""
         scored = [r for r in records if r.val_accuracy is not None]
         best = max(scored, key=lambda r: r.val_accuracy or 0.0, default=None)
+        kept = next(
+            (r.val_accuracy for r in scored if checkpoint_epoch is not None and r.epoch == checkpoint_epoch), None
+        )
         return cls(
             final_val_accuracy=scored[-1].val_accuracy if scored else None,
             best_val_accuracy=best.val_accuracy if best else None,
@@ -114,6 +125,7 @@ class ArmResult:
             checkpoint_epoch=checkpoint_epoch,
             seconds=sum(r.seconds or 0.0 for r in records),
             checkpoint=checkpoint,
+            kept_val_accuracy=kept,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -124,6 +136,8 @@ class ArmResult:
         }
         if self.method is None:
             doc["checkpoint_epoch"] = self.checkpoint_epoch
+        if self.kept_val_accuracy is not None:  # only when kept: documents of earlier runs keep their shape
+            doc["kept_val_accuracy"] = self.kept_val_accuracy
         doc["seconds"] = self.seconds
         if self.method is not None:
             doc["method"] = self.method
@@ -140,6 +154,7 @@ class ArmResult:
             seconds=_number(doc.get("seconds")) or 0.0,
             method=doc.get("method"),
             checkpoint=checkpoint,
+            kept_val_accuracy=_number(doc.get("kept_val_accuracy")),
         )
 
 
@@ -147,8 +162,8 @@ class ArmResult:
 class FinetuneSummary:
     """The end of a fine-tuning run: each arm's result (the strategy first) and the gain over scratch.
 
-    The gain is the strategy arm's final validation accuracy minus scratch's, computed once by
-    :meth:`of` and stored; None without a scratch arm.
+    The gain is the strategy arm's :attr:`ArmResult.achieved` accuracy (its kept checkpoint's) minus
+    scratch's, computed once by :meth:`of` and stored; None without a scratch arm.
     """
 
     arms: dict[str, ArmResult]
@@ -159,7 +174,7 @@ class FinetuneSummary:
     def of(cls, arms: Mapping[str, ArmResult], strategy_arm: str) -> FinetuneSummary:
         gain = None
         if SCRATCH in arms:
-            ours, theirs = arms[strategy_arm].final_val_accuracy, arms[SCRATCH].final_val_accuracy
+            ours, theirs = arms[strategy_arm].achieved, arms[SCRATCH].achieved
             gain = ours - theirs if ours is not None and theirs is not None else None
         return cls(dict(arms), gain, sum(arm.seconds for arm in arms.values()))
 
