@@ -8,7 +8,9 @@ if TYPE_CHECKING:
     from ..backbones.backbone import Backbone
 
 
-def load_by_id(entry_id: str, home: str | None = None, *, trust_remote_code: bool = False) -> Backbone:
+def load_by_id(
+    entry_id: str, home: str | None = None, *, trust_remote_code: bool = False, trust_savedmodel: bool = False
+) -> Backbone:
     """The backbone of catalog entry ``entry_id`` (``zooprobe.load``; the catalog is synced on first use)."""
     from ..catalog.store import Catalog
     from .manager import load_entry
@@ -17,4 +19,4 @@ def load_by_id(entry_id: str, home: str | None = None, *, trust_remote_code: boo
     with Catalog(home) as catalog:
         sync_if_empty(catalog)
         entry = catalog.get(entry_id)
-    return load_entry(entry, trust_remote_code=trust_remote_code)
+    return load_entry(entry, trust_remote_code=trust_remote_code, trust_savedmodel=trust_savedmodel)
