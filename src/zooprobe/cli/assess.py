@@ -34,7 +34,9 @@ def _csv(value: str | None) -> list[str] | None:
     help="sklearn:digits, an image or text (<class>/*.txt) folder, a CSV/Parquet manifest (path, text or"
     " text_a,text_b pairs; optional split column), .npz, or a save_to_disk dir. Given splits: train is scored.",
 )
-@click.option("--models", metavar="ID,ID,...", help="Candidate catalog ids.")
+@click.option(
+    "--models", metavar="ID,ID,...", help="Candidate catalog ids, or paths of your own models (./dir, /abs, local:dir)."
+)
 @click.option(
     "--query",
     metavar="'SEARCH FILTERS'",

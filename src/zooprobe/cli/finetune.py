@@ -36,7 +36,11 @@ def parse_train_size(_ctx: click.Context, _param: click.Parameter, value: str | 
     help="Dataset: sklearn:digits, a folder, a manifest, an .npz ...; a split column (or a DatasetDict's splits)"
     " is used as given: train on train, validate on validation.",
 )
-@click.option("--model", metavar="ID", help="Catalog id, e.g. torchvision:mobilenet_v2.IMAGENET1K_V1.")
+@click.option(
+    "--model",
+    metavar="ID",
+    help="Catalog id, e.g. torchvision:mobilenet_v2.IMAGENET1K_V1, or a path of your own model (./dir, local:dir).",
+)
 @click.option(
     "--strategy",
     metavar="STRATEGY",

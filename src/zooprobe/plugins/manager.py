@@ -29,6 +29,7 @@ DEFAULT_PLUGINS: dict[str, str] = {
     "tfhub": "zooprobe.sources.tfhub_source",
     "kaggle": "zooprobe.sources.kaggle_source",
     "hf": "zooprobe.sources.hf_source",
+    "local": "zooprobe.sources.local_source",
 }
 
 ALLOW_ENV = "ZOOPROBE_PLUGINS"
