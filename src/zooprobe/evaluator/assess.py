@@ -31,6 +31,7 @@ from ..errors import InvalidChoiceError, ZooprobeError, first_line
 from ..executors.base import Job
 from ..executors.select import executor_name, open_executor
 from ..runs.records import AssessSummary, CandidateResult
+from ..runs.skipped_files import record_skipped
 from ..runs.store import Run, RunStore, library_versions
 from .assessment import Assessment
 from .candidate import _at_resolution, _reason, assess_candidate
@@ -181,6 +182,7 @@ def assess(
     # the run is keyed by all the data (finetune finds it so); given splits are scored on 'train' only
     data_hash = dataset.content_hash()
     given_splits = split_counts(dataset)
+    dropped = dataset.skipped  # the files read_dataset left out, listed in the run's reports
     dataset = training_part(dataset)
     summary = dataset.summary()
     if summary["classes"] < 2:
@@ -200,6 +202,7 @@ def assess(
         config["trust_remote_code"] = True
     if trust_savedmodel:  # likewise
         config["trust_savedmodel"] = True
+    record_skipped(config, dropped)
     if given_splits is not None:  # the data's own splits, of which 'train' is scored
         config["splits"] = given_splits
     if stored is not None and stored.data_hash and data_hash != stored.data_hash:

@@ -31,6 +31,7 @@ from ..data.splits import counts as split_counts
 from ..data.splits import fixed_split
 from ..errors import InvalidChoiceError, ZooprobeError, first_line
 from ..runs.records import FinetuneSummary
+from ..runs.skipped_files import record_skipped
 from ..runs.store import EpochRecord, RunStore, library_versions
 from .arms import build_arm_model, build_scratch_model
 from .batches import split_indices
@@ -209,6 +210,7 @@ def finetune(
                 config.update(trust_remote_code=True, revision=backbone.entry.source_version)
             if trust_savedmodel:
                 config["trust_savedmodel"] = True
+            record_skipped(config, dataset.skipped)  # listed in the run's reports
             given = fixed_split(dataset)
             if given is not None:  # trained on 'train', validated on this split, as the data define them
                 config.update(splits=split_counts(dataset), validated_on=given[2])
