@@ -84,10 +84,29 @@ def write_features(
     batches: Iterable[tuple[Any, Any]],
     unit: str = "images",
 ) -> None:
-    """Compute ``layers`` of ``rows`` examples into ``paths``.
+    """Compute ``layers`` of ``rows`` examples into ``paths``, unless another process does it at the same time.
 
-    ``batches`` yields (row indices, model input); row indices ``None`` mean the next rows in order.
+    ``batches`` yields (row indices, model input); row indices ``None`` mean the next rows in order. Each
+    file's lock is held while it is computed (:mod:`.feature_lock`): a process needing the same file waits
+    for the one computing it, then reads the file; ``batches`` is not consumed when nothing is left to compute.
     """
+    from .feature_lock import extraction_locks
+
+    with extraction_locks(paths[layer] for layer in layers):
+        left = [layer for layer in layers if not cached_file_ok(paths[layer], rows)]  # computed while we waited?
+        if left:
+            _write_features(backbone, rows, left, paths, show_progress, batches, unit)
+
+
+def _write_features(
+    backbone: Backbone,
+    rows: int,
+    layers: list[str],
+    paths: dict[str, Path],
+    show_progress: bool,
+    batches: Iterable[tuple[Any, Any]],
+    unit: str,
+) -> None:
     import numpy as np
 
     from ..progress import ProgressBar, note
