@@ -95,22 +95,19 @@ def write_features(
     with extraction_locks(paths[layer] for layer in layers):
         left = [layer for layer in layers if not cached_file_ok(paths[layer], rows)]  # computed while we waited?
         if left:
-            _write_features(backbone, rows, left, paths, show_progress, batches, unit)
+            _compute(backbone, rows, {layer: paths[layer] for layer in left}, batches, (show_progress, unit))
 
 
-def _write_features(
-    backbone: Backbone,
-    rows: int,
-    layers: list[str],
-    paths: dict[str, Path],
-    show_progress: bool,
-    batches: Iterable[tuple[Any, Any]],
-    unit: str,
+def _compute(
+    backbone: Backbone, rows: int, paths: dict[str, Path], batches: Iterable[tuple[Any, Any]], shown: tuple[bool, str]
 ) -> None:
+    """Compute the features of ``paths`` (layer -> file) in one pass over ``batches``; ``shown``: (progress, unit)."""
     import numpy as np
 
     from ..progress import ProgressBar, note
 
+    show_progress, unit = shown
+    layers = list(paths)
     outputs: dict[str, Any] = {}
     temps = {layer: path.with_name(f".{path.stem}.{os.getpid()}.tmp.npy") for layer, path in paths.items()}
     done = 0
