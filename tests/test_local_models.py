@@ -72,6 +72,14 @@ def test_missing_or_unloadable_paths_are_one_line(tmp_path: Path) -> None:
     assert "\n" not in str(info.value)
 
 
+def test_pickled_weights_are_refused(tmp_path: Path) -> None:
+    _save_tiny_vit(tmp_path / "vit")
+    for weights in (tmp_path / "vit").glob("*.safetensors"):
+        weights.rename(weights.with_name("pytorch_model.bin"))
+    with pytest.raises(LocalModelError, match="no .safetensors weights .only pytorch_model.bin.; zooprobe never"):
+        local_entry(str(tmp_path / "vit"))
+
+
 def test_a_keras_file_loads_in_safe_mode(tmp_path: Path) -> None:
     import keras
 

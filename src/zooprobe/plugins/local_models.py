@@ -99,6 +99,12 @@ def local_entry(spec: str) -> Entry:
             " (./folder, /abs/path or local:path)"
         )
     layout, modality = _layout(path)
+    if layout in ("sentence-transformers", "transformers", "timm") and not any(path.rglob("*.safetensors")):
+        pickles = sorted(p.name for p in path.rglob("*") if p.suffix in (".bin", ".pt", ".pth", ".pkl"))
+        raise LocalModelError(
+            f"local model {path} has no .safetensors weights{f' (only {pickles[0]})' if pickles else ''}; zooprobe"
+            " never unpickles weights: save the model with save_pretrained(..., safe_serialization=True)"
+        )
     return Entry(
         source=LOCAL_SOURCE,
         name=str(path),
