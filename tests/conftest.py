@@ -16,7 +16,14 @@ def zooprobe_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "zooprobe-home"
     monkeypatch.setenv("ZOOPROBE_HOME", str(home))
     monkeypatch.delenv("ZOOPROBE_PLUGINS", raising=False)
+    monkeypatch.delenv("ZOOPROBE_TRUST_SAVEDMODEL", raising=False)
     return home
+
+
+@pytest.fixture
+def trusted_savedmodels(monkeypatch: pytest.MonkeyPatch) -> None:
+    """TF-Hub and Kaggle SavedModels load in this test (the allow-list a user sets to trust them)."""
+    monkeypatch.setenv("ZOOPROBE_TRUST_SAVEDMODEL", "tfhub,kaggle")
 
 
 @pytest.fixture(scope="session")

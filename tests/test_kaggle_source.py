@@ -125,6 +125,7 @@ def test_credentials_without_network_fall_back_to_the_snapshot(
     assert "Kaggle API listing failed" in capsys.readouterr().err
 
 
+@pytest.mark.usefixtures("trusted_savedmodels")
 def test_pinned_savedmodel_resolves_from_kagglehub_cache(tmp_path: Path) -> None:
     from zooprobe.backbones.tf_backbone import import_tensorflow
 
@@ -179,6 +180,7 @@ def test_bad_handles_and_no_network_are_one_line(handle: str, message: str) -> N
     assert message in str(info.value) and "\n" not in str(info.value)
 
 
+@pytest.mark.usefixtures("trusted_savedmodels")
 def test_cached_folder_without_a_model_is_refused(tmp_path: Path) -> None:
     handle = "someone/broken/tensorFlow2/fv/1"
     (_fill_cache(tmp_path / "kagglehub", handle) / "variables").mkdir()

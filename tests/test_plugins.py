@@ -76,7 +76,7 @@ def test_third_party_entry_point_adds_a_source(installed_plugin: str) -> None:
         "metrics": [],
     }
     builtin = {p["name"] for p in plugins if p["builtin"]}
-    assert builtin == {"metrics", "timm", "torchvision", "keras", "tfhub", "kaggle", "hf"}
+    assert builtin == {"metrics", "timm", "torchvision", "keras", "tfhub", "kaggle", "hf", "local"}
 
 
 METRIC_PLUGIN_MODULE = """
@@ -151,7 +151,7 @@ def test_a_broken_plugin_is_left_out_loudly_and_the_rest_works(
 def test_hook_register_sources_returns_sources() -> None:
     pm = get_plugin_manager(load_entrypoints=False)
     names = sorted(s.name for batch in pm.hook.register_sources() for s in batch)
-    assert names == ["hf", "kaggle", "keras", "tfhub", "timm", "torchvision"]
+    assert names == ["hf", "kaggle", "keras", "local", "tfhub", "timm", "torchvision"]
 
 
 def test_duplicate_source_names_are_an_error() -> None:

@@ -135,6 +135,7 @@ def test_local_folder_and_file_url_load_and_match_a_direct_call(tiny: tuple[Path
         _assert_features_equal_direct_call(backbone, module)
 
 
+@pytest.mark.usefixtures("trusted_savedmodels")
 def test_http_handle_downloads_the_archive_into_tfhub_cache_dir(
     tiny: tuple[Path, Any], hub_server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -186,6 +187,7 @@ def test_text_embedding_handle(tmp_path: Path) -> None:
     ("path", "message"),
     [("/google/missing/1", "answered HTTP 404"), ("/google/corrupt/1", "not a valid TF-Hub archive")],
 )
+@pytest.mark.usefixtures("trusted_savedmodels")
 def test_http_failures_are_one_line_and_leave_no_cache(
     hub_server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, path: str, message: str
 ) -> None:

@@ -40,3 +40,19 @@ def tar_gz(folder: Path) -> bytes:
         for path in sorted(folder.rglob("*")):
             archive.add(path, arcname=str(path.relative_to(folder)), recursive=False)
     return buffer.getvalue()
+
+
+def save_file_writing_model(folder: Path, marker: Path) -> None:
+    """Save a SavedModel whose function writes ``marker`` (``tf.io.write_file``) each time it is called,
+    then returns 8 features of a 32 x 32 RGB batch: what a hostile TF-Hub or Kaggle upload could do."""
+    from zooprobe.backbones.tf_backbone import import_tensorflow
+
+    tf = import_tensorflow()
+
+    class Writer(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, RESOLUTION, RESOLUTION, 3], tf.float32)])
+        def __call__(self, images: Any) -> Any:
+            with tf.control_dependencies([tf.io.write_file(str(marker), "written by the model's graph")]):
+                return tf.tile(tf.reduce_mean(images, axis=(1, 2)), [1, 3])[:, :8]
+
+    tf.saved_model.save(Writer(), str(folder))

@@ -42,7 +42,9 @@ def __dir__() -> list[str]:
 from .version import __version__  # noqa: E402
 
 
-def load(entry_id: str, home: str | None = None, *, trust_remote_code: bool = False) -> Backbone:
+def load(
+    entry_id: str, home: str | None = None, *, trust_remote_code: bool = False, trust_savedmodel: bool = False
+) -> Backbone:
     """Load a catalog entry's pretrained weights, the way its source intends.
 
     Args:
@@ -50,6 +52,8 @@ def load(entry_id: str, home: str | None = None, *, trust_remote_code: bool = Fa
         home: the catalog directory (default ``$ZOOPROBE_HOME`` or ``~/.cache/zooprobe``).
         trust_remote_code: run the repository's own Python code (``hf:`` entries only), pinned to
             the commit it resolves; that commit is the returned backbone's ``entry.source_version``.
+        trust_savedmodel: load a TF SavedModel from TF-Hub or Kaggle: its graph runs as code (file
+            ops included), so it loads only when trusted (or its source is in ``$ZOOPROBE_TRUST_SAVEDMODEL``).
 
     Returns:
         a :class:`~zooprobe.backbones.backbone.Backbone` in eval mode, with its preprocessing,
@@ -64,7 +68,7 @@ def load(entry_id: str, home: str | None = None, *, trust_remote_code: bool = Fa
     """
     from .plugins.loading import load_by_id
 
-    return load_by_id(entry_id, home, trust_remote_code=trust_remote_code)
+    return load_by_id(entry_id, home, trust_remote_code=trust_remote_code, trust_savedmodel=trust_savedmodel)
 
 
 # `zooprobe.runs` is a function, and the run store's package keeps its place in sys.modules: loading the

@@ -84,14 +84,30 @@ def write_features(
     batches: Iterable[tuple[Any, Any]],
     unit: str = "images",
 ) -> None:
-    """Compute ``layers`` of ``rows`` examples into ``paths``.
+    """Compute ``layers`` of ``rows`` examples into ``paths``, unless another process does it at the same time.
 
-    ``batches`` yields (row indices, model input); row indices ``None`` mean the next rows in order.
+    ``batches`` yields (row indices, model input); row indices ``None`` mean the next rows in order. Each
+    file's lock is held while it is computed (:mod:`.feature_lock`): a process needing the same file waits
+    for the one computing it, then reads the file; ``batches`` is not consumed when nothing is left to compute.
     """
+    from .feature_lock import extraction_locks
+
+    with extraction_locks(paths[layer] for layer in layers):
+        left = [layer for layer in layers if not cached_file_ok(paths[layer], rows)]  # computed while we waited?
+        if left:
+            _compute(backbone, rows, {layer: paths[layer] for layer in left}, batches, (show_progress, unit))
+
+
+def _compute(
+    backbone: Backbone, rows: int, paths: dict[str, Path], batches: Iterable[tuple[Any, Any]], shown: tuple[bool, str]
+) -> None:
+    """Compute the features of ``paths`` (layer -> file) in one pass over ``batches``; ``shown``: (progress, unit)."""
     import numpy as np
 
     from ..progress import ProgressBar, note
 
+    show_progress, unit = shown
+    layers = list(paths)
     outputs: dict[str, Any] = {}
     temps = {layer: path.with_name(f".{path.stem}.{os.getpid()}.tmp.npy") for layer, path in paths.items()}
     done = 0

@@ -53,6 +53,16 @@ def on_duplicates_option(func: F) -> F:
     )(func)
 
 
+def trust_savedmodel_option(func: F) -> F:
+    """``--trust-savedmodel`` of the commands that load models: TF SavedModels from a source run as code."""
+    return click.option(
+        "--trust-savedmodel",
+        is_flag=True,
+        help="Load TF SavedModels from TF-Hub/Kaggle: their graphs run as code (file ops too). Or set"
+        " ZOOPROBE_TRUST_SAVEDMODEL=tfhub,kaggle.",
+    )(func)
+
+
 # the smallest --resolution any command takes: a model built for 8x8 input (rare, but Keras allows it)
 MIN_RESOLUTION = 8
 

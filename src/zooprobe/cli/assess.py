@@ -9,7 +9,14 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ._common import MIN_RESOLUTION, batch_size_option, format_choice_option, home_option, on_duplicates_option
+from ._common import (
+    MIN_RESOLUTION,
+    batch_size_option,
+    format_choice_option,
+    home_option,
+    on_duplicates_option,
+    trust_savedmodel_option,
+)
 from ._resume import refuse_options_with_resume
 
 if TYPE_CHECKING:
@@ -27,7 +34,9 @@ def _csv(value: str | None) -> list[str] | None:
     help="sklearn:digits, an image or text (<class>/*.txt) folder, a CSV/Parquet manifest (path, text or"
     " text_a,text_b pairs; optional split column), .npz, or a save_to_disk dir. Given splits: train is scored.",
 )
-@click.option("--models", metavar="ID,ID,...", help="Candidate catalog ids.")
+@click.option(
+    "--models", metavar="ID,ID,...", help="Candidate catalog ids, or paths of your own models (./dir, /abs, local:dir)."
+)
 @click.option(
     "--query",
     metavar="'SEARCH FILTERS'",
@@ -77,6 +86,7 @@ def _csv(value: str | None) -> list[str] | None:
     is_flag=True,
     help="Run the repository's own Python code, pinned to the commit it resolves (hf: entries only).",
 )
+@trust_savedmodel_option
 @click.option(
     "--executor",
     type=click.Choice(["local", "ray"]),
@@ -114,6 +124,7 @@ def assess(
     on_duplicates: str,
     resume: str | None,
     trust_remote_code: bool,
+    trust_savedmodel: bool,
     executor: str | None,
     ray_address: str,
     cache_dir: Path | None,
@@ -140,7 +151,7 @@ def assess(
 
     if resume:
         fixed = ["models", "query", "top", "metrics", "layers", "budget", "resolution", "folds", "seed"]
-        refuse_options_with_resume(click.get_current_context(), [*fixed, "trust_remote_code"])
+        refuse_options_with_resume(click.get_current_context(), [*fixed, "trust_remote_code", "trust_savedmodel"])
     else:
         if data is None:
             raise AssessError("pass --data DATA (or --resume RUN to continue an interrupted assessment)")
@@ -163,6 +174,7 @@ def assess(
         resume=resume,
         home=home,
         trust_remote_code=trust_remote_code,
+        trust_savedmodel=trust_savedmodel,
         executor=executor,
         ray_address=ray_address,
         cache_dir=cache_dir,

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from ..errors import ZooprobeError
+from . import _common
 from ._common import MIN_RESOLUTION, batch_size_option, format_choice_option, home_option, on_duplicates_option
 from ._resume import refuse_options_with_resume
 
@@ -35,7 +36,11 @@ def parse_train_size(_ctx: click.Context, _param: click.Parameter, value: str | 
     help="Dataset: sklearn:digits, a folder, a manifest, an .npz ...; a split column (or a DatasetDict's splits)"
     " is used as given: train on train, validate on validation.",
 )
-@click.option("--model", metavar="ID", help="Catalog id, e.g. torchvision:mobilenet_v2.IMAGENET1K_V1.")
+@click.option(
+    "--model",
+    metavar="ID",
+    help="Catalog id, e.g. torchvision:mobilenet_v2.IMAGENET1K_V1, or a path of your own model (./dir, local:dir).",
+)
 @click.option(
     "--strategy",
     metavar="STRATEGY",
@@ -67,6 +72,7 @@ def parse_train_size(_ctx: click.Context, _param: click.Parameter, value: str | 
     is_flag=True,
     help="Run the repository's own Python code, pinned to the commit it resolves (hf: entries only).",
 )
+@_common.trust_savedmodel_option
 @home_option
 def finetune_cmd(
     data: str | None,
@@ -84,6 +90,7 @@ def finetune_cmd(
     on_error: str,
     on_duplicates: str,
     trust_remote_code: bool,
+    trust_savedmodel: bool,
     home: Path | None,
 ) -> None:
     """Fine-tune a pretrained backbone on a labelled dataset and print each epoch.
@@ -108,7 +115,8 @@ def finetune_cmd(
     if resume is not None:
         fixed = ["data", "model", "strategy", "epochs", "baseline", "lr", "batch_size", "seed", "train_size"]
         refuse_options_with_resume(
-            click.get_current_context(), [*fixed, "resolution", "on_error", "on_duplicates", "trust_remote_code"]
+            click.get_current_context(),
+            [*fixed, "resolution", "on_error", "on_duplicates", "trust_remote_code", "trust_savedmodel"],
         )
     if resume is None and (data is None or model is None or strategy is None):
         raise ZooprobeError("finetune needs --data, --model and --strategy (or --resume RUN to continue a run)")
@@ -128,6 +136,7 @@ def finetune_cmd(
         on_duplicates=check_policy(on_duplicates),
         home=home,
         trust_remote_code=trust_remote_code,
+        trust_savedmodel=trust_savedmodel,
     )
     if fmt == "json":
         click.echo(json.dumps(result.to_dict(), indent=2))

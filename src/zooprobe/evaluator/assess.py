@@ -31,6 +31,7 @@ from ..errors import InvalidChoiceError, ZooprobeError, first_line
 from ..executors.base import Job
 from ..executors.select import executor_name, open_executor
 from ..runs.records import AssessSummary, CandidateResult
+from ..runs.skipped_files import record_skipped
 from ..runs.store import Run, RunStore, library_versions
 from .assessment import Assessment
 from .candidate import _at_resolution, _reason, assess_candidate
@@ -73,6 +74,7 @@ def assess(
     progress: bool = True,
     loader: Callable[[Entry], Backbone] | None = None,
     trust_remote_code: bool = False,
+    trust_savedmodel: bool = False,
     executor: str | None = None,
     ray_address: str | None = None,
     cache_dir: Path | str | None = None,
@@ -101,6 +103,9 @@ def assess(
         trust_remote_code: run the candidates' repository code (``hf:`` entries only; not with
             ``loader``), each pinned to the commit it resolves. The run's config records it and each
             candidate document its ``revision``; a resumed run keeps the setting it started with.
+        trust_savedmodel: load TF SavedModels from TF-Hub and Kaggle, whose graphs run as code (file ops
+            included); without it (or the source in ``$ZOOPROBE_TRUST_SAVEDMODEL``) such a candidate is
+            skipped with the reason. Recorded in the run's config; a resumed run keeps it.
         executor: where candidates run: ``local`` (this process, one after another; the default, or
             ``$ZOOPROBE_EXECUTOR``) or ``ray`` (one Ray task per candidate; ``pip install 'zooprobe[ray]'``).
             Either may resume a run the other started.
@@ -134,6 +139,7 @@ def assess(
         seed, folds = stored_config["seed"], stored_config["folds"]
         budget, resolution = stored_config["budget"], stored_config["resolution"]
         trust_remote_code = bool(stored_config.get("trust_remote_code", False))
+        trust_savedmodel = bool(stored_config.get("trust_savedmodel", False))
     if data is None:
         raise AssessError("assess needs a dataset (or resume=RUN to continue a run)")
     available = metric_registry.registered()
@@ -176,6 +182,7 @@ def assess(
     # the run is keyed by all the data (finetune finds it so); given splits are scored on 'train' only
     data_hash = dataset.content_hash()
     given_splits = split_counts(dataset)
+    dropped = dataset.skipped  # the files read_dataset left out, listed in the run's reports
     dataset = training_part(dataset)
     summary = dataset.summary()
     if summary["classes"] < 2:
@@ -193,6 +200,9 @@ def assess(
     }
     if trust_remote_code:  # only when set: unfinished runs stored before this option still match and resume
         config["trust_remote_code"] = True
+    if trust_savedmodel:  # likewise
+        config["trust_savedmodel"] = True
+    record_skipped(config, dropped)
     if given_splits is not None:  # the data's own splits, of which 'train' is scored
         config["splits"] = given_splits
     if stored is not None and stored.data_hash and data_hash != stored.data_hash:
@@ -227,6 +237,7 @@ def assess(
     if resumed:
         config = run.config
         trust_remote_code = bool(config.get("trust_remote_code", False))
+        trust_savedmodel = bool(config.get("trust_savedmodel", False))
         entries = [e for e in entries if e.id in config["models"]]
     # copies of one content (a dataset built in Python) stay in one fold and out of each other's neighbours
     groups = content_groups(dataset)
@@ -279,6 +290,7 @@ def assess(
                     batch_size=batch_size, cache_dir=features_dir, done=done,
                     say_from=say.started if progress and local else None,
                     record=(lambda score: runs.put_score(run.id, score)) if local else None,
+                    trust_savedmodel=trust_savedmodel,
                 )  # fmt: skip
 
         def finished(task: CandidateTask, outcome: CandidateOutcome) -> None:

@@ -30,14 +30,21 @@ def _reason(exc: Exception) -> str:
 
 
 def _load(
-    entry: Entry, resolution: int | None, loader: Callable[[Entry], Backbone] | None, trust_remote_code: bool = False
+    entry: Entry,
+    resolution: int | None,
+    loader: Callable[[Entry], Backbone] | None,
+    trust_remote_code: bool = False,
+    trust_savedmodel: bool = False,
 ) -> Backbone:
     if loader is None:
         from ..plugins.manager import load_entry
 
-        backbone = load_entry(entry, trust_remote_code=trust_remote_code)
+        backbone = load_entry(entry, trust_remote_code=trust_remote_code, trust_savedmodel=trust_savedmodel)
     else:
-        backbone = loader(entry)
+        from ..backbones.savedmodel_trust import trusting_savedmodels
+
+        with trusting_savedmodels(trust_savedmodel):
+            backbone = loader(entry)
     pinned = backbone.entry
     # The loader may know preprocessing the catalog lacks (an hf: timm repo's pretrained_cfg, the
     # resolution a TF-Hub model declares): keep the catalog's facts, fill its gaps from the loader's.
@@ -66,7 +73,7 @@ def assess_candidate(task: CandidateTask, shared: SharedData) -> CandidateOutcom
     dataset, labels, groups = shared.open()
     say = ProgressLines(task.say_from is not None, task.say_from or 0.0)
     try:
-        backbone = _load(task.entry, task.resolution, task.loader, task.trust_remote_code)
+        backbone = _load(task.entry, task.resolution, task.loader, task.trust_remote_code, task.trust_savedmodel)
     except Exception as exc:  # noqa: BLE001 - loaders raise anything (pickle, safetensors, Keras, plugins'
         # own); one candidate that cannot load is that candidate's problem. Interrupts still stop.
         raise CandidateSkipped(f"cannot load: {_reason(exc)}") from None

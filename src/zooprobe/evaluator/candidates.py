@@ -13,7 +13,8 @@ from .checks import AssessError
 def resolve_candidates(
     catalog: Catalog, models: Sequence[str | Entry] | None, query: str | None, top: int
 ) -> list[Entry]:
-    """Catalog entries for ``models`` (ids, or entries given as they are) or the first ``top`` results of ``query``.
+    """Catalog entries for ``models`` (ids, paths of local models, or entries given as they are) or the first
+    ``top`` results of ``query``.
 
     ``query`` is a search command line: words and ``zooprobe search`` options, e.g.
     ``"mobilenet --max-params 10M --sort=-top1"``.
@@ -23,10 +24,17 @@ def resolve_candidates(
         unique: dict[str, str | Entry] = {}
         for model in models:
             unique.setdefault(model if isinstance(model, str) else model.id, model)
-        return [model if isinstance(model, Entry) else catalog.get(model) for model in unique.values()]
+        return [model if isinstance(model, Entry) else _entry(catalog, model) for model in unique.values()]
     if not query:
         raise AssessError("no candidates: pass --models ID,ID,... or --query 'SEARCH FILTERS' --top K")
     return catalog.search(parse_query(query, top))
+
+
+def _entry(catalog: Catalog, model: str) -> Entry:
+    """The catalog entry of an id, or the ``local:`` entry of a path (``./folder``, ``/abs``, ``local:path``)."""
+    from ..plugins.local_models import is_local_spec, local_entry
+
+    return local_entry(model) if is_local_spec(model) else catalog.get(model)
 
 
 def parse_query(query: str, top: int) -> Query:

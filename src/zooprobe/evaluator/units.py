@@ -91,6 +91,7 @@ class CandidateTask:
     done: frozenset[tuple[str, str]] = frozenset()
     say_from: float | None = None
     record: Callable[[Score], None] | None = None
+    trust_savedmodel: bool = False  # TF SavedModels of any source load (their graph runs as code)
 
 
 @dataclass

@@ -10,6 +10,7 @@ import json
 import math
 import os
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -45,7 +46,16 @@ class Checkpoint:
     record: EpochRecord
 
 
-def _atomic_save(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
+def _atomic_save(
+    path: Path,
+    tensors: dict[str, torch.Tensor],
+    metadata: dict[str, str],
+    before_rename: Callable[[Path], None] | None = None,
+) -> None:
+    """Write a safetensors file under a temporary name, sync it, then rename it into place.
+
+    ``before_rename`` sees the complete temporary file first (to record its checksum, keep the file it replaces).
+    """
     from safetensors.torch import save_file
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -54,6 +64,8 @@ def _atomic_save(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[st
         save_file(tensors, str(temp), metadata=metadata)
         with open(temp, "rb") as written:  # on disk before the rename, or a crash can leave a torn file
             os.fsync(written.fileno())
+        if before_rename is not None:
+            before_rename(temp)
         os.replace(temp, path)
     finally:
         temp.unlink(missing_ok=True)
@@ -75,8 +87,10 @@ def write_checkpoint(
     phase: str,
     state: ArmState,
     record: EpochRecord,
+    before_rename: Callable[[Path], None] | None = None,
 ) -> None:
-    """Model, optimizer moments and the arm's bookkeeping in one safetensors file (JSON in its metadata)."""
+    """Model, optimizer moments and the arm's bookkeeping in one safetensors file (JSON in its metadata);
+    ``before_rename`` sees the complete file under its temporary name (see :mod:`.checkpoint_guard`)."""
     import torch
 
     tensors = _model_tensors(arm.state(), "model/")
@@ -96,7 +110,7 @@ def write_checkpoint(
         "optimizer_scalars": json.dumps(scalars),
         "record": json.dumps(record.to_json()),
     }
-    _atomic_save(path, tensors, metadata)
+    _atomic_save(path, tensors, metadata, before_rename)
 
 
 def read_checkpoint(path: Path) -> Checkpoint:

@@ -31,6 +31,7 @@ from ..data.splits import counts as split_counts
 from ..data.splits import fixed_split
 from ..errors import InvalidChoiceError, ZooprobeError, first_line
 from ..runs.records import FinetuneSummary
+from ..runs.skipped_files import record_skipped
 from ..runs.store import EpochRecord, RunStore, library_versions
 from .arms import build_arm_model, build_scratch_model, scratch_architecture, scratch_strategy
 from .batches import split_indices
@@ -99,6 +100,7 @@ def finetune(
     progress: bool = True,
     on_epoch: EpochCallback | None = None,
     trust_remote_code: bool = False,
+    trust_savedmodel: bool = False,
 ) -> FinetuneResult:
     """Fine-tune ``model`` on ``data`` with ``strategy`` (and the ``scratch`` baseline), recording every epoch.
 
@@ -124,6 +126,7 @@ def finetune(
         on_epoch: called with (arm, record) after each epoch is recorded.
         trust_remote_code: run the repository's own code (``hf:`` entries only), pinned to the commit it
             resolves; the run's config records ``trust_remote_code`` and that ``revision``.
+        trust_savedmodel: load a TF SavedModel from TF-Hub or Kaggle (its graph runs as code); recorded.
 
     Returns:
         a :class:`FinetuneResult`; the run is also in ``RunStore(home)`` with kind ``finetune``.
@@ -153,6 +156,7 @@ def finetune(
             on_duplicates = config.get("on_duplicates", "error")
             patience = config.get("patience", patience)
             trust_remote_code = bool(config.get("trust_remote_code", False))
+            trust_savedmodel = bool(config.get("trust_savedmodel", False))
         if data is None or model is None:
             raise ZooprobeError("finetune needs a dataset and a model id (or resume=RUN to continue a run)")
         _check_settings(epochs, patience, lr, batch_size, baseline, train_size, resolution)
@@ -160,7 +164,8 @@ def finetune(
             parse_strategy(strategy)  # a typo fails before the dataset and the weights load
         # the model (an unknown id, a cut point it lacks) before the data: reading images takes long
         try:
-            backbone = load(model, str(home) if home is not None else None, trust_remote_code=trust_remote_code)
+            where = str(home) if home is not None else None
+            backbone = load(model, where, trust_remote_code=trust_remote_code, trust_savedmodel=trust_savedmodel)
         except (OSError, RuntimeError, ValueError) as exc:  # as assess reports them: weights absent offline, corrupt
             if isinstance(exc, ZooprobeError):
                 raise
@@ -215,6 +220,9 @@ def finetune(
                 config["scratch_architecture"] = scratch_architecture(backbone, parsed)
             if trust_remote_code:  # the commit whose code ran, for whoever reads the report
                 config.update(trust_remote_code=True, revision=backbone.entry.source_version)
+            if trust_savedmodel:
+                config["trust_savedmodel"] = True
+            record_skipped(config, dataset.skipped)  # listed in the run's reports
             given = fixed_split(dataset)
             if given is not None:  # trained on 'train', validated on this split, as the data define them
                 config.update(splits=split_counts(dataset), validated_on=given[2])

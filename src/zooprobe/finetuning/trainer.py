@@ -16,7 +16,8 @@ from ..runs.records import ArmResult
 from ..runs.store import EpochRecord, RunStore
 from .arms import build_arm_model, build_scratch_model
 from .batches import Batches, StreamedBatches, load_batch
-from .checkpoints import ArmState, read_checkpoint, slug, write_checkpoint, write_model
+from .checkpoint_guard import keep_and_record, resume_checkpoint
+from .checkpoints import ArmState, slug, write_checkpoint, write_model
 from .precise_bn import recompute_statistics
 from .strategy import SCRATCH, Strategy
 
@@ -163,7 +164,7 @@ class Trainer:
         pretrained = arm != SCRATCH
         state = ArmState()
         checkpoint = self.run_dir / f"{slug(arm)}.safetensors"
-        saved = read_checkpoint(checkpoint) if checkpoint.exists() else None
+        saved = resume_checkpoint(self.store, self.run_id, self.run_dir, arm, built)  # the newest good one
         if saved is not None:
             built.load_state(saved.model_state)
             state = saved.state
@@ -222,7 +223,8 @@ class Trainer:
                 extra["early_stop"] = True
             seconds = time.perf_counter() - started
             record = EpochRecord(arm, epoch, train_loss, val_loss, accuracy, balanced, seconds, extra)
-            write_checkpoint(checkpoint, built, optimizer, phase, state, record)
+            kept = keep_and_record(self.store, self.run_id, arm, epoch, checkpoint)  # checksum, last two kept
+            write_checkpoint(checkpoint, built, optimizer, phase, state, record, kept)
             self.store.put_epoch(self.run_id, record)
             if self.on_epoch is not None:
                 self.on_epoch(arm, record)

@@ -29,6 +29,7 @@ DEFAULT_PLUGINS: dict[str, str] = {
     "tfhub": "zooprobe.sources.tfhub_source",
     "kaggle": "zooprobe.sources.kaggle_source",
     "hf": "zooprobe.sources.hf_source",
+    "local": "zooprobe.sources.local_source",
 }
 
 ALLOW_ENV = "ZOOPROBE_PLUGINS"
@@ -152,18 +153,30 @@ def check_remote_code(entry: Entry, pm: pluggy.PluginManager | None = None) -> S
     return source
 
 
-def load_entry(entry: Entry, *, trust_remote_code: bool = False, pm: pluggy.PluginManager | None = None) -> Backbone:
+def load_entry(
+    entry: Entry,
+    *,
+    trust_remote_code: bool = False,
+    trust_savedmodel: bool = False,
+    pm: pluggy.PluginManager | None = None,
+) -> Backbone:
     """Load ``entry`` through its source plugin, passing ``trust_remote_code`` only when it is set.
 
     With ``trust_remote_code`` the Hugging Face source runs the repository's Python code, pinned to the
     40-hex commit it resolves, and records that commit in the backbone's ``entry.source_version``.
+    ``trust_savedmodel`` lets a TF SavedModel of any source load (its graph runs as code; see
+    :mod:`zooprobe.backbones.savedmodel_trust`).
 
     :raises RemoteCodeError: when ``trust_remote_code`` is set and the source cannot honour it.
+    :raises SavedModelTrustError: for a SavedModel from a source not trusted.
     """
-    if not trust_remote_code:
-        return get_source(entry.source, pm).load(entry)
-    source = check_remote_code(entry, pm)
-    return source.load(entry, trust_remote_code=True)  # type: ignore[call-arg]  # checked by check_remote_code
+    from ..backbones.savedmodel_trust import trusting_savedmodels
+
+    with trusting_savedmodels(trust_savedmodel):
+        if not trust_remote_code:
+            return get_source(entry.source, pm).load(entry)
+        source = check_remote_code(entry, pm)
+        return source.load(entry, trust_remote_code=True)  # type: ignore[call-arg]  # checked by check_remote_code
 
 
 def describe_plugins(pm: pluggy.PluginManager) -> list[dict[str, object]]:

@@ -8,6 +8,7 @@ from dataclasses import replace
 from typing import Any
 
 from ..runs.records import ArmResult, CandidateResult, provisional_gain
+from ..runs.skipped_files import skipped_of
 from ..runs.store import Run, RunStore
 from .decision import decide
 from .model import (
@@ -67,6 +68,7 @@ def _run_info(run: Run) -> RunInfo:
         updated=run.updated,
         error=run.error,
         seconds=summary.seconds if summary is not None else None,
+        skipped_files=skipped_of(run.config),
     )
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from ..errors import ZooprobeError
 from ..runs.records import SCRATCH, EpochRecord
+from ..runs.skipped_files import SkippedFiles
 
 # The scores of an assessment in reading order; metrics a plugin adds follow these.
 KNOWN_METRICS = ("probe_balanced_accuracy", "knn_accuracy", "ncm_accuracy", "logme", "hscore", "nce", "leep")
@@ -41,6 +42,8 @@ class RunInfo:
     updated: float
     error: str | None
     seconds: float | None
+    # the files its dataset dropped (on_error='skip', duplicates): listed in every format
+    skipped_files: SkippedFiles = field(default_factory=SkippedFiles)
 
     @property
     def in_progress(self) -> bool:
@@ -211,6 +214,8 @@ class Report:
         data: dict[str, Any] = _plain(self)
         for run, info in zip(data["runs"], self.runs, strict=True):
             run["in_progress"] = info.in_progress
+            if not info.skipped_files.count:  # runs that dropped nothing keep the shape of earlier reports
+                del run["skipped_files"]
         for check, prediction in zip(data["predictions"], self.predictions, strict=True):
             check["within"] = prediction.within
         return data

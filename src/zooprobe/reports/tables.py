@@ -47,6 +47,18 @@ def runs_table(runs: Sequence[RunInfo]) -> Table:
     return Table(["Run", "Kind", "Data", "Status", "Last update", "Seconds"], rows, frozenset({5}))
 
 
+def skipped_files_table(runs: Sequence[RunInfo]) -> Table | None:
+    """The files each run's dataset dropped, with the reason (None: none dropped); a last row per run counts
+    those beyond the ones its record lists."""
+    rows: list[list[str]] = []
+    for run in runs:
+        record = run.skipped_files
+        rows += [[run.id, path, reason] for path, reason in record.files]
+        if record.unlisted:
+            rows.append([run.id, f"... and {record.unlisted:,} more", f"{record.count:,} files dropped in all"])
+    return Table(["Run", "File", "Reason"], rows) if rows else None
+
+
 def _macs(row: CandidateRow) -> str:
     if row.macs is None:
         return MISSING

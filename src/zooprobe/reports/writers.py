@@ -30,6 +30,7 @@ from .tables import (
     predictions_table,
     profile_table,
     runs_table,
+    skipped_files_table,
     timestamp,
 )
 
@@ -82,6 +83,9 @@ def render_markdown(report: Report) -> str:
     for profile in report.profiles:
         rank = f"#{profile.rank} " if profile.rank else ""
         out += [f"## Layer profile: {rank}{_md_text(profile.model)}", "", _md_table(profile_table(profile)), ""]
+    skipped = skipped_files_table(report.runs)
+    if skipped is not None:
+        out += ["## Skipped files", "", _md_table(skipped), ""]
     out += ["## Runs", "", _md_table(runs_table(report.runs)), ""]
     return "\n".join(out)
 
@@ -108,8 +112,9 @@ CSV_TAIL = (
 
 
 def render_csv(report: Report) -> str:
-    """One CSV with a ``table`` column (candidates, layers, epochs, predictions); each table fills its own
-    columns and leaves the others empty, so ``df[df.table == "epochs"].dropna(axis=1, how="all")`` is a table.
+    """One CSV with a ``table`` column (candidates, layers, epochs, predictions, skipped_files); each table
+    fills its own columns and leaves the others empty, so ``df[df.table == "epochs"].dropna(axis=1, how="all")``
+    is a table.
     """
     status = {run.id: run.status for run in report.runs}
     data = {run.id: run.data for run in report.runs}
@@ -154,8 +159,15 @@ def render_csv(report: Report) -> str:
             expected_accuracy=check.predicted, uncertainty=check.uncertainty, consensus=check.consensus,
             achieved_accuracy=check.achieved,
         )  # fmt: skip
+    for run in report.runs:
+        for path, reason in run.skipped_files.files:
+            add("skipped_files", run.id, file=path, reason=reason)
+        if run.skipped_files.unlisted:
+            add("skipped_files", run.id, file=None, reason=f"{run.skipped_files.unlisted} more files dropped")
+    # the file columns only when a run dropped files: CSVs of other runs keep their columns
+    tail = (*CSV_TAIL, "file", "reason") if any(run.skipped_files.count for run in report.runs) else CSV_TAIL
     buffer = io.StringIO()
-    fieldnames = [*CSV_COLUMNS, *report.metrics, *ranked, *CSV_TAIL]
+    fieldnames = [*CSV_COLUMNS, *report.metrics, *ranked, *tail]
     writer = csv.DictWriter(buffer, fieldnames=fieldnames, lineterminator="\n")
     writer.writeheader()
     writer.writerows(records)
@@ -241,6 +253,9 @@ def _html_parts(report: Report) -> list[str]:
             for profile in mine:
                 rank = f"#{profile.rank} " if profile.rank else ""
                 parts += [f"<h3>{_esc(rank + profile.model)}</h3>", _html_table(profile_table(profile))]
+    skipped = skipped_files_table(report.runs)
+    if skipped is not None:
+        parts += ["<h2>Skipped files</h2>", _html_table(skipped)]
     parts += ["<h2>Runs</h2>", _html_table(runs_table(report.runs))]
     return parts
 

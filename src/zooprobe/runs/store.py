@@ -30,6 +30,7 @@ from ..catalog.sqlite_guard import connect
 from ..catalog.store import default_home, enable_wal, permission_problem
 from ..errors import StoreError, ZooprobeError
 from . import lock
+from .checksums import m003_checkpoint_checksums
 from .lock import RunLockedError, m002_run_locks
 from .records import METRIC_COLUMNS, AssessSummary, CandidateResult, EpochRecord, FinetuneSummary
 
@@ -106,7 +107,7 @@ def m001_runs(db: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [m001_runs, m002_run_locks]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [m001_runs, m002_run_locks, m003_checkpoint_checksums]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

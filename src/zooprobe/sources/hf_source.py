@@ -329,6 +329,13 @@ def _load(entry: Entry, snapshot: Path, revision: str | None, trust_remote_code:
     return transformers_backbone(entry, auto_model, processor)
 
 
+def load_folder(entry: Entry, folder: Path) -> Backbone:
+    """A transformers or sentence-transformers model folder of the user's own (``entry.tags`` says which),
+    loaded with ``trust_remote_code`` off and the Hub clients offline: only the folder's files are read."""
+    with _offline(True):
+        return _load(entry, folder, None, trust_remote_code=False)
+
+
 @hookimpl
 def register_sources() -> list[Source]:
     return [HfSource()]

@@ -257,16 +257,22 @@ def _load_keras(path: Path, entry: Entry) -> TFBackbone:
     files = sorted(path.rglob("*.keras"))
     if not files:
         raise KaggleError(f"no .keras file in {path} for {entry.id}; Keras instances load from a saved .keras file")
+    return load_keras_file(files[0], entry)
+
+
+def load_keras_file(file: Path, entry: Entry) -> TFBackbone:
+    """A saved ``.keras`` file, loaded in Keras's safe mode (no lambdas' code), as a backbone of ``entry``."""
     os.environ.setdefault("KERAS_BACKEND", "torch")
     import keras
 
-    model = keras.saving.load_model(files[0], safe_mode=True, compile=False)
+    model = keras.saving.load_model(file, safe_mode=True, compile=False)
     shape = tuple(getattr(model, "input_shape", ()) or ())
     static = (int(shape[1]), int(shape[2])) if len(shape) == 4 and shape[1] and shape[2] else None
     return TFBackbone(entry=with_resolution(entry, static), model=model, cut_points=[OUTPUT])
 
 
 def _load_timm_layout(path: Path, entry: Entry) -> Backbone:
+    """timm's layout in ``path``: the model ``config.json`` names, with the weights of its safetensors file only."""
     import json
 
     config_file = path / "config.json"
@@ -298,6 +304,9 @@ def _load_timm_layout(path: Path, entry: Entry) -> Backbone:
     return TorchBackbone(
         entry=entry, model=model, cut_points=block_cut_points(model, classifier), classifier=classifier
     )
+
+
+load_timm_layout = _load_timm_layout
 
 
 @hookimpl

@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from ..backbones.savedmodel_trust import LOCAL_SOURCE as LOCAL
+from ..backbones.savedmodel_trust import check_savedmodel_trust
 from ..backbones.tf_backbone import TFBackbone, concrete_functions, import_tensorflow, output_names, with_resolution
 from ..catalog.schema import DATASET_SIZES, Entry, InputSpec, PretrainStage, ReportedMetric
 from ..errors import SourceUnavailableError, ZooprobeError
@@ -179,9 +181,17 @@ def load_handle(
         resolution: input size for a handle outside the catalog (default: the model's own static
             input size, else 224 x 224).
 
+    A SavedModel's graph runs as code, so one from a source (an ``entry`` of any source but ``local``, or
+    a remote handle) loads only when trusted (:mod:`zooprobe.backbones.savedmodel_trust`); a local
+    folder given as a handle, or a ``local`` entry, is the caller's own.
+
     :raises TFHubLoadError: for a missing folder, an HTTP error, no network or a corrupt archive.
+    :raises SavedModelTrustError: for a SavedModel from a source the caller did not trust.
     :raises SourceUnavailableError: when tensorflow or tensorflow_hub is not installed.
     """
+    source = entry.source if entry is not None else ("tfhub" if _local_path(handle) is None else LOCAL)
+    if source != LOCAL:
+        check_savedmodel_trust(source, entry.id if entry is not None else handle)
     model = _restore(handle)
     resolution = resolution or _static_resolution(model)
     if entry is None:
