@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+import zooprobe
 from zooprobe.backbones.backbone import Backbone
 from zooprobe.catalog.schema import Entry
 from zooprobe.cli import cli
@@ -28,9 +29,10 @@ from zooprobe.errors import InvalidChoiceError
 from zooprobe.evaluator.assess import assess
 from zooprobe.executors.base import ExecutorError
 from zooprobe.executors.select import open_executor
-from zooprobe.runs.store import RunStore
+from zooprobe.runs.store import EpochRecord, RunStore
 
 from .conftest import write_digits_npz
+from .test_finetune import MODEL, SMALL, weights  # noqa: F401  (a fixture)
 from .toy_backbone import toy_cnn, toy_entry
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,11 +54,15 @@ def first_load_waits(marker: Path, entry: Entry) -> Backbone:
 
 
 @pytest.fixture(scope="module")
-def ray_cluster() -> Iterator[None]:
+def ray_cluster(request: pytest.FixtureRequest) -> Iterator[None]:
     ray = pytest.importorskip("ray")
     # workers are new processes: they import this worktree's zooprobe and these tests' loaders
     paths = [str(ROOT / "src"), str(ROOT), os.environ.get("PYTHONPATH", "")]
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
+    try:  # and find MobileNetV2's weights where the fine-tuning tests put them (a worker's env is fixed at start)
+        os.environ["TORCH_HOME"] = str(request.getfixturevalue("torch_home"))
+    except pytest.skip.Exception:
+        pass
     ray.init(num_cpus=2, include_dashboard=False, address="local", _node_ip_address="127.0.0.1")
     yield
     ray.shutdown()
@@ -219,3 +225,54 @@ def test_a_killed_driver_leaves_a_run_the_local_executor_finishes_recomputing_no
     with RunStore(home) as runs:
         after = {(s.model, s.layer, s.metric): s for s in runs.scores(run.id)}
     assert {key: after[key] for key in before} == before  # a's scores as they were (same timings too)
+
+
+# --- fine-tuning arms ---------------------------------------------------------------------------------
+
+ARMS = {**SMALL, "train_size": 40, "baseline": "scratch"}
+
+
+def unit_processes(name: str = "train_arm") -> list[int]:
+    """The processes running a Ray task called ``name`` (Ray titles a worker ``ray::NAME`` while it runs one)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            title = (entry / "cmdline").read_bytes() if entry.name.isdigit() else b""
+        except OSError:  # ended while we looked
+            continue
+        if title.startswith(f"ray::{name}".encode()):
+            found.append(int(entry.name))
+    return found
+
+
+def epoch_values(records: list[EpochRecord]) -> list[tuple[Any, ...]]:
+    return [
+        (r.arm, r.epoch, r.train_loss, r.val_loss, r.val_accuracy, r.val_balanced_accuracy, r.extra) for r in records
+    ]
+
+
+def test_finetune_arms_on_ray_record_what_the_local_executor_records(ray_cluster: None, weights: Path) -> None:  # noqa: F811
+    import torch
+
+    # a Ray task of one CPU runs torch on one thread; the same here keeps every sum in the same order
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        local = zooprobe.finetune("sklearn:digits", MODEL, "full", epochs=2, **ARMS)
+    finally:
+        torch.set_num_threads(threads)
+    seen: list[tuple[str, int]] = []
+    remote = zooprobe.finetune(
+        "sklearn:digits", MODEL, "full", epochs=2, executor="ray", on_epoch=lambda arm, r: seen.append((arm, r.epoch)),
+        **ARMS,
+    )  # fmt: skip
+    assert remote.run_id != local.run_id and sorted(seen) == [("full", 1), ("full", 2), ("scratch", 1), ("scratch", 2)]
+    for arm in ("full", "scratch"):
+        assert len(remote.arms[arm]) == 2
+        assert epoch_values(remote.arms[arm]) == epoch_values(local.arms[arm]), arm
+    untimed = [{arm: {**doc, "seconds": 0} for arm, doc in run.summary["arms"].items()} for run in (remote, local)]
+    assert untimed[0] == untimed[1] and remote.summary["gain_over_scratch"] == local.summary["gain_over_scratch"]
+    checkpoints = remote.summary["checkpoints"]
+    assert {Path(path).parent for path in checkpoints.values()} == {weights / "runs" / remote.run_id}
+    with RunStore(weights) as runs:
+        assert runs.get(remote.run_id).status == "done"

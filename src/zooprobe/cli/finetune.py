@@ -8,7 +8,14 @@ from pathlib import Path
 import click
 
 from ..errors import ZooprobeError
-from ._common import MIN_RESOLUTION, batch_size_option, format_choice_option, home_option, on_duplicates_option
+from ._common import (
+    MIN_RESOLUTION,
+    batch_size_option,
+    executor_options,
+    format_choice_option,
+    home_option,
+    on_duplicates_option,
+)
 from ._resume import refuse_options_with_resume
 
 _HEADERS = ("Epoch", "Train Loss", "Validation Loss", "Accuracy", "Balanced Acc", "Time")
@@ -63,6 +70,7 @@ def parse_train_size(_ctx: click.Context, _param: click.Parameter, value: str | 
     is_flag=True,
     help="Run the repository's own Python code, pinned to the commit it resolves (hf: entries only).",
 )
+@executor_options("arms (the strategy's, scratch)")
 @home_option
 def finetune_cmd(
     data: str | None,
@@ -80,6 +88,8 @@ def finetune_cmd(
     on_error: str,
     on_duplicates: str,
     trust_remote_code: bool,
+    executor: str | None,
+    ray_address: str,
     home: Path | None,
 ) -> None:
     """Fine-tune a pretrained backbone on a labelled dataset and print each epoch.
@@ -87,6 +97,8 @@ def finetune_cmd(
     Each epoch (train loss, validation loss, accuracy, balanced accuracy, time) is recorded in the
     run store as it finishes, with a safetensors checkpoint under $ZOOPROBE_HOME/runs/<run id>/.
     --resume RUN continues an interrupted run; the other options are then read from the run.
+    --executor ray trains the arms concurrently, one Ray task each; the home must then be on
+    storage every node sees (checkpoints are written there), and only this process writes runs.
 
     \b
     Examples:
@@ -95,6 +107,8 @@ def finetune_cmd(
       zooprobe finetune --data photos/ --model timm:resnet50.a1_in1k --strategy cut:layer3+mlp:256
       zooprobe finetune --data photos/ --model timm:resnet50.a1_in1k --strategy recommended
       zooprobe finetune --resume finetune-20250101-120000-abc123
+      zooprobe finetune --data /shared/photos --model ID --strategy full --baseline scratch \\
+          --executor ray --ray-address 10.0.0.5:6379 --home /shared/zooprobe
     """
     from ..data.hygiene import check_policy
     from ..finetuning.finetune import epochs_table_rows, finetune
@@ -122,6 +136,8 @@ def finetune_cmd(
         on_duplicates=check_policy(on_duplicates),
         home=home,
         trust_remote_code=trust_remote_code,
+        executor=executor,
+        ray_address=ray_address,
     )
     if fmt == "json":
         click.echo(json.dumps(result.to_dict(), indent=2))

@@ -30,8 +30,10 @@ from ..data.hygiene import OnDuplicates
 from ..data.splits import counts as split_counts
 from ..data.splits import fixed_split
 from ..errors import InvalidChoiceError, ZooprobeError, first_line
+from ..evaluator.units import ProgressLines
 from ..runs.records import FinetuneSummary
 from ..runs.store import EpochRecord, RunStore, library_versions
+from .arm_units import ArmRun, ArmUnit, train_arms_on
 from .arms import build_arm_model, build_scratch_model
 from .batches import split_indices
 from .strategy import SCRATCH, STRATEGY_FORMS, Strategy, StrategyError, parse_strategy
@@ -98,6 +100,8 @@ def finetune(
     progress: bool = True,
     on_epoch: EpochCallback | None = None,
     trust_remote_code: bool = False,
+    executor: str | None = None,
+    ray_address: str | None = None,
 ) -> FinetuneResult:
     """Fine-tune ``model`` on ``data`` with ``strategy`` (and the ``scratch`` baseline), recording every epoch.
 
@@ -120,6 +124,10 @@ def finetune(
         on_epoch: called with (arm, record) after each epoch is recorded.
         trust_remote_code: run the repository's own code (``hf:`` entries only), pinned to the commit it
             resolves; the run's config records ``trust_remote_code`` and that ``revision``.
+        executor: where the arms train: ``local`` (here, one after another; the default, or
+            ``$ZOOPROBE_EXECUTOR``) or ``ray`` (one Ray task per arm, concurrently; the home must be on
+            storage every node sees). Either may resume a run the other started.
+        ray_address: the Ray cluster to join (default ``auto``: a running one, else a local one).
 
     Returns:
         a :class:`FinetuneResult`; the run is also in ``RunStore(home)`` with kind ``finetune``.
@@ -129,7 +137,10 @@ def finetune(
         ...                            epochs=3, baseline="scratch", train_size=200, resolution=64)
         >>> result.outcome.gain_over_scratch
     """
+    from ..executors.select import executor_name, open_executor
     from ..plugins.loading import load_by_id as load
+
+    executor = executor_name(executor)
 
     with RunStore(home) as store:
         if resume is not None:
@@ -181,6 +192,10 @@ def finetune(
         parsed = _parsed_arm(backbone, arm)
         train_idx, val_idx = split_indices(dataset, seed, train_size)
         arms = [arm] + ([SCRATCH] if baseline == "scratch" else [])
+        # scratch: the architecture the adapter re-initialises (up to the classifier, or the layer the arm reads)
+        scratch = ArmUnit(SCRATCH, Strategy("full", layer=parsed.layer, train="all"))
+        plan = [ArmUnit(arm, parsed)] + ([scratch] if baseline == "scratch" else [])
+        pool = None if executor == "local" else open_executor(executor, ray_address)  # before the run: Ray missing
         if resume is None:
             config = {
                 "model": model,
@@ -234,13 +249,21 @@ def finetune(
             on_epoch=on_epoch,
         )
         try:
-            outcomes = {arm: trainer.run_arm(arm, parsed)}
-            if baseline == "scratch":
-                # the architecture the adapter re-initialises (up to the classifier, or the layer the arm reads)
-                outcomes[SCRATCH] = trainer.run_arm(SCRATCH, Strategy("full", layer=parsed.layer, train="all"))
+            if pool is None:
+                outcomes = {unit.arm: trainer.run_arm(unit.arm, unit.strategy) for unit in plan}
+            else:
+                shared = ArmRun(
+                    run.id, str(store.home.resolve()), model, ArmRun.data_spec(data), data_hash, on_error,
+                    on_duplicates, trust_remote_code, resolution, train_size, settings, device,
+                )  # fmt: skip
+                say = ProgressLines(progress).say
+                outcomes = train_arms_on(pool, store, shared, plan, on_epoch, say)
         except Exception as exc:
             store.finish(run.id, error=f"{type(exc).__name__}: {exc}")
             raise
+        finally:
+            if pool is not None:
+                pool.close()
         summary = FinetuneSummary.of(outcomes, arm)
         store.finish(run.id, summary)
         return FinetuneResult(run.id, {name: store.epochs(run.id, name) for name in arms}, summary)
