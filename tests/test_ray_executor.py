@@ -29,6 +29,7 @@ from zooprobe.errors import InvalidChoiceError
 from zooprobe.evaluator.assess import assess
 from zooprobe.executors.base import ExecutorError
 from zooprobe.executors.select import open_executor
+from zooprobe.finetuning.strategy import SCRATCH
 from zooprobe.runs.store import EpochRecord, RunStore
 
 from .conftest import write_digits_npz
@@ -230,6 +231,7 @@ def test_a_killed_driver_leaves_a_run_the_local_executor_finishes_recomputing_no
 # --- fine-tuning arms ---------------------------------------------------------------------------------
 
 ARMS = {**SMALL, "train_size": 40, "baseline": "scratch"}
+ENDURING = {**ARMS, "patience": 10}  # no arm stops early: each trains every epoch
 
 
 def unit_processes(name: str = "train_arm") -> list[int]:
@@ -276,3 +278,99 @@ def test_finetune_arms_on_ray_record_what_the_local_executor_records(ray_cluster
     assert {Path(path).parent for path in checkpoints.values()} == {weights / "runs" / remote.run_id}
     with RunStore(weights) as runs:
         assert runs.get(remote.run_id).status == "done"
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_arm_is_replaced_and_the_run_completes(ray_cluster: None, weights: Path) -> None:  # noqa: F811
+    killed: list[int] = []
+
+    def kill_a_worker(arm: str, record: EpochRecord) -> None:
+        if not killed:  # the first epoch is in: both arms are training, on two workers
+            (pid, *_) = unit_processes() or [0]
+            if pid:
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+
+    result = zooprobe.finetune(
+        "sklearn:digits", MODEL, "full", epochs=3, executor="ray", on_epoch=kill_a_worker, **ENDURING
+    )
+    assert killed and killed[0] != os.getpid()
+    for arm in ("full", SCRATCH):
+        assert [r.epoch for r in result.arms[arm]] == [1, 2, 3], arm
+    with RunStore(weights) as runs:
+        assert runs.get(result.run_id).status == "done"
+    assert all(Path(path).exists() for path in result.summary["checkpoints"].values())
+
+
+@pytest.mark.slow
+def test_a_killed_finetune_driver_leaves_a_run_the_local_executor_finishes(ray_cluster: None, weights: Path) -> None:  # noqa: F811
+    import ray
+
+    driver = (
+        "import zooprobe\n"
+        f"zooprobe.finetune('sklearn:digits', {MODEL!r}, 'full', epochs=4, home={str(weights)!r}, executor='ray',"
+        f" ray_address={ray.get_runtime_context().gcs_address!r}, **{ENDURING!r})\n"
+    )
+    env = {**os.environ, "ZOOPROBE_HOME": str(weights)}
+    process = subprocess.Popen([sys.executable, "-c", driver], env=env)
+
+    def recorded() -> dict[str, list[int]]:
+        if not (weights / "runs.sqlite3").exists():
+            return {}
+        with RunStore(weights) as runs:
+            return {
+                arm: [r.epoch for r in runs.epochs(run.id, arm)]
+                for run in runs.list(kind="finetune")
+                for arm in ("full", SCRATCH)
+            }
+
+    while not all(recorded().get(arm) for arm in ("full", SCRATCH)):  # an epoch of each arm recorded
+        assert process.poll() is None, "the driver ended before it could be killed"
+        time.sleep(0.1)
+    process.kill()
+    process.wait()
+    while unit_processes():  # the cluster ends a dead driver's tasks; none may still write checkpoints
+        time.sleep(0.1)
+    before = recorded()
+    assert all(len(before[arm]) < 4 for arm in before), before
+    with RunStore(weights) as runs:
+        (run,) = runs.list(kind="finetune")
+    assert run.status == "running"
+    trained: list[tuple[str, int]] = []
+    result = zooprobe.finetune(resume=run.id, progress=False, on_epoch=lambda arm, r: trained.append((arm, r.epoch)))
+    assert result.run_id == run.id
+    for arm in ("full", SCRATCH):
+        assert [r.epoch for r in result.arms[arm]] == [1, 2, 3, 4], arm
+        again = [epoch for name, epoch in trained if name == arm]
+        assert again and min(again) > max(before[arm]), (arm, before[arm], again)  # nothing recorded is trained again
+    with RunStore(weights) as runs:
+        assert runs.get(run.id).status == "done"
+
+
+# --- one candidate's extraction sharded with Ray Data ---------------------------------------------
+
+
+def test_a_large_dataset_is_extracted_over_the_cluster_into_the_local_cache_files(
+    ray_cluster: None, digits: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: Any
+) -> None:
+    import numpy as np
+
+    options = {**OPTIONS, "metrics": ["knn_accuracy", "logme"]}
+    local = assess(str(digits), [toy_entry("a")], loader=seeded_cnn, home=tmp_path / "local", **options)
+    monkeypatch.setenv("ZOOPROBE_SHARD_IMAGES", "40")  # the 100 digits count as large
+    remote = assess(
+        str(digits), [toy_entry("a")], loader=seeded_cnn, home=tmp_path / "ray", executor="ray",
+        **{**options, "progress": True},
+    )  # fmt: skip
+    assert "toy:a: features at 2 cut points extracted over the cluster" in capfd.readouterr().err
+    files = {home: sorted((tmp_path / home / "features").glob("*.npy")) for home in ("local", "ray")}
+    assert [f.name for f in files["ray"]] == [f.name for f in files["local"]] and len(files["local"]) == 2
+    for ours, theirs in zip(files["ray"], files["local"], strict=True):
+        sharded, alone = np.load(ours), np.load(theirs)
+        assert sharded.shape == alone.shape == (100, sharded.shape[1])
+        np.testing.assert_allclose(sharded, alone, rtol=1e-5, atol=1e-6)  # row by row: the dataset's order
+    expected = stored_scores(tmp_path / "local", local.run_id)
+    got = stored_scores(tmp_path / "ray", remote.run_id)
+    assert got.keys() == expected.keys()
+    for key, value in expected.items():
+        assert got[key] == pytest.approx(value, abs=1e-6), key

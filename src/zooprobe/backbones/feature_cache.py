@@ -15,7 +15,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -88,6 +88,25 @@ def write_features(
 
     ``batches`` yields (row indices, model input); row indices ``None`` mean the next rows in order.
     """
+
+    def computed() -> Iterator[tuple[Any, dict[str, Any]]]:
+        for indices, batch in batches:
+            features = backbone.extract(batch, layers)
+            yield indices, {layer: features[layer].float().cpu().numpy() for layer in layers}
+
+    write_feature_rows(rows, paths, f"extracting {backbone.entry.id}", show_progress, computed(), unit)
+
+
+def write_feature_rows(
+    rows: int,
+    paths: dict[str, Path],
+    label: str,
+    show_progress: bool,
+    chunks: Iterable[tuple[Any, dict[str, Any]]],
+    unit: str = "images",
+) -> None:
+    """Write features computed elsewhere (``chunks`` of (row indices, {layer: N x D array})) into ``paths``,
+    each file complete or absent. Row indices ``None`` mean the next rows in order."""
     import numpy as np
 
     from ..progress import ProgressBar, note
@@ -98,26 +117,26 @@ def write_features(
     started = time.perf_counter()
     interactive = show_progress and sys.stderr.isatty()
     try:
-        with ProgressBar(rows, f"extracting {backbone.entry.id}", enabled=show_progress) as bar:
-            for indices, batch in batches:
-                features = backbone.extract(batch, layers)
-                for layer in layers:
-                    values = features[layer].float().cpu().numpy()
+        with ProgressBar(rows, label, enabled=show_progress) as bar:
+            for indices, features in chunks:
+                count = 0
+                for layer, values in features.items():
                     if layer not in outputs:
                         outputs[layer] = np.lib.format.open_memmap(
                             temps[layer], mode="w+", dtype=np.float32, shape=(rows, values.shape[1])
                         )
                     outputs[layer][slice(done, done + len(values)) if indices is None else indices] = values
-                done += len(batch)
-                bar.update(len(batch))
+                    count = len(values)
+                done += count
+                bar.update(count)
                 if interactive:  # off a terminal the label is printed once, not redrawn
                     rate = done / (time.perf_counter() - started)
-                    bar.label = f"extracting {backbone.entry.id} ({rate:.0f} {unit}/s)"
+                    bar.label = f"{label} ({rate:.0f} {unit}/s)"
         if show_progress and not interactive:
             seconds = time.perf_counter() - started
             rate = done / max(seconds, 1e-9)
             note(f"extracted {done} {unit} in {seconds:.1f} s ({rate:.0f} {unit}/s)")
-        for layer in layers:
+        for layer in paths:
             outputs[layer].flush()
             del outputs[layer]
             with open(temps[layer], "rb") as written:  # on disk before the rename: no torn file after a crash

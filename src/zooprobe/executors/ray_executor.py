@@ -73,7 +73,7 @@ class RayExecutor:
 
         resources: dict[str, float] = ray.cluster_resources()  # type: ignore[no-untyped-call]
         gpus = 1 if resources.get("GPU", 0) > 0 else 0
-        options = {"num_cpus": self.cpus_per_unit, "num_gpus": gpus, "max_retries": MAX_RETRIES}
+        options: dict[str, Any] = {"num_cpus": self.cpus_per_unit, "num_gpus": gpus, "max_retries": MAX_RETRIES}
         options["name"] = getattr(job.fn, "__name__", "unit")  # what ray status, logs and ps call the task
         streaming = job.on_item is not None
         task: Any = ray.remote(_streaming_unit if streaming else job.fn).options(**options)
