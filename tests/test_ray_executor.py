@@ -163,7 +163,7 @@ def test_the_local_executor_imports_no_ray() -> None:
     code = (
         "import sys\n"
         "from zooprobe.executors.select import open_executor\n"
-        "import zooprobe.evaluator.assess, zooprobe.cli.assess\n"
+        "import zooprobe.evaluator.assess, zooprobe.cli.assess, zooprobe.finetuning.finetune, zooprobe.cli.finetune\n"
         "open_executor('local').close()\n"
         "print('ray' in sys.modules)\n"
     )
@@ -374,3 +374,36 @@ def test_a_large_dataset_is_extracted_over_the_cluster_into_the_local_cache_file
     assert got.keys() == expected.keys()
     for key, value in expected.items():
         assert got[key] == pytest.approx(value, abs=1e-6), key
+
+
+def test_finetune_with_ray_missing_is_one_line_and_starts_no_run(
+    weights: Path,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if not installed
+    args = ["finetune", "--data", "sklearn:digits", "--model", MODEL, "--strategy", "head", "--resolution", "32"]
+    result = CliRunner().invoke(cli, args, env={"ZOOPROBE_EXECUTOR": "ray"})
+    assert result.exit_code == 2, result.output
+    assert "pip install 'zooprobe[ray]'" in result.output and len(result.output.strip().splitlines()) == 1
+    assert RunStore(weights).list(kind="finetune") == []
+
+
+def test_the_local_executor_streams_a_units_items_before_it_is_done() -> None:
+    from zooprobe.executors.base import Job, LocalExecutor
+
+    events: list[tuple[str, Any, Any]] = []
+
+    def unit(number: int, shared: str, emit: Any) -> str:
+        emit(f"{shared} {number}a")
+        emit(f"{shared} {number}b")
+        return f"done {number}"
+
+    job = Job(
+        unit, [1, 2], "item", lambda u, r: events.append(("done", u, r)), lambda u, e: None,
+        on_item=lambda u, i: events.append(("item", u, i)),
+    )  # fmt: skip
+    LocalExecutor().run(job)
+    assert events == [
+        ("item", 1, "item 1a"), ("item", 1, "item 1b"), ("done", 1, "done 1"),
+        ("item", 2, "item 2a"), ("item", 2, "item 2b"), ("done", 2, "done 2"),
+    ]  # fmt: skip

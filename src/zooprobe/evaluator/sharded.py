@@ -94,6 +94,8 @@ def extract_sharded(task: CandidateTask, shared: Any, rows: int, progress: bool)
     )
     chunks = ((ids, {name[len(_PREFIX) :]: values for name, values in columns.items()}) for ids, columns in mapped)
     paths = {layer: Path(path) for layer, path in missing.items()}
+    for path in paths.values():  # the driver may be the first to write this cache
+        path.parent.mkdir(parents=True, exist_ok=True)
     write_feature_rows(rows, paths, f"extracting {task.entry.id} (sharded)", progress, chunks)
     return layers
 

@@ -43,8 +43,9 @@ def map_rows(
     import ray.data
 
     context = ray.data.DataContext.get_current()
-    ordered = context.execution_options.preserve_order
+    ordered, bars = context.execution_options.preserve_order, context.enable_progress_bars
     context.execution_options.preserve_order = True  # batches come back in row order
+    context.enable_progress_bars = False  # the caller shows its own progress
     gpus = 1 if ray.cluster_resources().get("GPU", 0) > 0 else 0  # type: ignore[no-untyped-call]
     try:
         mapped = ray.data.range(rows).map_batches(
@@ -60,7 +61,7 @@ def map_rows(
             ids = batch.pop("id")
             yield ids, batch
     finally:
-        context.execution_options.preserve_order = ordered
+        context.execution_options.preserve_order, context.enable_progress_bars = ordered, bars
 
 
 def cluster_cpus() -> int:
