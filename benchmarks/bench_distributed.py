@@ -6,7 +6,8 @@ run), to split a unit's cost into a fixed part and a per-image part. Ray runs on
 ``--workers`` CPUs (its start-up printed apart), first with cold worker processes on the quarter
 data, then warm on the full share. Prints the Ray overhead per unit (the worker-seconds a unit that
 does nothing takes, sent as assessment units are) and the wall ratio Ray / local. Targets: overhead
-under 1 s per unit; wall at most 1.15x local on a 2-core machine.
+under 1 s per unit; wall at most 1.15x local on a 2-core machine. Also the overhead per fine-tuning
+arm unit: a unit that streams 5 epoch records to the driver (through the inbox actor), training nothing.
 
     python benchmarks/bench_distributed.py [--workers 2] [--candidates 4]
 """
@@ -75,6 +76,33 @@ def nothing(unit: int, shared: Any) -> int:
     return unit
 
 
+def reporting(unit: int, shared: Any, emit: Any) -> int:
+    """A fine-tuning arm's shape with no training: an item (an epoch record) emitted per epoch."""
+    for epoch in range(EPOCHS_PER_ARM):
+        emit((unit, epoch))
+    return unit
+
+
+EPOCHS_PER_ARM = 5
+
+
+def arm_overhead(workers: int, units: int = 20) -> float:
+    """Worker-seconds per unit that only streams ``EPOCHS_PER_ARM`` items to the driver, as arm units do."""
+    from zooprobe.executors.base import Job
+    from zooprobe.executors.ray_executor import RayExecutor
+
+    executor = RayExecutor(owns_cluster=False)
+    received: list[Any] = []
+    job = Job(
+        reporting, range(units), None, lambda u, r: None, lambda u, e: None, on_item=lambda u, i: received.append(i)
+    )
+    start = time.perf_counter()
+    executor.run(job)
+    seconds = time.perf_counter() - start
+    assert len(received) == units * EPOCHS_PER_ARM, len(received)
+    return seconds * workers / units
+
+
 def unit_overhead(data: str, workers: int, units: int = 20) -> float:
     """Worker-seconds per unit that does nothing, sent as assessment units are (same shared data, resources)."""
     from zooprobe.evaluator.units import SharedData
@@ -111,6 +139,7 @@ def main() -> None:
     cold, _ = timed(quarter, k, "ray-cold", executor="ray")
     remote, remote_result = timed(full, k, "ray", executor="ray")
     overhead = unit_overhead(quarter, w)
+    streamed = arm_overhead(w)
     ray.shutdown()
     for candidate in remote_result.candidates:
         if candidate["status"] != "done":
@@ -122,6 +151,10 @@ def main() -> None:
     print(f"ray, cold workers, quarter data: {cold:.1f} s ({(cold * w - local_quarter) / k:.2f} worker-s per unit)")
     print(f"ray:   {remote:.1f} s; wall ratio ray/local {remote / local:.2f} (target <= 1.15)")
     print(f"ray overhead per unit: {overhead * 1e3:.1f} worker-ms (target < 1 s); same ranking as local: {same}")
+    print(
+        f"ray overhead per fine-tuning arm unit ({EPOCHS_PER_ARM} epoch records streamed):"
+        f" {streamed * 1e3:.1f} worker-ms"
+    )
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -94,46 +94,58 @@ def write_features(
 
     with extraction_locks(paths[layer] for layer in layers):
         left = [layer for layer in layers if not cached_file_ok(paths[layer], rows)]  # computed while we waited?
-        if left:
-            _compute(backbone, rows, {layer: paths[layer] for layer in left}, batches, (show_progress, unit))
+        if not left:
+            return
+
+        def computed() -> Iterator[tuple[Any, dict[str, Any]]]:
+            for indices, batch in batches:
+                features = backbone.extract(batch, left)
+                yield indices, {layer: features[layer].float().cpu().numpy() for layer in left}
+
+        chosen = {layer: paths[layer] for layer in left}
+        write_feature_rows(rows, chosen, f"extracting {backbone.entry.id}", show_progress, computed(), unit)
 
 
-def _compute(
-    backbone: Backbone, rows: int, paths: dict[str, Path], batches: Iterable[tuple[Any, Any]], shown: tuple[bool, str]
+def write_feature_rows(
+    rows: int,
+    paths: dict[str, Path],
+    label: str,
+    show_progress: bool,
+    chunks: Iterable[tuple[Any, dict[str, Any]]],
+    unit: str = "images",
 ) -> None:
-    """Compute the features of ``paths`` (layer -> file) in one pass over ``batches``; ``shown``: (progress, unit)."""
+    """Write features computed elsewhere (``chunks`` of (row indices, {layer: N x D array})) into ``paths``,
+    each file complete or absent. Row indices ``None`` mean the next rows in order."""
     import numpy as np
 
     from ..progress import ProgressBar, note
 
-    show_progress, unit = shown
-    layers = list(paths)
     outputs: dict[str, Any] = {}
     temps = {layer: path.with_name(f".{path.stem}.{os.getpid()}.tmp.npy") for layer, path in paths.items()}
     done = 0
     started = time.perf_counter()
     interactive = show_progress and sys.stderr.isatty()
     try:
-        with ProgressBar(rows, f"extracting {backbone.entry.id}", enabled=show_progress) as bar:
-            for indices, batch in batches:
-                features = backbone.extract(batch, layers)
-                for layer in layers:
-                    values = features[layer].float().cpu().numpy()
+        with ProgressBar(rows, label, enabled=show_progress) as bar:
+            for indices, features in chunks:
+                count = 0
+                for layer, values in features.items():
                     if layer not in outputs:
                         outputs[layer] = np.lib.format.open_memmap(
                             temps[layer], mode="w+", dtype=np.float32, shape=(rows, values.shape[1])
                         )
                     outputs[layer][slice(done, done + len(values)) if indices is None else indices] = values
-                done += len(batch)
-                bar.update(len(batch))
+                    count = len(values)
+                done += count
+                bar.update(count)
                 if interactive:  # off a terminal the label is printed once, not redrawn
                     rate = done / (time.perf_counter() - started)
-                    bar.label = f"extracting {backbone.entry.id} ({rate:.0f} {unit}/s)"
+                    bar.label = f"{label} ({rate:.0f} {unit}/s)"
         if show_progress and not interactive:
             seconds = time.perf_counter() - started
             rate = done / max(seconds, 1e-9)
             note(f"extracted {done} {unit} in {seconds:.1f} s ({rate:.0f} {unit}/s)")
-        for layer in layers:
+        for layer in paths:
             outputs[layer].flush()
             del outputs[layer]
             with open(temps[layer], "rb") as written:  # on disk before the rename: no torn file after a crash

@@ -39,6 +39,14 @@ class _PreprocessedImages:
         return self.backbone.preprocess([self.dataset.load_image(index, min_size)])[0]
 
 
+def preprocessed(backbone: Backbone, dataset: Dataset, indices: Sequence[int]) -> Any:
+    """The model input of the images at ``indices``, each preprocessed as :func:`extract_features` does."""
+    import torch
+
+    images = _PreprocessedImages(backbone, dataset)
+    return torch.stack([images[int(index)] for index in indices])
+
+
 def _images_batches(backbone: Backbone, dataset: Dataset, batch_size: int, num_workers: int) -> Any:
     import torch.utils.data
 

@@ -166,12 +166,20 @@ class HFEncoderBackbone(TorchBackbone):
         self.check_trainable()
         return build_text_arm(self, layer, make_head)
 
-    def build_scratch_arm(self, layer: str, num_classes: int, resolution: tuple[int, int], *, seed: int) -> Arm:
-        """The same architecture from its config, seeded, with the same tokenizer and pooling."""
+    def build_scratch_arm(
+        self,
+        layer: str,
+        num_classes: int,
+        resolution: tuple[int, int],
+        *,
+        seed: int,
+        make_head: HeadFactory | None = None,
+    ) -> Arm:
+        """The same architecture up to ``layer`` from its config, seeded, with the same tokenizer and pooling."""
         from .hf_finetune import build_text_scratch_arm
 
         self.check_trainable()
-        return build_text_scratch_arm(self, layer, num_classes, seed=seed)
+        return build_text_scratch_arm(self, layer, num_classes, seed=seed, make_head=make_head)
 
     def count_truncated(self, examples: Sequence[Any]) -> int:
         """How many of ``examples`` (texts or pairs) are longer than ``max_tokens`` and cut."""

@@ -155,16 +155,19 @@ def build_text_arm(backbone: HFEncoderBackbone, layer: str, make_head: HeadFacto
     return _arm(backbone, copy.deepcopy(encoder), [copy.deepcopy(m) for m in pooling], layer, make_head)
 
 
-def build_text_scratch_arm(backbone: HFEncoderBackbone, layer: str, num_classes: int, *, seed: int) -> Arm:
+def build_text_scratch_arm(
+    backbone: HFEncoderBackbone, layer: str, num_classes: int, *, seed: int, make_head: HeadFactory | None = None
+) -> Arm:
     """The encoder's architecture from its config (``AutoModel.from_config``, initialised from ``seed``),
-    with the same tokenizer and pooling, up to ``layer`` under a new linear head."""
+    with the same tokenizer and pooling, up to ``layer`` under ``make_head`` (default: a new linear head)."""
     from transformers import AutoModel
 
     encoder, pooling = _pieces(backbone)
     torch.manual_seed(seed)
     fresh = AutoModel.from_config(copy.deepcopy(encoder.config))  # type: ignore[no-untyped-call]
     pooling_copies = [copy.deepcopy(m) for m in pooling]
-    return _arm(backbone, fresh, pooling_copies, layer, lambda width: torch.nn.Linear(width, num_classes))
+    head = make_head or (lambda width: torch.nn.Linear(width, num_classes))
+    return _arm(backbone, fresh, pooling_copies, layer, head)
 
 
 def count_truncated(backbone: HFEncoderBackbone, examples: Sequence[Any]) -> int:

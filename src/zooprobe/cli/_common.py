@@ -41,6 +41,28 @@ def home_option(func: F) -> F:
     )(func)
 
 
+def executor_options(what: str) -> Callable[[F], F]:
+    """``--executor local|ray`` (or ``$ZOOPROBE_EXECUTOR``) and ``--ray-address``; ``what``: the units."""
+
+    def decorate(func: F) -> F:
+        func = click.option(
+            "--ray-address",
+            default="auto",
+            show_default=True,
+            metavar="HOST:PORT|auto",
+            envvar="ZOOPROBE_RAY_ADDRESS",
+            help="Ray cluster to join (auto: a running one, else a local one). Needs pip install 'zooprobe[ray]'.",
+        )(func)
+        return click.option(
+            "--executor",
+            type=click.Choice(["local", "ray"]),
+            envvar="ZOOPROBE_EXECUTOR",
+            help=f"Where {what} run: here, one after another, or one Ray task each  [default: local].",
+        )(func)
+
+    return decorate
+
+
 def on_duplicates_option(func: F) -> F:
     """``--on-duplicates drop|keep-first|error`` of the commands that read a dataset."""
     return click.option(

@@ -12,6 +12,7 @@ import click
 from ._common import (
     MIN_RESOLUTION,
     batch_size_option,
+    executor_options,
     format_choice_option,
     home_option,
     on_duplicates_option,
@@ -87,20 +88,7 @@ def _csv(value: str | None) -> list[str] | None:
     help="Run the repository's own Python code, pinned to the commit it resolves (hf: entries only).",
 )
 @trust_savedmodel_option
-@click.option(
-    "--executor",
-    type=click.Choice(["local", "ray"]),
-    envvar="ZOOPROBE_EXECUTOR",
-    help="Where candidates run: here, one after another, or one Ray task each  [default: local].",
-)
-@click.option(
-    "--ray-address",
-    default="auto",
-    show_default=True,
-    metavar="HOST:PORT|auto",
-    envvar="ZOOPROBE_RAY_ADDRESS",
-    help="Ray cluster to join (auto: a running one, else a local one). Needs pip install 'zooprobe[ray]'.",
-)
+@executor_options("candidates")
 @click.option(
     "--cache-dir",
     type=click.Path(file_okay=False, path_type=Path),

@@ -9,7 +9,14 @@ import click
 
 from ..errors import ZooprobeError
 from . import _common
-from ._common import MIN_RESOLUTION, batch_size_option, format_choice_option, home_option, on_duplicates_option
+from ._common import (
+    MIN_RESOLUTION,
+    batch_size_option,
+    executor_options,
+    format_choice_option,
+    home_option,
+    on_duplicates_option,
+)
 from ._resume import refuse_options_with_resume
 
 _HEADERS = ("Epoch", "Train Loss", "Validation Loss", "Accuracy", "Balanced Acc", "Time")
@@ -73,6 +80,7 @@ def parse_train_size(_ctx: click.Context, _param: click.Parameter, value: str | 
     help="Run the repository's own Python code, pinned to the commit it resolves (hf: entries only).",
 )
 @_common.trust_savedmodel_option
+@executor_options("arms (the strategy's, scratch)")
 @home_option
 def finetune_cmd(
     data: str | None,
@@ -91,6 +99,8 @@ def finetune_cmd(
     on_duplicates: str,
     trust_remote_code: bool,
     trust_savedmodel: bool,
+    executor: str | None,
+    ray_address: str,
     home: Path | None,
 ) -> None:
     """Fine-tune a pretrained backbone on a labelled dataset and print each epoch.
@@ -98,6 +108,8 @@ def finetune_cmd(
     Each epoch (train loss, validation loss, accuracy, balanced accuracy, time) is recorded in the
     run store as it finishes, with a safetensors checkpoint under $ZOOPROBE_HOME/runs/<run id>/.
     --resume RUN continues an interrupted run; the other options are then read from the run.
+    --executor ray trains the arms concurrently, one Ray task each; the home must then be on
+    storage every node sees (checkpoints are written there), and only this process writes runs.
 
     \b
     Examples:
@@ -108,6 +120,8 @@ def finetune_cmd(
       zooprobe finetune --data fortunes.csv --model hf:sentence-transformers/all-MiniLM-L6-v2 \\
           --strategy full --baseline scratch --epochs 3
       zooprobe finetune --resume finetune-20250101-120000-abc123
+      zooprobe finetune --data /shared/photos --model ID --strategy full --baseline scratch \\
+          --executor ray --ray-address 10.0.0.5:6379 --home /shared/zooprobe
     """
     from ..data.hygiene import check_policy
     from ..finetuning.finetune import epochs_table_rows, finetune
@@ -137,6 +151,8 @@ def finetune_cmd(
         home=home,
         trust_remote_code=trust_remote_code,
         trust_savedmodel=trust_savedmodel,
+        executor=executor,
+        ray_address=ray_address,
     )
     if fmt == "json":
         click.echo(json.dumps(result.to_dict(), indent=2))

@@ -41,6 +41,7 @@ from .checks import AssessError, check_data_ratio, check_input, name_pair_featur
 from .decision import MetricRoles, rank
 from .raw_baseline import run_baseline
 from .scoring import summarise_candidate
+from .sharded import shard_extraction, shard_threshold
 from .units import CandidateOutcome, CandidateSkipped, CandidateTask, ProgressLines, SharedData
 
 if TYPE_CHECKING:
@@ -108,7 +109,9 @@ def assess(
             skipped with the reason. Recorded in the run's config; a resumed run keeps it.
         executor: where candidates run: ``local`` (this process, one after another; the default, or
             ``$ZOOPROBE_EXECUTOR``) or ``ray`` (one Ray task per candidate; ``pip install 'zooprobe[ray]'``).
-            Either may resume a run the other started.
+            Either may resume a run the other started. On Ray, image data of at least
+            ``$ZOOPROBE_SHARD_IMAGES`` examples (default 20,000) have each candidate's extraction sharded
+            over the cluster with Ray Data (:mod:`zooprobe.evaluator.sharded`).
         ray_address: the Ray cluster to join (default ``auto``: a running one, else a local one started
             for this run).
         cache_dir: where extracted features are cached (default: ``features`` under the home); on a
@@ -275,6 +278,7 @@ def assess(
                 continue
             todo[position] = (entry, doc)
         local = pool.name == "local"
+        shard = not local and dataset.modality == "image" and len(dataset) >= shard_threshold()
 
         def units() -> Iterator[CandidateTask]:
             for position, (entry, doc) in todo.items():
@@ -284,7 +288,7 @@ def assess(
                     runs.put_candidate(run.id, position, CandidateResult.from_json(doc))
                     continue
                 done = frozenset((layer, metric) for model, layer, metric in done_scores if model == entry.id)
-                yield CandidateTask(
+                task = CandidateTask(
                     position, entry, loader, resolution, trust_remote_code, config["layers"],
                     {name: available[name] for name in chosen}, seed=config["seed"], folds=config["folds"],
                     batch_size=batch_size, cache_dir=features_dir, done=done,
@@ -292,6 +296,9 @@ def assess(
                     record=(lambda score: runs.put_score(run.id, score)) if local else None,
                     trust_savedmodel=trust_savedmodel,
                 )  # fmt: skip
+                if shard:  # its extraction over the whole cluster first; its unit then reads the cache
+                    shard_extraction(task, shared, len(dataset), say)
+                yield task
 
         def finished(task: CandidateTask, outcome: CandidateOutcome) -> None:
             doc = todo[task.position][1]

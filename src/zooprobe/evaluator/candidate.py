@@ -64,6 +64,16 @@ def _at_resolution(entry: Entry, resolution: int | None) -> Entry:
     return replace(entry, input=replace(entry.input, default_resolution=(resolution, resolution)))
 
 
+def extraction_layers(backbone: Backbone, task: CandidateTask) -> list[str]:
+    """The cut points whose features the candidate's unit reads: those scored, and the source head's input
+    (``pre_logits``) for the metrics that read its probabilities."""
+    wanted = select_layers(backbone.cut_points, task.layers)
+    needs_head = any(metric.input == "probabilities" for metric in task.metrics.values())
+    if needs_head and backbone.has_source_head and "pre_logits" not in wanted:
+        wanted.append("pre_logits")
+    return wanted
+
+
 def assess_candidate(task: CandidateTask, shared: SharedData) -> CandidateOutcome:
     """One candidate's unit of work, in the driver or on a worker: load it, extract its features, score them.
 
@@ -111,10 +121,8 @@ def _score_candidate(
     chosen = list(available)
     feature_metrics = [m for m in chosen if available[m].input == "features"]
     probability_metrics = [m for m in chosen if available[m].input == "probabilities"]
-    wanted = list(layers)
+    wanted = extraction_layers(backbone, task)
     has_head = backbone.has_source_head
-    if probability_metrics and has_head and "pre_logits" not in wanted:
-        wanted.append("pre_logits")
     features = extract_features(
         backbone, dataset, wanted, batch_size=task.batch_size, progress=say.enabled, cache_dir=task.cache_dir
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Protocol, TypeVar
 
 from ..errors import ZooprobeError
@@ -13,8 +14,8 @@ DEFAULT_ADDRESS = "auto"
 U = TypeVar("U")
 R = TypeVar("R")
 
-# fn(unit, shared) -> result
-UnitFunction = Callable[[Any, Any], Any]
+# fn(unit, shared) -> result; fn(unit, shared, emit) -> result for a job with on_item
+UnitFunction = Callable[..., Any]
 
 
 class ExecutorError(ZooprobeError):
@@ -38,7 +39,12 @@ class Job:
     """Units of work: ``fn(unit, shared)`` for each of ``units``; ``on_done(unit, result)`` or
     ``on_failed(unit, error)`` in the driver as each finishes. An exception a callback raises stops the
     run and propagates. ``units`` is consumed lazily: units are taken only when there is room to run them,
-    so a budget checked while they are taken still holds. ``say`` gets the unit counts as they change."""
+    so a budget checked while they are taken still holds. ``say`` gets the unit counts as they change.
+
+    With ``on_item``, a unit also streams items to the driver while it runs: it is called as
+    ``fn(unit, shared, emit)``, and each ``emit(item)`` reaches ``on_item(unit, item)`` in the driver, in the
+    order emitted and before that unit's ``on_done``. A unit retried after its worker died emits again, so
+    ``on_item`` must be idempotent (record by key)."""
 
     fn: UnitFunction
     units: Iterable[Any]
@@ -46,6 +52,13 @@ class Job:
     on_done: Callable[[Any, Any], None]
     on_failed: Callable[[Any, Exception], None]
     say: Callable[[str], None] | None = None
+    on_item: Callable[[Any, Any], None] | None = None
+
+    def call(self, unit: Any, shared: Any) -> Any:
+        """The unit run here, in the driver: items it emits reach ``on_item`` at once."""
+        if self.on_item is None:
+            return self.fn(unit, shared)
+        return self.fn(unit, shared, partial(self.on_item, unit))
 
 
 class Executor(Protocol):
@@ -76,7 +89,7 @@ class LocalExecutor:
         for unit in job.units:
             counts.running = 1
             try:
-                result = job.fn(unit, job.shared)
+                result = job.call(unit, job.shared)
             except Exception as exc:  # noqa: BLE001 - a unit's failure is the caller's to judge (skip or stop)
                 counts.running, counts.failed = 0, counts.failed + 1
                 job.on_failed(unit, exc)

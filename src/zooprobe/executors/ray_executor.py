@@ -1,6 +1,7 @@
 """The ``ray`` executor: each unit a Ray task, the shared dataset put once in the object store.
 
-Only this process (the driver) sees results, as each task finishes, so only it writes the run store.
+Only this process (the driver) sees results, as each task finishes, so only it writes the run store; a
+task that reports as it goes (a fine-tuning arm's epochs) puts each item in an actor the driver drains.
 A task whose worker dies is retried by Ray (``max_retries``); one that raises is reported once, with
 the exception it raised. Each task asks for one CPU, and one GPU when the cluster has any, so a mixed
 cluster places extraction where the accelerators are.
@@ -72,10 +73,16 @@ class RayExecutor:
 
         resources: dict[str, float] = ray.cluster_resources()  # type: ignore[no-untyped-call]
         gpus = 1 if resources.get("GPU", 0) > 0 else 0
-        task = ray.remote(job.fn).options(num_cpus=self.cpus_per_unit, num_gpus=gpus, max_retries=MAX_RETRIES)
+        options: dict[str, Any] = {"num_cpus": self.cpus_per_unit, "num_gpus": gpus, "max_retries": MAX_RETRIES}
+        options["name"] = getattr(job.fn, "__name__", "unit")  # what ray status, logs and ps call the task
+        streaming = job.on_item is not None
+        task: Any = ray.remote(_streaming_unit if streaming else job.fn).options(**options)
+        # items units emit wait here until the driver drains them (an actor: it outlives a killed worker)
+        inbox: Any = ray.remote(num_cpus=0)(Inbox).remote() if streaming else None
         # units are taken only when one can start: a budget checked while taking them still means something
         room = max(1, int(resources.get("GPU", 0) if gpus else resources.get("CPU", 1) // self.cpus_per_unit))
         pending: dict[Any, Any] = {}
+        keyed: list[Any] = []  # the units by the key their items come back with
         counts = UnitCounts()
         queue: Iterator[Any] = iter(job.units)
         exhausted = False
@@ -86,11 +93,18 @@ class RayExecutor:
                     if unit is _END:
                         exhausted = True
                         break
-                    pending[task.remote(unit, job.shared)] = unit
+                    keyed.append(unit)
+                    args = (job.fn, inbox, len(keyed) - 1, unit) if streaming else (unit,)
+                    pending[task.remote(*args, job.shared)] = unit
                 counts.running = len(pending)
                 if not pending:
                     return counts
-                ready, _ = ray.wait(list(pending), num_returns=1)
+                ready, _ = ray.wait(list(pending), num_returns=1, timeout=DRAIN_EVERY_S if streaming else None)
+                if job.on_item is not None:  # before on_done: a unit's items come first
+                    for key, item in ray.get(inbox.drain.remote()):
+                        job.on_item(keyed[key], item)
+                if not ready:
+                    continue
                 unit = pending.pop(ready[0])
                 counts.running = len(pending)
                 try:
@@ -108,6 +122,8 @@ class RayExecutor:
         finally:
             for ref in pending:  # a callback stopped the run, or an interrupt: nothing keeps computing
                 ray.cancel(ref, force=True)
+            if inbox is not None:
+                ray.kill(inbox)
 
     def close(self) -> None:
         if self.owns_cluster:
@@ -117,6 +133,32 @@ class RayExecutor:
 
 
 _END = object()
+# how often the driver collects the items running units emitted (a streaming job's latency)
+DRAIN_EVERY_S = 0.2
+
+
+class Inbox:
+    """Items units emit, in the order they arrive, until the driver drains them (a Ray actor)."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[int, Any]] = []
+
+    def put(self, key: int, item: Any) -> None:
+        self.items.append((key, item))
+
+    def drain(self) -> list[tuple[int, Any]]:
+        drained, self.items = self.items, []
+        return drained
+
+
+def _streaming_unit(fn: Any, inbox: Any, key: int, unit: Any, shared: Any) -> Any:
+    """``fn(unit, shared, emit)`` on a worker: each item is in the driver's inbox before ``emit`` returns."""
+    import ray
+
+    def emit(item: Any) -> None:
+        ray.get(inbox.put.remote(key, item))
+
+    return fn(unit, shared, emit)
 
 
 def _cause(exc: Exception) -> Exception:

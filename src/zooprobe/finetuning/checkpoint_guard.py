@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING
 
 from ..backbones.contract import Arm
 from ..errors import first_line
-from ..runs.checksums import checksums, file_sha256, put_checksum
+from ..runs.checksums import file_sha256
 from .checkpoints import Checkpoint, read_checkpoint, slug
 
 if TYPE_CHECKING:
-    from ..runs.store import RunStore
+    from .epoch_store import EpochStore
 
 
 def checkpoint_paths(run_dir: Path, arm: str) -> tuple[Path, Path]:
@@ -31,12 +31,12 @@ def checkpoint_paths(run_dir: Path, arm: str) -> tuple[Path, Path]:
     return run_dir / f"{slug(arm)}.safetensors", run_dir / f"{slug(arm)}.prev.safetensors"
 
 
-def keep_and_record(store: RunStore, run_id: str, arm: str, epoch: int, newest: Path) -> Callable[[Path], None]:
+def keep_and_record(store: EpochStore, run_id: str, arm: str, epoch: int, newest: Path) -> Callable[[Path], None]:
     """What :func:`~.checkpoints.write_checkpoint` does before renaming the new file into place: record its
     sha256, then make the current newest the previous one."""
 
     def before_rename(temp: Path) -> None:
-        put_checksum(store.db, run_id, arm, epoch, file_sha256(temp))
+        store.put_checksum(run_id, arm, epoch, file_sha256(temp))
         if newest.exists():
             os.replace(newest, checkpoint_paths(newest.parent, arm)[1])
 
@@ -63,9 +63,9 @@ def _problem(path: Path, known: dict[str, int], arm: str, built: Arm) -> tuple[s
     return None, saved
 
 
-def resume_checkpoint(store: RunStore, run_id: str, run_dir: Path, arm: str, built: Arm) -> Checkpoint | None:
+def resume_checkpoint(store: EpochStore, run_id: str, run_dir: Path, arm: str, built: Arm) -> Checkpoint | None:
     """The newest good checkpoint of ``arm`` (None: start the arm afresh), saying on stderr when it falls back."""
-    known = checksums(store.db, run_id, arm)
+    known = store.checksums(run_id, arm)
     newest, previous = checkpoint_paths(run_dir, arm)
     damaged: list[str] = []
     for path in (newest, previous):

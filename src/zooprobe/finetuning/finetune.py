@@ -30,9 +30,11 @@ from ..data.hygiene import OnDuplicates
 from ..data.splits import counts as split_counts
 from ..data.splits import fixed_split
 from ..errors import InvalidChoiceError, ZooprobeError, first_line
+from ..evaluator.units import ProgressLines
 from ..runs.records import FinetuneSummary
 from ..runs.skipped_files import record_skipped
 from ..runs.store import EpochRecord, RunStore, library_versions
+from .arm_units import ArmRun, ArmUnit, train_arms_on
 from .arms import build_arm_model, build_scratch_model, scratch_architecture, scratch_strategy
 from .batches import split_indices
 from .recipes import default_lr, input_adaptations, train_settings
@@ -101,6 +103,8 @@ def finetune(
     on_epoch: EpochCallback | None = None,
     trust_remote_code: bool = False,
     trust_savedmodel: bool = False,
+    executor: str | None = None,
+    ray_address: str | None = None,
 ) -> FinetuneResult:
     """Fine-tune ``model`` on ``data`` with ``strategy`` (and the ``scratch`` baseline), recording every epoch.
 
@@ -127,6 +131,10 @@ def finetune(
         trust_remote_code: run the repository's own code (``hf:`` entries only), pinned to the commit it
             resolves; the run's config records ``trust_remote_code`` and that ``revision``.
         trust_savedmodel: load a TF SavedModel from TF-Hub or Kaggle (its graph runs as code); recorded.
+        executor: where the arms train: ``local`` (here, one after another; the default, or
+            ``$ZOOPROBE_EXECUTOR``) or ``ray`` (one Ray task per arm, concurrently; the home must be on
+            storage every node sees). Either may resume a run the other started.
+        ray_address: the Ray cluster to join (default ``auto``: a running one, else a local one).
 
     Returns:
         a :class:`FinetuneResult`; the run is also in ``RunStore(home)`` with kind ``finetune``.
@@ -136,7 +144,10 @@ def finetune(
         ...                            epochs=3, baseline="scratch", train_size=200, resolution=64)
         >>> result.outcome.gain_over_scratch
     """
+    from ..executors.select import executor_name, open_executor
     from ..plugins.loading import load_by_id as load
+
+    executor = executor_name(executor)
 
     with RunStore(home) as store:
         if resume is not None:
@@ -195,6 +206,13 @@ def finetune(
             lr = default_lr(dataset.modality, parsed)
         train_idx, val_idx = split_indices(dataset, seed, train_size)
         arms = [arm] + ([SCRATCH] if baseline == "scratch" else [])
+        # scratch: the architecture the adapter re-initialises, a cut run's own cut or the whole model
+        architecture = (
+            scratch_architecture(backbone, parsed) if resume is None else run.config.get("scratch_architecture")
+        )
+        scratch = ArmUnit(SCRATCH, scratch_strategy(parsed, architecture))
+        plan = [ArmUnit(arm, parsed)] + ([scratch] if baseline == "scratch" else [])
+        pool = None if executor == "local" else open_executor(executor, ray_address)  # before the run: Ray missing
         if resume is None:
             config = {
                 "model": model,
@@ -217,7 +235,7 @@ def finetune(
                 **input_adaptations(backbone, dataset, train_idx, val_idx),
             }
             if baseline == "scratch":  # what scratch is: the strategy's cut architecture, or the whole model
-                config["scratch_architecture"] = scratch_architecture(backbone, parsed)
+                config["scratch_architecture"] = architecture
             if trust_remote_code:  # the commit whose code ran, for whoever reads the report
                 config.update(trust_remote_code=True, revision=backbone.entry.source_version)
             if trust_savedmodel:
@@ -256,14 +274,21 @@ def finetune(
             on_epoch=on_epoch,
         )
         try:
-            outcomes = {arm: trainer.run_arm(arm, parsed)}
-            if baseline == "scratch":
-                # the architecture the adapter re-initialises: a cut run's own cut, else the whole model
-                scratch = scratch_strategy(parsed, config.get("scratch_architecture"))
-                outcomes[SCRATCH] = trainer.run_arm(SCRATCH, scratch)
+            if pool is None:
+                outcomes = {unit.arm: trainer.run_arm(unit.arm, unit.strategy) for unit in plan}
+            else:
+                shared = ArmRun(
+                    run.id, str(store.home.resolve()), model, ArmRun.data_spec(data), data_hash, on_error,
+                    on_duplicates, trust_remote_code, trust_savedmodel, resolution, train_size, settings, device,
+                )  # fmt: skip
+                say = ProgressLines(progress).say
+                outcomes = train_arms_on(pool, store, shared, plan, on_epoch, say)
         except Exception as exc:
             store.finish(run.id, error=f"{type(exc).__name__}: {exc}")
             raise
+        finally:
+            if pool is not None:
+                pool.close()
         summary = FinetuneSummary.of(outcomes, arm)
         store.finish(run.id, summary)
         return FinetuneResult(run.id, {name: store.epochs(run.id, name) for name in arms}, summary)

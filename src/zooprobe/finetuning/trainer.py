@@ -13,11 +13,12 @@ from typing import TYPE_CHECKING, Any
 from ..backbones.contract import PRE_LOGITS, Arm, Backbone, train_mode
 from ..data.datasets import Dataset
 from ..runs.records import ArmResult
-from ..runs.store import EpochRecord, RunStore
+from ..runs.store import EpochRecord
 from .arms import build_arm_model, build_scratch_model
 from .batches import Batches, StreamedBatches, load_batch
 from .checkpoint_guard import keep_and_record, resume_checkpoint
 from .checkpoints import ArmState, slug, write_checkpoint, write_model
+from .epoch_store import EpochStore, arm_outcome
 from .precise_bn import recompute_statistics
 from .strategy import SCRATCH, Strategy
 
@@ -70,7 +71,7 @@ class Trainer:
     def __init__(
         self,
         *,
-        store: RunStore,
+        store: EpochStore,
         run_id: str,
         run_dir: Path,
         backbone: Backbone,
@@ -244,13 +245,7 @@ class Trainer:
         )
 
     def _outcome(self, arm: str, checkpoint: Path) -> ArmResult:
-        records = self.store.epochs(self.run_id, arm)
-        # the best checkpoint holds the epoch of lowest validation loss (the early-stopping criterion)
-        kept = min(records, key=lambda r: (r.val_loss if r.val_loss is not None else math.inf, r.epoch))
-        best_file = checkpoint.with_name(f"{slug(arm)}.best.safetensors")
-        if not best_file.exists():
-            return ArmResult.from_epochs(records)
-        return ArmResult.from_epochs(records, checkpoint_epoch=kept.epoch, checkpoint=str(best_file))
+        return arm_outcome(self.store.epochs(self.run_id, arm), checkpoint.with_name(f"{slug(arm)}.best.safetensors"))
 
     def _optimizer(
         self, model: torch.nn.Module, head: torch.nn.Module, whole_model: bool, discriminative: bool

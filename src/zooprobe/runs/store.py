@@ -30,7 +30,7 @@ from ..catalog.sqlite_guard import connect
 from ..catalog.store import default_home, enable_wal, permission_problem
 from ..errors import StoreError, ZooprobeError
 from . import lock
-from .checksums import m003_checkpoint_checksums
+from .checksums import checksums, m003_checkpoint_checksums, put_checksum
 from .lock import RunLockedError, m002_run_locks
 from .records import METRIC_COLUMNS, AssessSummary, CandidateResult, EpochRecord, FinetuneSummary
 
@@ -398,6 +398,14 @@ class RunStore:
             (run_id, record.arm, record.epoch, *numbers, json.dumps(record.extra)),
         )
         self.db.execute("UPDATE runs SET updated = ? WHERE id = ?", (time.time(), run_id))
+
+    def put_checksum(self, run_id: str, arm: str, epoch: int, sha256: str) -> None:
+        """Record the sha256 of ``arm``'s checkpoint after ``epoch`` (the two newest per arm are kept)."""
+        put_checksum(self.db, run_id, arm, epoch, sha256)
+
+    def checksums(self, run_id: str, arm: str) -> dict[str, int]:
+        """The recorded checkpoints of ``arm``: sha256 -> epoch (empty for runs from before checksums)."""
+        return checksums(self.db, run_id, arm)
 
     def epochs(self, run_id: str, arm: str | None = None) -> builtins.list[EpochRecord]:
         sql = f"SELECT arm, epoch, {', '.join(METRIC_COLUMNS)}, extra FROM epochs WHERE run_id = ?"
