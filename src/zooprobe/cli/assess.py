@@ -94,6 +94,11 @@ def _csv(value: str | None) -> list[str] | None:
     type=click.Path(file_okay=False, path_type=Path),
     help="Feature cache directory (on a cluster: storage every node sees)  [default: HOME/features].",
 )
+@click.option(
+    "--device",
+    metavar="cpu|cuda|cuda:N|mps",
+    help="Where extraction, the probe and LogME run  [default: $ZOOPROBE_DEVICE, else cuda > mps > cpu].",
+)
 @format_choice_option("json", help="text: the ranked table and the recommendation; json: run, candidates, summary.")
 @home_option
 def assess(
@@ -116,6 +121,7 @@ def assess(
     executor: str | None,
     ray_address: str,
     cache_dir: Path | None,
+    device: str | None,
     fmt: str,
     home: Path | None,
 ) -> None:
@@ -166,6 +172,7 @@ def assess(
         executor=executor,
         ray_address=ray_address,
         cache_dir=cache_dir,
+        device=device,
     )
     results, outcome = result.results, result.outcome
     if fmt == "json":

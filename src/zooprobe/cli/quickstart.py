@@ -11,11 +11,8 @@ import click
 from ..catalog.store import default_home
 from ._common import MIN_RESOLUTION, UserError, home_option
 from .finetune import parse_train_size
+from .quickstart_budget import StepClock, choose_budget
 from .quickstart_text import parse_pairs
-
-
-def _step(number: int, text: str) -> None:
-    click.secho(f"\n[{number}/5] {text}", bold=True, err=True)
 
 
 @click.command()
@@ -25,7 +22,7 @@ def _step(number: int, text: str) -> None:
     "--resolution",
     type=click.IntRange(min=MIN_RESOLUTION),
     metavar="PX",
-    help="Input size [default: 64 for sklearn:digits].",
+    help="Input size [default: from the images' size, 64 to 224; 64 for sklearn:digits].",
 )
 @click.option("--epochs", type=click.IntRange(min=1), default=3, show_default=True, help="Fine-tuning epochs.")
 @click.option(
@@ -72,7 +69,9 @@ def quickstart(
 
     Needs no network. Its time grows with the data, --resolution and --epochs: on sklearn:digits
     (1,797 images at 64 px, 3 epochs) about 5 minutes on 2 idle CPU cores, several times that on
-    a busy machine; --train-size 200, --resolution 32 or --epochs 1 shorten it.
+    a busy machine; --train-size 200, --resolution 32 or --epochs 1 shorten it. It says why it
+    chose its resolution (4x the images' side, 64 to 224 px) and early stopping (each arm stops at
+    its first epoch without a lower validation loss), and prints each step's time.
 
     \b
     With --text, the same path on text, offline: a sentence-pair task like GLUE's MRPC built from
@@ -113,9 +112,8 @@ def quickstart(
         run_text_quickstart(data=data if given else None, models=models, epochs=epochs, train_size=train_size,
                             pairs=pairs, reports=reports, home=home)  # fmt: skip
         return
-    if resolution is None and data == "sklearn:digits":
-        resolution = 64  # 8x8 digits gain nothing from 224 px, and CPU time drops ~12x
-    _step(1, "catalog")
+    clock = StepClock(5)
+    clock.step(1, "catalog")
     with Catalog(home) as catalog:
         sync_if_empty(catalog, sync_with_progress)
         click.echo(f"{catalog.count():,} pretrained backbones in the catalog ({home})", err=True)
@@ -124,7 +122,7 @@ def quickstart(
                    " --min-top1 70 --sort=-top1 --limit 5):", err=True)  # fmt: skip
         click.echo(render_entries(catalog.search(query), ("id", "params", "top1", "resolution"), "text"), err=True)
 
-    _step(2, "weights available offline")
+    clock.step(2, "weights available offline")
     if models:
         candidates = [m.strip() for m in models.split(",") if m.strip()]
     else:
@@ -140,7 +138,11 @@ def quickstart(
                 " (or pass --models with ids whose weights are in your caches)"
             )
 
-    _step(3, f"assess {len(candidates)} candidates on {data}")
+    clock.step(3, f"assess {len(candidates)} candidates on {data}")
+    budget = choose_budget(resolution, _largest_side(data) if resolution is None else None, epochs)
+    for reason in budget.reasons:
+        click.echo(f"  budget: {reason}", err=True)
+    resolution = budget.resolution
     assessment = assess(data, candidates, resolution=resolution, home=home)
     recommended = assessment.recommended
     if recommended is None:
@@ -150,7 +152,7 @@ def quickstart(
     click.echo(f"recommended: {recommended['model']} with {recommended['finetune_arg']}", err=True)
     click.echo(f"evidence: {recommended['evidence']}", err=True)
 
-    _step(4, f"fine-tune {recommended['model']} ({recommended['finetune_arg']}) against scratch, {epochs} epochs")
+    clock.step(4, f"fine-tune {recommended['model']} ({recommended['finetune_arg']}) against scratch, {epochs} epochs")
     result = finetune(
         data,
         recommended["model"],
@@ -159,13 +161,14 @@ def quickstart(
         baseline="scratch",
         resolution=resolution,
         train_size=train_size,
+        patience=budget.patience,
         home=home,
     )
     for arm, records in result.arms.items():
         accuracies = ", ".join(f"{r.val_accuracy:.3f}" for r in records if r.val_accuracy is not None)
         click.echo(f"  {arm}: validation accuracy by epoch {accuracies}", err=True)
 
-    _step(5, "reports")
+    clock.step(5, "reports")
     folder = reports
     with open_store_readonly(home) as store:
         report = build_report(store, [assessment.run_id, result.run_id])
@@ -174,6 +177,19 @@ def quickstart(
         path = folder / f"quickstart-{result.run_id}.{suffix}"
         write_atomic(path, render(report, fmt))
         written.append(path)
+    click.echo(clock.summary(), err=True)
     click.echo(f"\ndone in {time.perf_counter() - started:.0f}s. The report is at:")
     for path in written:
         click.echo(f"  {path}")
+
+
+def _largest_side(data: str) -> int | None:
+    """The largest image side in ``data`` (8 for sklearn:digits), or None for text or unreadable data."""
+    from ..data.datasets import read_dataset
+
+    try:
+        summary = read_dataset(data).summary()
+    except Exception:  # noqa: BLE001 - the assessment reads the data next and reports what is wrong with it
+        return None
+    size = summary.get("image_size")
+    return max(size["max"]) if size else None

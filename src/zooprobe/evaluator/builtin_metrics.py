@@ -27,16 +27,22 @@ if TYPE_CHECKING:
 
 
 def _fit_probe(
-    features: Any, labels: Any, folds: int, seed: int, cache: dict[Any, Any] | None, groups: Any
+    features: Any,
+    labels: Any,
+    folds: int,
+    seed: int,
+    cache: dict[Any, Any] | None,
+    groups: Any,
+    device: str | None = None,
 ) -> ProbeResult:
     """One probe fit per (features, folds, seed): both probe metrics read it from the candidate's cut-point cache."""
     from .probe import linear_probe
 
     if cache is None:
-        return linear_probe(features, labels, folds=folds, seed=seed, groups=groups)
+        return linear_probe(features, labels, folds=folds, seed=seed, groups=groups, device=device)
     key = ("linear_probe", folds, seed)
     if key not in cache:
-        cache[key] = linear_probe(features, labels, folds=folds, seed=seed, groups=groups)
+        cache[key] = linear_probe(features, labels, folds=folds, seed=seed, groups=groups, device=device)
     result: ProbeResult = cache[key]
     return result
 
@@ -49,10 +55,11 @@ def probe_accuracy(
     seed: int = 0,
     cache: dict[Any, Any] | None = None,
     groups: Any = None,
+    device: str | None = None,
 ) -> MetricResult:
     """Mean cross-validated accuracy of the linear probe (see :func:`~zooprobe.evaluator.probe.linear_probe`),
-    its standard deviation over folds, and the chosen ``c`` and ``folds``."""
-    result = _fit_probe(features, labels, folds, seed, cache, groups)
+    its standard deviation over folds, and the chosen ``c`` and ``folds``; fitted in torch on ``device`` when given."""
+    result = _fit_probe(features, labels, folds, seed, cache, groups, device)
     return MetricResult(result.accuracy, result.accuracy_std, {"c": result.c, "folds": result.folds})
 
 
@@ -64,9 +71,10 @@ def probe_balanced_accuracy(
     seed: int = 0,
     cache: dict[Any, Any] | None = None,
     groups: Any = None,
+    device: str | None = None,
 ) -> MetricResult:
     """Mean cross-validated balanced accuracy (mean per-class recall) of the linear probe, as :func:`probe_accuracy`."""
-    result = _fit_probe(features, labels, folds, seed, cache, groups)
+    result = _fit_probe(features, labels, folds, seed, cache, groups, device)
     return MetricResult(result.balanced_accuracy, result.balanced_accuracy_std, {"c": result.c, "folds": result.folds})
 
 
@@ -120,7 +128,7 @@ BUILTIN_METRICS = [
         role="probe",
         weight=1.0,
         default=True,
-        options=("folds", "seed", "cache", "groups"),
+        options=("folds", "seed", "cache", "groups", "device"),
     ),
     Metric(
         "probe_balanced_accuracy",
@@ -129,7 +137,7 @@ BUILTIN_METRICS = [
         "linear-probe balanced accuracy (mean per-class recall), mean over stratified folds",
         "Radford et al. 2021 (CLIP), linear-probe protocol",
         default=True,
-        options=("folds", "seed", "cache", "groups"),
+        options=("folds", "seed", "cache", "groups", "device"),
     ),
     Metric(
         "knn_accuracy",
@@ -158,6 +166,7 @@ BUILTIN_METRICS = [
         "You et al. 2021, LogME",
         weight=1.0,
         default=True,
+        options=("device",),
     ),
     Metric(
         "hscore",

@@ -124,13 +124,20 @@ def _score_candidate(
     wanted = extraction_layers(backbone, task)
     has_head = backbone.has_source_head
     features = extract_features(
-        backbone, dataset, wanted, batch_size=task.batch_size, progress=say.enabled, cache_dir=task.cache_dir
+        backbone,
+        dataset,
+        wanted,
+        batch_size=task.batch_size,
+        progress=say.enabled,
+        cache_dir=task.cache_dir,
+        device=task.device,
     )
+    device = scoring_device(task.device)
 
     def put(layer: str, metric: str, inputs: Any, cache: dict[Any, Any]) -> None:
         if (layer, metric) in task.done:
             return
-        run = {"seed": task.seed, "folds": task.folds, "cache": cache, "groups": groups}
+        run = {"seed": task.seed, "folds": task.folds, "cache": cache, "groups": groups, "device": device}
         score = score_metric(available[metric], model, layer, inputs, labels, run)
         if task.record is not None:
             task.record(score)
@@ -145,6 +152,15 @@ def _score_candidate(
         probabilities = _source_probabilities(backbone, features["pre_logits"])
         for metric in probability_metrics:
             put(LOGITS, metric, probabilities, {})
+
+
+def scoring_device(requested: str | None) -> str | None:
+    """Where scores compute in torch: the run's device when it is CUDA, else None (NumPy on the CPU,
+    measured faster there than torch; MPS lacks the float64 LogME needs)."""
+    from ..backbones.backbone import pick_device
+
+    device = pick_device(requested)
+    return device if device.startswith("cuda") else None
 
 
 def _source_probabilities(backbone: Backbone, pre_logits: Any) -> Any:

@@ -164,6 +164,7 @@ def linear_probe(
     groups: Any = None,
     tolerance: float = TOLERANCE,
     c_near: float | None = None,
+    device: str | None = None,
 ) -> ProbeResult:
     """Cross-validated accuracy of a multinomial logistic-regression probe on standardised features.
 
@@ -188,6 +189,9 @@ def linear_probe(
     (Passed from one cut point to the next, it cut the probe's CPU time by a further quarter on the
     guard of benchmarks/bench_probe_guard.py but swapped two candidates within 0.004 of each other:
     an assessment does not use it.)
+
+    With ``device`` (``cuda``, ``cuda:N``, ``cpu``...), the fits run in torch there
+    (:mod:`.probe_torch`), the rest as without; the default (None) fits in NumPy on the CPU.
     """
     import numpy as np
 
@@ -202,7 +206,7 @@ def linear_probe(
     folds = int(max(2, min(folds, counts.min())))
     fold_of = stratified_folds(y, folds, seed, group)
     classes = int(y.max()) + 1
-    settings = _Settings(max_iter, tolerance, refinements, sweep_examples, c_near)
+    settings = _Settings(max_iter, tolerance, refinements, sweep_examples, c_near, device)
     # the largest product: rows x features x classes, or the QR of the rows' span when it is narrower
     n, dim = len(y), f.shape[1]
     with blas_threads(float(n) * dim * (classes + (n if n < dim else 0))):
@@ -216,6 +220,15 @@ class _Settings:
     refinements: int
     sweep_examples: int
     c_near: float | None
+    device: str | None = None
+
+    def model(self, dim: int, classes: int, start: tuple[Any, Any] | None) -> Any:
+        """A softmax model to fit: NumPy's without a device, else torch's on it."""
+        if self.device is None:
+            return _Softmax(dim, classes, start)
+        from .probe_torch import TorchSoftmax
+
+        return TorchSoftmax(dim, classes, start, device=self.device)
 
 
 def _best(sweep: dict[float, float]) -> float:
@@ -269,7 +282,7 @@ def _probe(
         if c not in sweep:
             # warm-started from the nearest C fitted so far, as glmnet and scikit-learn's warm_start do
             near = min(fitted, key=lambda k: abs(math.log10(k / c)), default=None)
-            model = _Softmax(x_train.shape[1], classes, None if near is None else fitted[near])
+            model = settings.model(x_train.shape[1], classes, None if near is None else fitted[near])
             model.fit(x_train, y_train, c, settings.max_iter, settings.tolerance)
             sweep[c] = float((model.predict(x_test) == y_test).mean())
             fitted[c] = model.state()
@@ -300,7 +313,7 @@ def _probe(
         if start is not None and subsampled:
             weight = start[0] if sweep_basis is None else sweep_basis @ start[0]
             start = (weight if basis is None else np.ascontiguousarray(basis.T @ weight)), start[1]
-        model = _Softmax(x_train.shape[1], classes, start)
+        model = settings.model(x_train.shape[1], classes, start)
         model.fit(x_train, y_train, best_c, settings.max_iter, settings.tolerance)
         predicted = model.predict(x_test)
         accuracies.append(float((predicted == y_test).mean()))

@@ -131,15 +131,15 @@ class LogMEResult:
     evaluations: int
 
 
-def logme_fit(features: Any, labels: Any, *, tolerance: float = 1e-8) -> LogMEResult:
+def logme_fit(features: Any, labels: Any, *, tolerance: float = 1e-8, device: str | None = None) -> LogMEResult:
     """LogME with its fitted alpha, beta per class; see :func:`logme`."""
     f, y = check_score_input(features, labels)
     n, d = f.shape
     with blas_threads(float(n) * d * min(n, d)):  # the Gram matrix and its reduction
-        return _logme_fit(f, y, tolerance)
+        return _logme_fit(f, y, tolerance, device)
 
 
-def _logme_fit(f: FloatArray, y: npt.NDArray[np.int64], tolerance: float) -> LogMEResult:
+def _logme_fit(f: FloatArray, y: npt.NDArray[np.int64], tolerance: float, device: str | None) -> LogMEResult:
     import numpy as np
 
     n, d = f.shape
@@ -148,17 +148,22 @@ def _logme_fit(f: FloatArray, y: npt.NDArray[np.int64], tolerance: float) -> Log
     # A = F^T F (D x D) with b_c = F^T y_c when N > D, else A = F F^T (N x N) with b_c = y_c: the
     # smaller of the two. Rescaling F moves the optimum (alpha -> s^2 alpha) but not the evidence:
     # condition it by dividing A by the mean squared norm of a row.
-    gram = f.T @ f if n > d else f @ f.T
-    scale = max(float(np.trace(gram)) / n, 1e-300)
-    gram /= scale
-    rhs = _class_sums(f, y, classes).T / math.sqrt(scale) if n > d else np.eye(classes)[y]
-    # One Householder reduction A = Q T Q^T serves every class and every t = alpha / beta: the
-    # eigenvalues of T give log det, and b^T (A + t I)^-1 b is a tridiagonal solve with Q^T b.
-    # Eigenvectors (3x the reduction's cost at D = 2048) are never formed.
-    diagonal, off_diagonal, reflectors, tau = _tridiagonal_form(gram)
-    rotated = _rotate(reflectors, tau, rhs)  # K x C
+    if device is not None:  # A = V diag(lam) V^T on the device: T is diagonal, Q^T b is V^T b
+        from .probe_torch import logme_eigen_form
+
+        diagonal, off_diagonal, rotated, scale = logme_eigen_form(f, y, classes, device)
+    else:
+        gram = f.T @ f if n > d else f @ f.T
+        scale = max(float(np.trace(gram)) / n, 1e-300)
+        gram /= scale
+        rhs = _class_sums(f, y, classes).T / math.sqrt(scale) if n > d else np.eye(classes)[y]
+        # One Householder reduction A = Q T Q^T serves every class and every t = alpha / beta: the
+        # eigenvalues of T give log det, and b^T (A + t I)^-1 b is a tridiagonal solve with Q^T b.
+        # Eigenvectors (3x the reduction's cost at D = 2048) are never formed.
+        diagonal, off_diagonal, reflectors, tau = _tridiagonal_form(gram)
+        rotated = _rotate(reflectors, tau, rhs)  # K x C
+        del gram, reflectors
     lam = np.clip(_tridiagonal_eigenvalues(diagonal, off_diagonal), 0, None)
-    del gram, reflectors
 
     # The evidence depends on (alpha, beta) through t = alpha / beta and beta. With the ridge energy
     #   E(t) = ||y - F m||^2 + t ||m||^2 = ||y||^2 - b^T (A + t I)^-1 b   (N > D)
@@ -244,14 +249,16 @@ def _logme_fit(f: FloatArray, y: npt.NDArray[np.int64], tolerance: float) -> Log
     return LogMEResult(float((value / n).mean()), value / n, alpha=alpha, beta=beta, evaluations=evaluations)
 
 
-def logme(features: Any, labels: Any, *, tolerance: float = 1e-8) -> float:
+def logme(features: Any, labels: Any, *, tolerance: float = 1e-8, device: str | None = None) -> float:
     """LogME: the mean over classes of the maximised log-evidence per example (higher: more transferable).
 
     :param features: N x D frozen features.
     :param labels: N class labels (any integers or strings).
     :param tolerance: width, in log(alpha / beta), to which the maximum is located.
+    :param device: compute the Gram matrix and its eigendecomposition in torch there (e.g. ``cuda``);
+        by default, LAPACK on the CPU. The value agrees within 1e-4.
     """
-    return logme_fit(features, labels, tolerance=tolerance).value
+    return logme_fit(features, labels, tolerance=tolerance, device=device).value
 
 
 # --- H-score -------------------------------------------------------------------------------------

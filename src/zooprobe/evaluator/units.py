@@ -75,7 +75,8 @@ _READ: dict[tuple[str, str, str], Opened] = {}
 class CandidateTask:
     """One candidate to load, extract and score. ``done`` holds the (layer, metric) pairs already recorded
     (a resumed run recomputes none of them); ``record``, set only in the driver, stores each score as soon as
-    it is known; ``say_from`` is the clock the progress lines count from (``None``: no progress lines)."""
+    it is known; ``say_from`` is the clock the progress lines count from (``None``: no progress lines);
+    ``device`` is where extraction and scoring run (None: ``$ZOOPROBE_DEVICE``, else the best present)."""
 
     position: int
     entry: Entry
@@ -92,6 +93,7 @@ class CandidateTask:
     say_from: float | None = None
     record: Callable[[Score], None] | None = None
     trust_savedmodel: bool = False  # TF SavedModels of any source load (their graph runs as code)
+    device: str | None = None
 
 
 @dataclass

@@ -20,7 +20,7 @@ from ..errors import InvalidChoiceError, ZooprobeError
 
 MetricInput = Literal["features", "probabilities"]
 MetricRole = Literal["probe", "as-is", "evidence"]
-RunOption = Literal["seed", "folds", "cache", "groups"]
+RunOption = Literal["seed", "folds", "cache", "groups", "device"]
 
 
 @dataclass(frozen=True)
@@ -81,6 +81,8 @@ class Metric:
             ``"groups"``, a group id per example (copies of one content share one) or None: a metric
             that splits or leaves examples out keeps each group on one side. A metric that does not
             ask for ``groups`` is given one row per content when the data holds copies.
+            ``"device"``: the torch device to compute on (``cuda``, ``cuda:N``) when the run has an
+            accelerator, else None (compute on the CPU, in NumPy).
     """
 
     name: str
