@@ -105,6 +105,9 @@ def _candidate_row(run_id: str, result: CandidateResult) -> CandidateRow:
         finetune_arg=rec.finetune_arg if rec else None,
         expected_accuracy=rec.expected_accuracy if rec else None,
         uncertainty=rec.uncertainty if rec else None,
+        interval_low=rec.interval_low if rec else None,
+        interval_high=rec.interval_high if rec else None,
+        interval_level=rec.interval_level if rec else None,
     )
 
 
@@ -210,6 +213,9 @@ def _predictions(
                 uncertainty=row.uncertainty,
                 consensus=row.consensus,
                 achieved=arm.final_val_accuracy,
+                interval_low=row.interval_low,
+                interval_high=row.interval_high,
+                interval_level=row.interval_level,
             )
         )
     return checks

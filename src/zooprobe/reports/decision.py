@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
+from ..evaluator.interval import meaning, shipped, stated
 from ..runs.store import Run
 from .model import CandidateRow, Decision, FinetuneComparison, PredictionCheck
 
@@ -47,10 +48,12 @@ def decide(
     model: str | None = None
     strategy = finetune_arg = None
     expected = uncertainty = None
+    interval: tuple[float | None, float | None, float | None] = (None, None, None)
     if deciding is not None and deciding.recommended is not None:
         rec = deciding.recommended
         model, strategy, finetune_arg = rec.model, rec.strategy, rec.finetune_arg
         expected, uncertainty = rec.expected_accuracy, rec.uncertainty
+        interval = (rec.interval_low, rec.interval_high, rec.interval_level)
         if rec.evidence:
             evidence.append(rec.evidence)
         caveats.extend(deciding.caveats)
@@ -85,8 +88,9 @@ def decide(
             tune = next(t for t in finetunes if t.run_id == check.finetune_run)
             budget = f"{tune.train_examples} training examples" if tune.train_examples else "its training split"
             caveats.append(
-                f"the assessment predicted {check.predicted:.3f} ± {check.uncertainty or 0:.3f} for {check.model}"
-                f" and fine-tuning reached {check.achieved:.3f}, outside twice the uncertainty"
+                f"the assessment predicted {stated(check.predicted, check.uncertainty, *_span(check))} for"
+                f" {check.model} and fine-tuning reached {check.achieved:.3f}, outside"
+                f" {'that interval' if check.interval_level is not None else 'twice the uncertainty'}"
                 f" (fine-tuning had {budget} and {tune.epochs_planned or '?'} epochs; the probe saw the whole data)"
             )
     return Decision(
@@ -100,4 +104,13 @@ def decide(
         gain_over_scratch=gain,
         evidence=evidence,
         caveats=list(dict.fromkeys(caveats)),
+        interval_low=interval[0],
+        interval_high=interval[1],
+        interval_level=interval[2],
+        # runs without an interval (made before it existed) report exactly as they did
+        interval_meaning=meaning(shipped(), interval[2]) if interval[2] is not None else None,
     )
+
+
+def _span(check: PredictionCheck) -> tuple[float | None, float | None, float | None]:
+    return check.interval_low, check.interval_high, check.interval_level

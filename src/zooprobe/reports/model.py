@@ -77,6 +77,10 @@ class CandidateRow:
     finetune_arg: str | None
     expected_accuracy: float | None
     uncertainty: float | None
+    # the calibrated interval of the expected accuracy (None in runs made before it existed)
+    interval_low: float | None = None
+    interval_high: float | None = None
+    interval_level: float | None = None
 
 
 @dataclass(frozen=True)
@@ -152,10 +156,16 @@ class PredictionCheck:
     uncertainty: float | None
     consensus: float | None
     achieved: float
+    interval_low: float | None = None
+    interval_high: float | None = None
+    interval_level: float | None = None
 
     @property
     def within(self) -> bool:
-        """Whether the achieved accuracy lies within twice the predicted uncertainty."""
+        """Whether the achieved accuracy lies within the calibrated interval (runs without one: within twice the
+        fold spread)."""
+        if self.interval_low is not None and self.interval_high is not None:
+            return self.interval_low <= self.achieved <= self.interval_high
         return abs(self.achieved - self.predicted) <= 2 * (self.uncertainty or 0.0)
 
 
@@ -173,6 +183,11 @@ class Decision:
     gain_over_scratch: float | None
     evidence: list[str]
     caveats: list[str]
+    interval_low: float | None = None
+    interval_high: float | None = None
+    interval_level: float | None = None
+    # what the interval means, in words (or why there is none)
+    interval_meaning: str | None = None
 
 
 @dataclass(frozen=True)
@@ -200,7 +215,15 @@ class Report:
             run["in_progress"] = info.in_progress
         for check, prediction in zip(data["predictions"], self.predictions, strict=True):
             check["within"] = prediction.within
+        # the interval fields are new: runs without them report exactly as before
+        for row in [*data["candidates"], *data["predictions"], *data["decisions"]]:
+            for key in INTERVAL_FIELDS:
+                if row.get(key) is None:
+                    row.pop(key, None)
         return data
+
+
+INTERVAL_FIELDS = ("interval_low", "interval_high", "interval_level", "interval_meaning")
 
 
 def _plain(value: Any) -> Any:
