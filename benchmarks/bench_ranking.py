@@ -60,6 +60,7 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--train", type=int, default=300, help="training examples per target")
     parser.add_argument("--epochs", type=int, default=6, help="fine-tuning epochs (truth)")
     parser.add_argument("--quick", action="store_true", help="two targets, one learning rate")
+    parser.add_argument("--one-lr", action="store_true", help="fine-tune at each candidate's first learning rate only")
     parser.add_argument("--save", type=Path, metavar="JSON", help="write every truth, score, case and assessment here")
     parser.add_argument(
         "--threads", type=int, default=os.cpu_count() or 1, help="torch threads (1 on a machine shared with others)"
@@ -71,8 +72,9 @@ def arguments() -> argparse.Namespace:
         " (src/zooprobe/evaluator/data/interval.json is the file zooprobe ships)",
     )  # fmt: skip
     parser.add_argument(
-        "--calibrate-from", type=Path, metavar="JSON", help="only refit the interval from an earlier --save file"
+        "--calibrate-from", type=Path, nargs="+", metavar="JSON", help="only refit the interval from --save files"
     )
+    parser.add_argument("--targets", help="only these targets (comma-separated names), e.g. to run one in parallel")
     parser.add_argument(
         "--holdout",
         action="store_true",
@@ -87,8 +89,15 @@ def main() -> None:
 
     args = arguments()
     if args.calibrate_from:
-        saved = json.loads(args.calibrate_from.read_text())
-        finish(args, saved["cases"], saved["run"]["tuning_targets"], saved["run"])
+        runs = [json.loads(path.read_text()) for path in args.calibrate_from]
+        finished: list[str] = []  # a target in two files counts once, from the first
+        cases = []
+        for saved in runs:
+            mine = [t for t in saved["run"]["finished_targets"] if t not in finished]
+            cases += [case for case in saved["cases"] if case["target"] in mine]
+            finished += mine
+        run = {**runs[0]["run"], "finished_targets": finished, "from": [str(path) for path in args.calibrate_from]}
+        finish(args, cases, run["tuning_targets"], run)
         return
     torch.set_num_threads(args.threads)
     home = Path(tempfile.mkdtemp(prefix="zooprobe-bench-ranking-"))
@@ -105,6 +114,7 @@ def main() -> None:
     }
     if args.quick:
         targets = {k: targets[k] for k in ("digits5to9", "shapes")}
+    if args.quick or args.one_lr:
         for c in candidates:
             c.lrs = c.lrs[:1]
     tuning = list(targets)
@@ -116,12 +126,14 @@ def main() -> None:
             print(f"Fashion-MNIST not found under {FASHION} (apt install dataset-fashion-mnist): skipped")
         else:
             targets["fashion"] = clothes
+    if args.targets:
+        targets = {name: targets[name] for name in args.targets.split(",")}
     if args.holdout:  # interleaved, so a run stopped early still has tuning and held-out targets
         held = [t for t in targets if t not in tuning]
-        order = [t for pair in zip(tuning, held + [""] * len(tuning), strict=False) for t in pair if t]
+        order = [t for pair in zip(tuning, held + [""] * len(tuning), strict=False) for t in pair if t in targets]
         targets = {t: targets[t] for t in order}
-    run = {"train": args.train, "epochs": args.epochs, "quick": args.quick, "holdout": args.holdout,
-           "candidates": [c.name for c in candidates], "tuning_targets": tuning}  # fmt: skip
+    run = {"train": args.train, "epochs": args.epochs, "quick": args.quick, "one_lr": args.one_lr,
+           "holdout": args.holdout, "candidates": [c.name for c in candidates], "tuning_targets": tuning}  # fmt: skip
     saved: dict[str, Any] = {}
     cases: list[dict[str, Any]] = []
     for target, (images, labels) in targets.items():

@@ -113,6 +113,10 @@ def test_reports_state_the_interval_and_judge_the_prediction_by_it(zooprobe_home
     assert doc["candidates"][0]["interval_high"] == 0.97 and doc["predictions"][0]["within"] is True
     csv = runner.invoke(cli, ["report", assess_id, finetune_id, "--format", "csv"]).output
     assert "interval_low" in csv.splitlines()[0]
+    html = zooprobe_home / "report.html"  # the predicted-vs-achieved plot draws the interval
+    done = runner.invoke(cli, ["report", assess_id, finetune_id, "--format", "html", "--out", str(html)])
+    assert done.exit_code == 0, done.output
+    assert "80% interval 0.880–0.970" in html.read_text()
 
 
 @pytest.mark.parametrize("fmt", ["md", "json"])
