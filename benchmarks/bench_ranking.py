@@ -90,13 +90,14 @@ def main() -> None:
     args = arguments()
     if args.calibrate_from:
         runs = [json.loads(path.read_text()) for path in args.calibrate_from]
-        finished: list[str] = []  # a target in two files counts once, from the first
+        finished: dict[str, Any] = {}  # a target in two files counts once, from the first
         cases = []
         for saved in runs:
             mine = [t for t in saved["run"]["finished_targets"] if t not in finished]
             cases += [case for case in saved["cases"] if case["target"] in mine]
-            finished += mine
-        run = {**runs[0]["run"], "finished_targets": finished, "from": [str(path) for path in args.calibrate_from]}
+            finished |= {t: saved["targets"][t] for t in mine}
+        run = {**runs[0]["run"], "finished_targets": list(finished), "from": [p.name for p in args.calibrate_from]}
+        summarise(finished, run["tuning_targets"])
         finish(args, cases, run["tuning_targets"], run)
         return
     torch.set_num_threads(args.threads)
@@ -153,6 +154,8 @@ def summarise(saved: dict[str, Any], tuning: list[str]) -> None:
     if len(saved) > len(groups["the targets the consensus weights were chosen on"]):
         groups["the held-out targets"] = [t for t in saved if t not in tuning]
     for group, names in groups.items():
+        if not names:
+            continue
         print(f"mean over {group} ({', '.join(names)})")
         print(f"  {'score':<16}{'tau':>7}{'w.tau':>8}{'regret':>8}")
         for score in SCORES:
