@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -41,6 +42,9 @@ def test_quickstart_runs_the_whole_path_offline_from_empty_caches(tmp_path: Path
     assert "Traceback" not in done.stderr
     for step in ("[1/5] catalog", "[2/5] weights available offline", "[3/5] assess", "[4/5] fine-tune", "[5/5]"):
         assert step in done.stderr
+    # the expected accuracy with its calibrated interval, and what that interval means
+    assert re.search(r"expected accuracy \d\.\d{3} \(80% interval \d\.\d{3}–\d\.\d{3}\)", done.stderr)
+    assert "in 8 of 10 benchmark cases the fine-tuned accuracy fell inside such an interval" in done.stderr
     # the weights were placed into the libraries' own caches, not read from the packages
     assert (tmp_path / "torch" / "hub" / "checkpoints" / "mobilenet_v2-b0353104.pth").is_file()
     paths = [Path(line.strip()) for line in done.stdout.splitlines() if line.startswith("  ")]

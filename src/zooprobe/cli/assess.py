@@ -194,6 +194,7 @@ def _fmt(value: Any, digits: int = 3) -> str:
 def render_assessment(run_id: str, candidates: Sequence[CandidateResult], summary: AssessSummary) -> str:
     """The ranked candidate table, the recommendation and its evidence, for a terminal."""
     from ..catalog.units import format_count
+    from ..evaluator.interval import interval_meaning, stated
 
     headers = ["RANK", "MODEL", "PARAMS", "INPUT", "BEST LAYER", "PROBE", "KNN", "LOGME", "LEEP", "STRATEGY"]
     rows = []
@@ -225,8 +226,11 @@ def render_assessment(run_id: str, candidates: Sequence[CandidateResult], summar
     if rec:
         lines.append(
             f"Recommended: {rec.model} with strategy {rec.finetune_arg}"
-            f" (expected accuracy {rec.expected_accuracy or 0:.3f} ± {rec.uncertainty or 0:.3f})"
+            " (expected accuracy "
+            + stated(rec.expected_accuracy, rec.uncertainty, rec.interval_low, rec.interval_high, rec.interval_level)
+            + ")"
         )
+        lines.append(f"About the expected accuracy: {interval_meaning(rec.to_json())}.")
         lines.append(f"Evidence: {rec.evidence}")
     elif any(result.status == "done" for result in candidates):
         lines.append(

@@ -89,6 +89,7 @@ def quickstart(
     """
     from ..catalog.store import Catalog, Query
     from ..evaluator.assess import assess
+    from ..evaluator.interval import interval_meaning, stated_in
     from ..finetuning.finetune import finetune
     from ..plugins.sync import sync_if_empty
     from ..reports import build_report, open_store_readonly, render, write_atomic
@@ -149,7 +150,11 @@ def quickstart(
         raise click.ClickException("no candidate could be assessed: " + "; ".join(
             f"{k}: {v}" for k, v in assessment.summary.get("skipped", {}).items()
         ))  # fmt: skip
-    click.echo(f"recommended: {recommended['model']} with {recommended['finetune_arg']}", err=True)
+    click.echo(
+        f"recommended: {recommended['model']} with {recommended['finetune_arg']},"
+        f" expected accuracy {stated_in(recommended)}\n  ({interval_meaning(recommended)})",
+        err=True,
+    )
     click.echo(f"evidence: {recommended['evidence']}", err=True)
 
     clock.step(4, f"fine-tune {recommended['model']} ({recommended['finetune_arg']}) against scratch, {epochs} epochs")

@@ -252,6 +252,8 @@ def rank(
     (z-score per term), ``rank`` and ``recommendation``; with the recommended candidate's summary (``None``
     when there is none). With a raw-feature ``baseline`` (:func:`~zooprobe.evaluator.raw_baseline.baseline_summary`)
     that no candidate beats, the summary says so first and carries ``negative_transfer``."""
+    from .interval import attach, shipped
+
     assessed = [d for d in docs if d["status"] == "done"]
     terms = consensus_terms(assessed, roles)
     scores = consensus(assessed, roles)
@@ -261,6 +263,7 @@ def rank(
         doc["consensus_terms"] = {term: z for term, (z, _) in terms[doc["model"]].items()}
         doc["rank"] = position
         doc["recommendation"] = recommend(doc)
+        attach(doc["recommendation"], (doc.get("data_ratio") or {}).get("target_examples"), shipped())
     recommended = None
     if ranked and ranked[0]["recommendation"]:
         top = ranked[0]
@@ -275,6 +278,7 @@ def rank(
             "evidence": f"{why_first(ranked, roles)}. {rec['evidence']}",
             "negative_transfer": False,
         }
+        recommended |= {k: v for k, v in rec.items() if k.startswith("interval_")}
         verdict = negative_transfer(ranked, baseline)
         if verdict:
             recommended["negative_transfer"] = True

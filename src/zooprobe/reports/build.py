@@ -110,6 +110,9 @@ def _candidate_row(run_id: str, result: CandidateResult) -> CandidateRow:
         final_layer=result.final_layer if result.final_scores is not None else None,
         final_scores={name: _number(value) for name, value in (result.final_scores or {}).items()},
         prior_top1=result.prior_top1 if result.final_scores is not None else None,
+        interval_low=rec.interval_low if rec else None,
+        interval_high=rec.interval_high if rec else None,
+        interval_level=rec.interval_level if rec else None,
     )
 
 
@@ -217,6 +220,9 @@ def _predictions(
                 uncertainty=row.uncertainty,
                 consensus=row.consensus,
                 achieved=arm.achieved,
+                interval_low=row.interval_low,
+                interval_high=row.interval_high,
+                interval_level=row.interval_level,
             )
         )
     return checks

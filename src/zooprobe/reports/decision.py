@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
+from ..evaluator.interval import meaning, shipped, stated
 from ..runs.store import Run
 from .achieved import kept_note
 from .model import CandidateRow, Decision, FinetuneComparison, PredictionCheck
@@ -50,10 +51,12 @@ def decide(
     model: str | None = None
     strategy = finetune_arg = None
     expected = uncertainty = None
+    interval: tuple[float | None, float | None, float | None] = (None, None, None)
     if deciding is not None and deciding.recommended is not None:
         rec = deciding.recommended
         model, strategy, finetune_arg = rec.model, rec.strategy, rec.finetune_arg
         expected, uncertainty = rec.expected_accuracy, rec.uncertainty
+        interval = (rec.interval_low, rec.interval_high, rec.interval_level)
         if rec.evidence:
             evidence.append(rec.evidence)
         if chosen is not None and len(assessments) > 1:
@@ -97,8 +100,9 @@ def decide(
             tune = next(t for t in finetunes if t.run_id == check.finetune_run)
             budget = f"{tune.train_examples} training examples" if tune.train_examples else "its training split"
             said = (
-                f"the assessment predicted {check.predicted:.3f} ± {check.uncertainty or 0:.3f} for {check.model}"
-                f" and fine-tuning reached {check.achieved:.3f}, outside twice the uncertainty"
+                f"the assessment predicted {stated(check.predicted, check.uncertainty, *_span(check))} for"
+                f" {check.model} and fine-tuning reached {check.achieved:.3f}, outside"
+                f" {'that interval' if check.interval_level is not None else 'twice the uncertainty'}"
             )
             if check.achieved < check.predicted:  # below: what fine-tuning had less of than the assessment
                 why = (
@@ -120,4 +124,13 @@ def decide(
         evidence=evidence,
         caveats=list(dict.fromkeys(caveats)),
         last_epoch_accuracy=last,
+        interval_low=interval[0],
+        interval_high=interval[1],
+        interval_level=interval[2],
+        # runs without an interval (made before it existed) report exactly as they did
+        interval_meaning=meaning(shipped(), interval[2]) if interval[2] is not None else None,
     )
+
+
+def _span(check: PredictionCheck) -> tuple[float | None, float | None, float | None]:
+    return check.interval_low, check.interval_high, check.interval_level

@@ -85,6 +85,10 @@ class CandidateRow:
     final_layer: str | None = None
     final_scores: dict[str, float | None] = field(default_factory=dict)
     prior_top1: float | None = None
+    # the calibrated interval of the expected accuracy (None in runs made before it existed)
+    interval_low: float | None = None
+    interval_high: float | None = None
+    interval_level: float | None = None
 
 
 @dataclass(frozen=True)
@@ -167,10 +171,16 @@ class PredictionCheck:
     uncertainty: float | None
     consensus: float | None
     achieved: float
+    interval_low: float | None = None
+    interval_high: float | None = None
+    interval_level: float | None = None
 
     @property
     def within(self) -> bool:
-        """Whether the achieved accuracy lies within twice the predicted uncertainty."""
+        """Whether the achieved accuracy lies within the calibrated interval (runs without one: within twice the
+        fold spread)."""
+        if self.interval_low is not None and self.interval_high is not None:
+            return self.interval_low <= self.achieved <= self.interval_high
         return abs(self.achieved - self.predicted) <= 2 * (self.uncertainty or 0.0)
 
 
@@ -189,6 +199,11 @@ class Decision:
     evidence: list[str]
     caveats: list[str]
     last_epoch_accuracy: float | None = None  # beside the achieved (kept checkpoint's) accuracy
+    interval_low: float | None = None
+    interval_high: float | None = None
+    interval_level: float | None = None
+    # what the interval means, in words (or why there is none)
+    interval_meaning: str | None = None
 
 
 @dataclass(frozen=True)
@@ -218,7 +233,15 @@ class Report:
                 del run["skipped_files"]
         for check, prediction in zip(data["predictions"], self.predictions, strict=True):
             check["within"] = prediction.within
+        # the interval fields are new: runs without them report exactly as before
+        for row in [*data["candidates"], *data["predictions"], *data["decisions"]]:
+            for key in INTERVAL_FIELDS:
+                if row.get(key) is None:
+                    row.pop(key, None)
         return data
+
+
+INTERVAL_FIELDS = ("interval_low", "interval_high", "interval_level", "interval_meaning")
 
 
 def _plain(value: Any) -> Any:

@@ -83,18 +83,22 @@ def layer_profiles(profiles: Sequence[LayerProfile]) -> bytes:
 
 
 def predicted_vs_achieved(checks: Sequence[PredictionCheck]) -> bytes:
-    """Each fine-tuned backbone: predicted accuracy (± uncertainty) against the accuracy it reached."""
+    """Each fine-tuned backbone: predicted accuracy against the accuracy it reached; the calibrated interval
+    (where the achieved accuracy was expected to fall) as a band above the prediction, else ± the fold spread."""
     figure, (axes,) = _figure(6.4, 4.4)
     for check in checks:
-        axes.errorbar(
+        span = (check.interval_low, check.interval_high)
+        line = axes.errorbar(
             check.predicted,
             check.achieved,
-            xerr=check.uncertainty or 0.0,
+            xerr=None if span[0] is not None else check.uncertainty or 0.0,
             marker="o",
             capsize=3,
             label=f"{check.model} [{check.arm}]",
         )
-    values = [v for c in checks for v in (c.predicted, c.achieved)]
+        if span[0] is not None and span[1] is not None:
+            axes.plot([check.predicted] * 2, span, linewidth=6, alpha=0.3, color=line[0].get_color())
+    values = [v for c in checks for v in (c.predicted, c.achieved, c.interval_low, c.interval_high) if v is not None]
     low, high = min(values) - 0.05, max(values) + 0.05
     axes.plot([low, high], [low, high], color="grey", linewidth=1, linestyle=":", label="achieved = predicted")
     axes.set(

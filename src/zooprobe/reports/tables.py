@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..catalog.units import format_count
+from ..evaluator.interval import stated
 from .model import CandidateRow, Decision, FinetuneComparison, LayerProfile, PredictionCheck, Report, RunInfo
 
 MISSING = "-"
@@ -217,7 +218,7 @@ def predictions_table(checks: Sequence[PredictionCheck]) -> Table:
         [
             check.model,
             check.predicted_strategy or MISSING,
-            f"{check.predicted:.3f} ± {check.uncertainty or 0:.3f}",
+            stated(check.predicted, check.uncertainty, check.interval_low, check.interval_high, check.interval_level),
             number(check.consensus),
             f"{check.achieved:.3f} ({check.arm})",
             signed(check.achieved - check.predicted),
@@ -225,7 +226,8 @@ def predictions_table(checks: Sequence[PredictionCheck]) -> Table:
         ]
         for check in checks
     ]
-    headers = ["Backbone", "Predicted strategy", "Predicted", "Consensus", "Achieved", "Difference", "Within ±2σ"]
+    within = "Within interval" if any(check.interval_level is not None for check in checks) else "Within ±2σ"
+    headers = ["Backbone", "Predicted strategy", "Predicted", "Consensus", "Achieved", "Difference", within]
     return Table(headers, rows, frozenset({2, 3, 5}))
 
 
@@ -236,7 +238,13 @@ def decision_lines(decision: Decision) -> tuple[str, list[str], list[str]]:
     else:
         headline = f"Start from {decision.model} with strategy '{decision.finetune_arg or decision.strategy}'"
         if decision.expected_accuracy is not None:
-            headline += f", expected accuracy {decision.expected_accuracy:.3f} ± {decision.uncertainty or 0:.3f}"
+            headline += ", expected accuracy " + stated(
+                decision.expected_accuracy,
+                decision.uncertainty,
+                decision.interval_low,
+                decision.interval_high,
+                decision.interval_level,
+            )
         if decision.achieved_accuracy is not None:
             headline += f"; fine-tuning reached {decision.achieved_accuracy:.3f}"
             last = decision.last_epoch_accuracy
@@ -245,7 +253,10 @@ def decision_lines(decision: Decision) -> tuple[str, list[str], list[str]]:
         if decision.gain_over_scratch is not None:
             headline += f" ({signed(decision.gain_over_scratch)} over scratch)"
         headline += "."
-    return headline, decision.evidence, decision.caveats
+    evidence = decision.evidence
+    if decision.interval_meaning:
+        evidence = [*evidence, f"About the expected accuracy: {decision.interval_meaning}."]
+    return headline, evidence, decision.caveats
 
 
 def in_progress_note(report: Report) -> str | None:

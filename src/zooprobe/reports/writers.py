@@ -105,7 +105,8 @@ CSV_COLUMNS = (
     "input_check", "data_ratio", "target_examples", "best_layer", "probe_accuracy", "probe_spread",
 )  # fmt: skip
 CSV_TAIL = (
-    "consensus", "rank", "strategy", "cut", "finetune_arg", "expected_accuracy", "uncertainty", "status",
+    "consensus", "rank", "strategy", "cut", "finetune_arg", "expected_accuracy", "uncertainty", "interval_low",
+    "interval_high", "interval_level", "status",
     "layer", "depth", "arm", "epoch", "train_loss", "val_loss", "val_accuracy", "val_balanced_accuracy",
     "seconds", "achieved_accuracy", "gain_over_scratch",
 )  # fmt: skip
@@ -133,7 +134,8 @@ def render_csv(report: Report) -> str:
             data_ratio=row.data_ratio, target_examples=row.target_examples, best_layer=row.best_layer,
             probe_accuracy=row.probe_accuracy, probe_spread=row.probe_spread, consensus=row.consensus, rank=row.rank,
             strategy=row.strategy, cut=row.cut, finetune_arg=row.finetune_arg,
-            expected_accuracy=row.expected_accuracy, uncertainty=row.uncertainty, status=row.status,
+            expected_accuracy=row.expected_accuracy, uncertainty=row.uncertainty, interval_low=row.interval_low,
+            interval_high=row.interval_high, interval_level=row.interval_level, status=row.status,
             **{name: row.scores.get(name) for name in report.metrics},
             **({"ranked_layer": row.final_layer, "prior_top1": row.prior_top1} if ranked else {}),
             **{column: row.final_scores.get(column[len("ranked_"):]) for column in ranked[1:-1]},

@@ -287,8 +287,11 @@ class LayerPoint:
 class Recommendation:
     """A strategy for one backbone: what to train, where to cut, the accuracy to expect and why.
 
-    ``finetune_arg`` is the ``--strategy`` value that runs it; ``expected_accuracy`` ± ``uncertainty``
-    is the probe's (kNN's for as-is) at that layer. The summary's recommendation also names the ``model``.
+    ``finetune_arg`` is the ``--strategy`` value that runs it; ``expected_accuracy`` is the probe's (nearest
+    class mean's for as-is) at that layer, ``uncertainty`` its fold-to-fold spread (how stable the estimate
+    is). ``interval_low``..``interval_high`` is the calibrated interval the fine-tuned accuracy is expected
+    to fall in, at coverage ``interval_level`` (0.8: 80%; see :mod:`zooprobe.evaluator.interval`); absent
+    in runs made before it existed or without a calibration. The summary's recommendation also names the ``model``.
     """
 
     strategy: str
@@ -301,6 +304,9 @@ class Recommendation:
     model: str | None = None
     # no candidate beat the raw-feature baseline: scratch or a small model is recommended instead
     negative_transfer: bool = False
+    interval_low: float | None = None
+    interval_high: float | None = None
+    interval_level: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         doc: dict[str, Any] = {} if self.model is None else {"model": self.model}
@@ -315,6 +321,9 @@ class Recommendation:
         }
         if self.negative_transfer:  # only when set: documents of earlier runs keep their exact shape
             doc["negative_transfer"] = True
+        if self.interval_level is not None:
+            doc |= {"interval_low": self.interval_low, "interval_high": self.interval_high}
+            doc["interval_level"] = self.interval_level
         return doc
 
     @classmethod
@@ -329,6 +338,9 @@ class Recommendation:
             train=doc.get("train"),
             model=doc.get("model"),
             negative_transfer=bool(doc.get("negative_transfer", False)),
+            interval_low=_number(doc.get("interval_low")),
+            interval_high=_number(doc.get("interval_high")),
+            interval_level=_number(doc.get("interval_level")),
         )
 
 
