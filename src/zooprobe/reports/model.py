@@ -238,6 +238,9 @@ class Report:
             for key in INTERVAL_FIELDS:
                 if row.get(key) is None:
                     row.pop(key, None)
+        for comparison in data["finetunes"]:  # runs whose inputs lost nothing keep the earlier shape
+            if not comparison.get("adaptations"):
+                comparison.pop("adaptations", None)
         return data
 
 
