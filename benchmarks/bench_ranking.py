@@ -27,6 +27,11 @@ targets left out of its fit (leave one target out; and tuning targets -> held-ou
 ``--write-calibration`` fits it on every target and writes the file zooprobe ships;
 ``--calibrate-from`` refits from a ``--save`` file (written after every target) without rerunning.
 
+The shipped src/zooprobe/evaluator/data/interval.json was made by three parallel processes on a loaded
+2-core machine (``--holdout --one-lr --epochs 3 --threads 1 --targets digits5to9,digits-turned`` /
+``fashion,digits`` / ``shapes,textures``, each ``--save run_X.json``), then ``--calibrate-from run_A.json
+run_B.json run_C.json --write-calibration ...``; its provenance records the same.
+
 Fine-tuned truths, frozen-feature truths and the pretrained sources are cached under ``--cache``,
 keyed on everything that determines them (ranking_support.py), so a rerun costs the scoring only.
 

@@ -232,10 +232,12 @@ def meaning(calibration: Calibration | None = None, level: float | None = None) 
         return FALLBACK_SENTENCE
     sentence = (
         f"the {level:.0%} interval is where fine-tuning is expected to land: in {round(level * 10)} of 10 benchmark"
-        " cases (assessed estimate against the accuracy fine-tuning then reached) the fine-tuned accuracy fell"
-        " inside such an interval"
+        " cases the fine-tuned accuracy fell inside such an interval"
     )
-    measured = (calibration.provenance.get("coverage_leave_one_target_out") or {}).get("all") if calibration else None
+    provenance = calibration.provenance if calibration else {}
+    if provenance.get("cases") and provenance.get("targets"):
+        sentence += f" ({provenance['cases']} cases on {len(provenance['targets'])} targets)"
+    measured = (provenance.get("coverage_leave_one_target_out") or {}).get("all")
     if isinstance(measured, int | float):
         sentence += f"; on benchmark targets left out of the fit it held {measured:.0%} of the time"
     return sentence + "; the ± spread beside the probe is its fold-to-fold stability, not this interval"
