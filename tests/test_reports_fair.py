@@ -152,3 +152,59 @@ def test_an_unfinished_assessment_does_not_decide_over_a_complete_one(store: Run
     code, out = run_cli("report", "--data", DATA, "--format", "json")
     (decision,) = json.loads(out)["decisions"]
     assert decision["model"] == LITE0 and any(f"decided by assessment {small}" in e for e in decision["evidence"])
+
+
+def test_the_candidate_table_shows_the_scores_the_ranking_read_beside_the_best_layers(store: RunStore) -> None:  # noqa: F811
+    run = store.create("assess", DATA, {}, data_hash=DATA_HASH)
+    for position, (model, ranked_logme, prior) in enumerate([(MOBILENET, 0.413, 71.9), (LITE0, 0.470, 75.5)]):
+        doc = _candidate(model, "timm", 1, None, _profile(LITE0_LAYERS, LITE0_PROFILE), position + 1,
+                         scores={"logme": 0.473, "leep": -1.5}, prior_top1=prior, final_layer="pre_logits",
+                         final_scores={"probe_accuracy": 0.896, "logme": ranked_logme, "leep": -1.5})  # fmt: skip
+        store.put_candidate(run.id, position, CandidateResult.from_json(doc))
+    store.finish(run.id, AssessSummary())
+    code, md = run_cli("report", run.id, "--format", "md")
+    assert code == 0, md
+    header = next(line for line in md.splitlines() if line.startswith("| Rank"))
+    assert "Probe acc. (± spread) @ best layer | Ranked at layer | Probe acc. ranked |" in header
+    assert "| logme ranked (best layer) | leep ranked (best layer) | ImageNet top-1 (prior) |" in header
+    row = next(line for line in md.splitlines() if line.startswith(f"| 1 | {MOBILENET}"))
+    assert "| pre_logits | 0.896 | 0.413 (0.473) | -1.500 | 71.900 |" in row  # the same score: once
+    code, out = run_cli("report", run.id, "--format", "csv")
+    first = next(line for line in out.splitlines()[1:] if MOBILENET in line)
+    assert {"ranked_layer", "ranked_logme", "prior_top1"} <= set(out.splitlines()[0].split(","))
+    assert ",0.413," in first and ",71.9," in first
+
+
+def test_a_run_without_the_ranked_scores_keeps_the_best_layer_table(store: RunStore) -> None:  # noqa: F811
+    assess_id = add_assessment(store)  # documents without final_scores, as runs before they were stored
+    code, md = run_cli("report", assess_id, "--format", "md")
+    assert "| Probe acc. (± spread) | knn_accuracy | logme |" in md and "ranked" not in md
+
+
+@pytest.mark.parametrize(
+    ("arm_epochs", "said", "not_said"),
+    [
+        ([(1.4, 1.1, 0.70), (0.7, 0.6, 0.85), (0.4, 0.45, 0.893)], "the probe saw the whole data", "above it"),
+        (
+            [(1.4, 1.1, 0.95), (0.7, 0.6, 0.98), (0.4, 0.45, 0.989)],
+            "above it: the assessment's estimate was",
+            "had 200",
+        ),
+    ],
+)
+def test_a_missed_prediction_is_explained_in_the_direction_it_missed(
+    store: RunStore,  # noqa: F811
+    arm_epochs: list[tuple[float, float, float]],
+    said: str,
+    not_said: str,
+) -> None:
+    assess_id = add_assessment(store)  # predicts 0.947 ± 0.010 for the cut
+    tune = add_finetune(store, assess_id, arm_epochs=arm_epochs)
+    (missed,) = [c for c in _caveats(assess_id, tune) if "outside twice the uncertainty" in c]
+    assert said in missed and not_said not in missed
+
+
+def test_no_missed_prediction_caveat_within_the_uncertainty(store: RunStore) -> None:  # noqa: F811
+    assess_id = add_assessment(store)
+    tune = add_finetune(store, assess_id, arm_epochs=[(1.4, 1.1, 0.9), (0.7, 0.6, 0.93), (0.4, 0.45, 0.95)])
+    assert not any("outside twice the uncertainty" in c for c in _caveats(assess_id, tune))

@@ -105,6 +105,9 @@ def _candidate_row(run_id: str, result: CandidateResult) -> CandidateRow:
         finetune_arg=rec.finetune_arg if rec else None,
         expected_accuracy=rec.expected_accuracy if rec else None,
         uncertainty=rec.uncertainty if rec else None,
+        final_layer=result.final_layer if result.final_scores is not None else None,
+        final_scores={name: _number(value) for name, value in (result.final_scores or {}).items()},
+        prior_top1=result.prior_top1 if result.final_scores is not None else None,
     )
 
 

@@ -96,11 +96,18 @@ def decide(
         if check.finetune_run in ids and not check.within:
             tune = next(t for t in finetunes if t.run_id == check.finetune_run)
             budget = f"{tune.train_examples} training examples" if tune.train_examples else "its training split"
-            caveats.append(
+            said = (
                 f"the assessment predicted {check.predicted:.3f} ± {check.uncertainty or 0:.3f} for {check.model}"
                 f" and fine-tuning reached {check.achieved:.3f}, outside twice the uncertainty"
-                f" (fine-tuning had {budget} and {tune.epochs_planned or '?'} epochs; the probe saw the whole data)"
             )
+            if check.achieved < check.predicted:  # below: what fine-tuning had less of than the assessment
+                why = (
+                    f" (fine-tuning had {budget} and {tune.epochs_planned or '?'} epochs; the probe saw the whole data)"
+                )
+            else:  # above: the estimate was the cautious side, not a handicap of fine-tuning
+                measured = f" on {tune.val_examples} validation examples" if tune.val_examples else ""
+                why = f", above it: the assessment's estimate was conservative for this data (measured{measured})"
+            caveats.append(said + why)
     return Decision(
         data=group[0].data,
         model=model,

@@ -77,6 +77,11 @@ class CandidateRow:
     finetune_arg: str | None
     expected_accuracy: float | None
     uncertainty: float | None
+    # what the ranking read: each score at the deepest assessed cut point, and the catalog's ImageNet top-1
+    # (``scores`` and ``probe_accuracy`` are at the best layer); empty in runs before they were stored
+    final_layer: str | None = None
+    final_scores: dict[str, float | None] = field(default_factory=dict)
+    prior_top1: float | None = None
 
 
 @dataclass(frozen=True)

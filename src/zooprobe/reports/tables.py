@@ -82,11 +82,36 @@ def _strategy(row: CandidateRow) -> str:
     return row.finetune_arg or row.strategy or MISSING
 
 
+def _ranked_cell(row: CandidateRow, name: str) -> str:
+    """The score the ranking read (at the deepest assessed layer), the best layer's beside it where it differs."""
+    ranked, best = row.final_scores.get(name), row.scores.get(name)
+    if best is None or number(best) == number(ranked):
+        return number(ranked)
+    return f"{number(ranked)} ({number(best)})"
+
+
 def candidates_table(candidates: Sequence[CandidateRow], metrics: Sequence[str], with_run: bool) -> Table:
-    headers = ["Rank", "Backbone", "Source", "Params", "Compute", "Input check", "Data ratio", "Probe acc. (± spread)"]
-    headers += [*metrics, "Consensus", "Strategy", "Cut"]
+    """One row per candidate. Where the run stored the scores its ranking read (at the deepest assessed cut
+    point, with the ImageNet top-1 prior), each score column shows that one, the best layer's in brackets
+    where it differs, and the probe column (best layer) says so."""
+    ranked = any(row.final_scores for row in candidates)
+    probe = "Probe acc. (± spread) @ best layer" if ranked else "Probe acc. (± spread)"
+    headers = ["Rank", "Backbone", "Source", "Params", "Compute", "Input check", "Data ratio", probe]
+    if ranked:
+        headers += ["Ranked at layer", "Probe acc. ranked"]
+        headers += [f"{name} ranked (best layer)" for name in metrics] + ["ImageNet top-1 (prior)"]
+    else:
+        headers += metrics
+    headers += ["Consensus", "Strategy", "Cut"]
     rows = []
     for row in candidates:
+        scores = (
+            [row.final_layer or MISSING, number(row.final_scores.get("probe_accuracy"))]
+            + [_ranked_cell(row, name) for name in metrics]
+            + [number(row.prior_top1)]
+            if ranked
+            else [number(row.scores.get(name)) for name in metrics]
+        )
         cells = [
             str(row.rank) if row.rank is not None else MISSING,
             row.model,
@@ -96,7 +121,7 @@ def candidates_table(candidates: Sequence[CandidateRow], metrics: Sequence[str],
             _input(row),
             _ratio(row),
             _probe(row),
-            *(number(row.scores.get(name)) for name in metrics),
+            *scores,
             number(row.consensus),
             _strategy(row),
             row.cut or MISSING,
@@ -104,8 +129,9 @@ def candidates_table(candidates: Sequence[CandidateRow], metrics: Sequence[str],
         rows.append([row.run_id, *cells] if with_run else cells)
     if with_run:
         headers = ["Run", *headers]
-    first_metric = headers.index("Probe acc. (± spread)") + 1
-    return Table(headers, rows, frozenset(range(first_metric, first_metric + len(metrics) + 1)))
+    first_metric = headers.index(probe) + 1 + (1 if ranked else 0)  # the layer name is text
+    last = headers.index("Consensus")
+    return Table(headers, rows, frozenset(range(first_metric, last + 1)))
 
 
 def finetune_table(comparison: FinetuneComparison) -> Table:

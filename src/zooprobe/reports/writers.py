@@ -114,6 +114,9 @@ def render_csv(report: Report) -> str:
     status = {run.id: run.status for run in report.runs}
     data = {run.id: run.data for run in report.runs}
     records: list[dict[str, Any]] = []
+    # the scores the ranking read (deepest assessed layer) and the prior, in runs that stored them
+    ranked = [f"ranked_{name}" for name in ("probe_accuracy", *report.metrics)]
+    ranked = ["ranked_layer", *ranked, "prior_top1"] if any(row.final_scores for row in report.candidates) else []
 
     def add(table: str, run_id: str, **values: Any) -> None:
         records.append({"table": table, "run_id": run_id, "run_status": status[run_id], "data": data[run_id], **values})
@@ -127,6 +130,8 @@ def render_csv(report: Report) -> str:
             strategy=row.strategy, cut=row.cut, finetune_arg=row.finetune_arg,
             expected_accuracy=row.expected_accuracy, uncertainty=row.uncertainty, status=row.status,
             **{name: row.scores.get(name) for name in report.metrics},
+            **({"ranked_layer": row.final_layer, "prior_top1": row.prior_top1} if ranked else {}),
+            **{column: row.final_scores.get(column[len("ranked_"):]) for column in ranked[1:-1]},
         )  # fmt: skip
     for profile in report.profiles:
         for point in profile.points:
@@ -150,7 +155,8 @@ def render_csv(report: Report) -> str:
             achieved_accuracy=check.achieved,
         )  # fmt: skip
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=[*CSV_COLUMNS, *report.metrics, *CSV_TAIL], lineterminator="\n")
+    fieldnames = [*CSV_COLUMNS, *report.metrics, *ranked, *CSV_TAIL]
+    writer = csv.DictWriter(buffer, fieldnames=fieldnames, lineterminator="\n")
     writer.writeheader()
     writer.writerows(records)
     return buffer.getvalue()
