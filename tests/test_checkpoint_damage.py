@@ -64,6 +64,19 @@ def _foreign_keys(path: Path) -> None:
     save_file({"model/not.this.arm": torch.zeros(3)}, str(path), metadata={"format": "pt"})
 
 
+def _rename_a_model_tensor(path: Path) -> None:
+    """The checkpoint as it was, metadata and all, but one model tensor under another name."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    with safe_open(str(path), framework="pt") as handle:
+        metadata = handle.metadata()
+    tensors = load_file(str(path))
+    first = sorted(k for k in tensors if k.startswith("model/"))[0]
+    tensors["model/renamed"] = tensors.pop(first)
+    save_file(tensors, str(path), metadata=metadata)
+
+
 DAMAGE: dict[str, Callable[[Path], None]] = {
     "truncated": _truncate,
     "zero bytes": _empty,
@@ -145,3 +158,20 @@ def test_checksums_are_in_the_run_store_and_checked(toy_home: Path, capsys: pyte
     trained, _ = _resume(run_id, toy_home)
     assert trained == [2, 3]
     assert "sha256 is not one the run store recorded" in capsys.readouterr().err
+
+
+def test_a_run_from_before_checksums_is_checked_by_its_contents(
+    toy_home: Path,  # noqa: F811
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    run_id, folder = _interrupted_run(toy_home)
+    with RunStore(toy_home) as store:
+        store.db.execute("DELETE FROM checkpoints WHERE run_id = ?", (run_id,))  # as an older release left it
+    _rename_a_model_tensor(folder / "head.safetensors")
+    capsys.readouterr()
+    trained, _ = _resume(run_id, toy_home)
+    assert trained == [2, 3]
+    assert "head.safetensors: its tensors are not this arm's" in capsys.readouterr().err
+    with RunStore(toy_home) as store:
+        epochs = sorted(row[0] for row in store.db.execute("SELECT epoch FROM checkpoints WHERE run_id = ?", (run_id,)))
+    assert epochs == [2, 3]  # checksummed again from the resumed epochs on

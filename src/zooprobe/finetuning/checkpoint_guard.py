@@ -76,10 +76,12 @@ def resume_checkpoint(store: EpochStore, run_id: str, run_dir: Path, arm: str, b
             damaged.append(f"{path.name} is {why}" if why == "an empty file" else f"{path.name}: {why}")
             os.replace(path, path.with_name(f"{path.name}.damaged"))
             continue
+        if path != newest:  # the previous one becomes the newest: the next epoch's rotation keeps it
+            os.replace(path, newest)
         if damaged:
-            if path != newest:
-                os.replace(path, newest)
             _say(arm, damaged, f"resuming from the previous checkpoint (after epoch {saved.record.epoch})")
+        if not known:  # a run from before checksums: this file, checked otherwise, is the one to trust from now
+            put_checksum(store.db, run_id, arm, saved.record.epoch, file_sha256(newest))
         return saved
     if damaged:
         _say(arm, damaged, "no good checkpoint is left, so the arm starts again from its first epoch")
