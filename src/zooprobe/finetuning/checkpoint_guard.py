@@ -81,7 +81,7 @@ def resume_checkpoint(store: EpochStore, run_id: str, run_dir: Path, arm: str, b
         if damaged:
             _say(arm, damaged, f"resuming from the previous checkpoint (after epoch {saved.record.epoch})")
         if not known:  # a run from before checksums: this file, checked otherwise, is the one to trust from now
-            put_checksum(store.db, run_id, arm, saved.record.epoch, file_sha256(newest))
+            store.put_checksum(run_id, arm, saved.record.epoch, file_sha256(newest))
         return saved
     if damaged:
         _say(arm, damaged, "no good checkpoint is left, so the arm starts again from its first epoch")
