@@ -36,9 +36,11 @@ folder = root / f"images-{count}"
 folder.mkdir()
 rng = np.random.default_rng(0)
 paths = []
-for i in range(count):
-    path = folder / f"{i}.png"
-    Image.fromarray(rng.integers(0, 256, (224, 224, 3), dtype=np.uint8)).save(path, compress_level=0)
+ramp = np.linspace(0, 1, 224, dtype=np.float32)[None, :, None]
+for i in range(count):  # smooth colour ramps: small JPEG files, full-size 224 px images once decoded
+    path = folder / f"{i}.jpg"
+    pixels = (ramp * rng.integers(0, 256, (1, 1, 3)) + rng.integers(0, 64, (224, 1, 1))).clip(0, 255)
+    Image.fromarray(pixels.astype(np.uint8)).save(path, quality=85)
     paths.append(str(path))
 labels = np.arange(count, dtype=np.int64) % 2
 dataset = Dataset("generated", "image", labels, ("a", "b"), paths=tuple(paths), shapes=((224, 224, 3),) * count)

@@ -255,3 +255,28 @@ def test_a_killed_text_run_resumes_to_the_records_of_an_uninterrupted_one(hub: H
         return {arm: [tuple(r[k] for k in keys) for r in records] for arm, records in doc["arms"].items()}
 
     assert numbers(resumed) == numbers(whole)
+
+
+def test_text_learning_rate_warms_up_then_decays_linearly_as_transformers_does() -> None:
+    from zooprobe.finetuning.recipes import train_settings
+    from zooprobe.finetuning.trainer import lr_factor
+
+    settings = train_settings("text", epochs=3, lr=3e-5, batch_size=8, seed=0, patience=3)
+    assert (settings.schedule, settings.head_warmup_epochs, settings.body_lr_factor) == ("linear", 0, 1.0)
+    assert train_settings("image", epochs=3, lr=2e-3, batch_size=8, seed=0, patience=3).schedule == "cosine"
+    factors = [lr_factor(step, 20, 0.1, settings.schedule) for step in range(20)]
+    assert factors[:3] == [0.5, 1.0, 1.0]
+    assert factors[11] == pytest.approx(1 - 9 / 18)
+    steps = [a - b for a, b in zip(factors[2:], factors[3:], strict=False)]
+    assert all(step == pytest.approx(1 / 18) for step in steps)
+
+
+def test_f1_is_that_of_label_one() -> None:
+    import torch
+
+    from zooprobe.finetuning.trainer import positive_f1
+
+    labels = torch.tensor([1, 1, 1, 0, 0, 0])
+    predicted = torch.tensor([1, 1, 0, 1, 0, 0])  # precision 2/3, recall 2/3
+    assert positive_f1(predicted, labels) == pytest.approx(2 / 3)
+    assert positive_f1(torch.zeros(6, dtype=torch.long), labels) == 0.0
