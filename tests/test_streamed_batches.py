@@ -60,6 +60,7 @@ with RunStore(root / f"home-{count}") as store:
         settings=TrainSettings(epochs=1, batch_size=32), device="cpu", progress=False, on_epoch=None,
     )
     trainer.run_arm("full", parse_strategy("full"))
+    del trainer  # its DataLoaders' persistent workers end and are reaped: their peaks count below
 own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
 print(json.dumps({"self": own, "workers": workers}))

@@ -6,10 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import os
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +15,7 @@ import pytest
 from tests.hub_server import HubRepo, repo_from_folder
 from zooprobe.runs.store import EpochRecord, RunStore
 
+from .conftest import recorded_epochs, run_and_kill
 from .test_hf_source import (  # noqa: F401  (fixtures)
     MINILM,
     TINY_BERT,
@@ -226,24 +224,14 @@ def test_a_killed_text_run_resumes_to_the_records_of_an_uninterrupted_one(hub: H
     home.mkdir()
     (home / "catalog.sqlite3").write_bytes((Path(os.environ["ZOOPROBE_HOME"]) / "catalog.sqlite3").read_bytes())
     env = {**os.environ, "ZOOPROBE_HOME": str(home), "HF_HUB_CACHE": constants.HF_HUB_CACHE}
-    log = tmp_path / "killed.log"  # a file, not a pipe: a full pipe would block the child
-    with open(log, "wb") as stderr:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "zooprobe", "finetune", *args], env=env, stdout=subprocess.DEVNULL, stderr=stderr
-        )
     recorded: list[EpochRecord] = []
-    try:
-        while process.poll() is None:  # no deadline: a loaded machine is slow, not wrong
-            if (home / "runs.sqlite3").exists():
-                with RunStore(home) as store:
-                    runs = store.list(kind="finetune")
-                    recorded = store.epochs(runs[0].id, "full") if runs else []
-                if recorded:
-                    break
-            time.sleep(0.05)
-    finally:
-        process.send_signal(signal.SIGKILL)
-        process.wait()
+
+    def first_epoch_recorded() -> bool:
+        recorded[:] = recorded_epochs(home, "full")
+        return bool(recorded)
+
+    log = tmp_path / "killed.log"
+    run_and_kill([sys.executable, "-m", "zooprobe", "finetune", *args], env, log, first_epoch_recorded)
     assert 1 <= len(recorded) < 4, log.read_text()[-2000:]
     with RunStore(home) as store:
         (run,) = store.list(kind="finetune")
