@@ -2,8 +2,9 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -72,3 +73,34 @@ def torch_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (home / "hub" / "checkpoints").mkdir(parents=True)
     shutil.copy(source, home / "hub" / "checkpoints" / MOBILENET_FILE)
     return home
+
+
+def run_and_kill(command: list[str], env: dict[str, str], log: Path, ready: Callable[[], bool]) -> None:
+    """Start ``command`` (stderr to ``log``), SIGKILL it as soon as ``ready()`` holds, and reap it.
+
+    No deadline: a loaded machine is slow, not wrong; a child that ends on its own is left to the
+    caller's checks. stderr goes to a file, not a pipe: a full pipe would block the child.
+    """
+    import signal
+    import subprocess
+    import time
+
+    with open(log, "wb") as stderr:
+        process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
+    try:
+        while process.poll() is None and not ready():
+            time.sleep(0.05)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+
+
+def recorded_epochs(home: Path, arm: str) -> list[Any]:
+    """The epoch records of ``arm`` in the first finetune run of the store in ``home`` (none yet: [])."""
+    from zooprobe.runs.store import RunStore
+
+    if not (home / "runs.sqlite3").exists():
+        return []
+    with RunStore(home) as store:
+        runs = store.list(kind="finetune")
+        return store.epochs(runs[0].id, arm) if runs else []

@@ -21,6 +21,7 @@ from zooprobe.finetuning.trainer import lr_factor
 from zooprobe.runs.records import AssessSummary, CandidateResult, Recommendation
 from zooprobe.runs.store import EpochRecord, RunStore
 
+from .conftest import recorded_epochs, run_and_kill
 from .test_backbone import mobilenet  # noqa: F401  (a fixture)
 
 MODEL = "torchvision:mobilenet_v2.IMAGENET1K_V1"
@@ -409,32 +410,20 @@ def test_pretrained_full_and_head_beat_scratch_at_every_epoch(weights: Path) -> 
 def test_a_killed_run_resumes_from_its_last_recorded_epoch(weights: Path, torch_home: Path) -> None:
     """SIGKILL mid-run (no cleanup runs at all), then `zooprobe finetune --resume RUN` finishes it."""
     import os
-    import signal
-    import subprocess
     import sys
-    import time
 
     args = ["--data", "sklearn:digits", "--model", MODEL, "--strategy", "full", "--epochs", "6"]
     args += ["--resolution", "32", "--train-size", "60", "--batch-size", "16"]
     env = {**os.environ, "ZOOPROBE_HOME": str(weights), "TORCH_HOME": str(torch_home)}
     command = [sys.executable, "-m", "zooprobe", "finetune", *args]
-    log = weights / "killed-run.log"  # a file, not a pipe: a full pipe would block the child
-    with open(log, "wb") as stderr:
-        process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
+    log = weights / "killed-run.log"
     recorded: list[EpochRecord] = []
-    try:
-        # no deadline: a loaded machine is slow, not wrong; the child ending on its own fails the check below
-        while process.poll() is None:
-            if (weights / "runs.sqlite3").exists():
-                with RunStore(weights) as store:
-                    runs = store.list(kind="finetune")
-                    recorded = store.epochs(runs[0].id, "full") if runs else []
-                if len(recorded) >= 2:
-                    break
-            time.sleep(0.05)
-    finally:
-        process.send_signal(signal.SIGKILL)
-        process.wait()
+
+    def two_epochs_recorded() -> bool:
+        recorded[:] = recorded_epochs(weights, "full")
+        return len(recorded) >= 2
+
+    run_and_kill(command, env, log, two_epochs_recorded)
     assert 2 <= len(recorded) < 6, log.read_text()[-2000:]
     with RunStore(weights) as store:
         (run,) = store.list(kind="finetune")

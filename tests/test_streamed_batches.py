@@ -36,9 +36,11 @@ folder = root / f"images-{count}"
 folder.mkdir()
 rng = np.random.default_rng(0)
 paths = []
-for i in range(count):
-    path = folder / f"{i}.png"
-    Image.fromarray(rng.integers(0, 256, (224, 224, 3), dtype=np.uint8)).save(path, compress_level=0)
+ramp = np.linspace(0, 1, 224, dtype=np.float32)[None, :, None]
+for i in range(count):  # smooth colour ramps: small JPEG files, full-size 224 px images once decoded
+    path = folder / f"{i}.jpg"
+    pixels = (ramp * rng.integers(0, 256, (1, 1, 3)) + rng.integers(0, 64, (224, 1, 1))).clip(0, 255)
+    Image.fromarray(pixels.astype(np.uint8)).save(path, quality=85)
     paths.append(str(path))
 labels = np.arange(count, dtype=np.int64) % 2
 dataset = Dataset("generated", "image", labels, ("a", "b"), paths=tuple(paths), shapes=((224, 224, 3),) * count)
@@ -58,6 +60,7 @@ with RunStore(root / f"home-{count}") as store:
         settings=TrainSettings(epochs=1, batch_size=32), device="cpu", progress=False, on_epoch=None,
     )
     trainer.run_arm("full", parse_strategy("full"))
+    del trainer  # its DataLoaders' persistent workers end and are reaped: their peaks count below
 own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
 print(json.dumps({"self": own, "workers": workers}))

@@ -6,10 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import os
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +15,7 @@ import pytest
 from tests.hub_server import HubRepo, repo_from_folder
 from zooprobe.runs.store import EpochRecord, RunStore
 
+from .conftest import recorded_epochs, run_and_kill
 from .test_hf_source import (  # noqa: F401  (fixtures)
     MINILM,
     TINY_BERT,
@@ -226,24 +224,14 @@ def test_a_killed_text_run_resumes_to_the_records_of_an_uninterrupted_one(hub: H
     home.mkdir()
     (home / "catalog.sqlite3").write_bytes((Path(os.environ["ZOOPROBE_HOME"]) / "catalog.sqlite3").read_bytes())
     env = {**os.environ, "ZOOPROBE_HOME": str(home), "HF_HUB_CACHE": constants.HF_HUB_CACHE}
-    log = tmp_path / "killed.log"  # a file, not a pipe: a full pipe would block the child
-    with open(log, "wb") as stderr:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "zooprobe", "finetune", *args], env=env, stdout=subprocess.DEVNULL, stderr=stderr
-        )
     recorded: list[EpochRecord] = []
-    try:
-        while process.poll() is None:  # no deadline: a loaded machine is slow, not wrong
-            if (home / "runs.sqlite3").exists():
-                with RunStore(home) as store:
-                    runs = store.list(kind="finetune")
-                    recorded = store.epochs(runs[0].id, "full") if runs else []
-                if recorded:
-                    break
-            time.sleep(0.05)
-    finally:
-        process.send_signal(signal.SIGKILL)
-        process.wait()
+
+    def first_epoch_recorded() -> bool:
+        recorded[:] = recorded_epochs(home, "full")
+        return bool(recorded)
+
+    log = tmp_path / "killed.log"
+    run_and_kill([sys.executable, "-m", "zooprobe", "finetune", *args], env, log, first_epoch_recorded)
     assert 1 <= len(recorded) < 4, log.read_text()[-2000:]
     with RunStore(home) as store:
         (run,) = store.list(kind="finetune")
@@ -255,3 +243,28 @@ def test_a_killed_text_run_resumes_to_the_records_of_an_uninterrupted_one(hub: H
         return {arm: [tuple(r[k] for k in keys) for r in records] for arm, records in doc["arms"].items()}
 
     assert numbers(resumed) == numbers(whole)
+
+
+def test_text_learning_rate_warms_up_then_decays_linearly_as_transformers_does() -> None:
+    from zooprobe.finetuning.recipes import train_settings
+    from zooprobe.finetuning.trainer import lr_factor
+
+    settings = train_settings("text", epochs=3, lr=3e-5, batch_size=8, seed=0, patience=3)
+    assert (settings.schedule, settings.head_warmup_epochs, settings.body_lr_factor) == ("linear", 0, 1.0)
+    assert train_settings("image", epochs=3, lr=2e-3, batch_size=8, seed=0, patience=3).schedule == "cosine"
+    factors = [lr_factor(step, 20, 0.1, settings.schedule) for step in range(20)]
+    assert factors[:3] == [0.5, 1.0, 1.0]
+    assert factors[11] == pytest.approx(1 - 9 / 18)
+    steps = [a - b for a, b in zip(factors[2:], factors[3:], strict=False)]
+    assert all(step == pytest.approx(1 / 18) for step in steps)
+
+
+def test_f1_is_that_of_label_one() -> None:
+    import torch
+
+    from zooprobe.finetuning.trainer import positive_f1
+
+    labels = torch.tensor([1, 1, 1, 0, 0, 0])
+    predicted = torch.tensor([1, 1, 0, 1, 0, 0])  # precision 2/3, recall 2/3
+    assert positive_f1(predicted, labels) == pytest.approx(2 / 3)
+    assert positive_f1(torch.zeros(6, dtype=torch.long), labels) == 0.0

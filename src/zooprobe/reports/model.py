@@ -201,6 +201,9 @@ class Report:
             run["in_progress"] = info.in_progress
         for check, prediction in zip(data["predictions"], self.predictions, strict=True):
             check["within"] = prediction.within
+        for tune in data["finetunes"]:
+            if not tune["adaptations"]:  # left out when none, so reports of runs without any read as before
+                del tune["adaptations"]
         return data
 
 
