@@ -260,7 +260,8 @@ def main() -> None:
     else:
         measure = torch_epochs if args.framework == "torch" else tensorflow_epochs
         ours, bare, train_count, val_count = measure(args)
-    print(f"{args.framework}: resolution {args.resolution}, batch {args.batch_size}, train examples {train_count}, "
+    size = "" if args.text else f"resolution {args.resolution}, "
+    print(f"{args.framework}: {size}batch {args.batch_size}, train examples {train_count}, "
           f"validation examples {val_count}, epochs compared {len(ours)}")  # fmt: skip
     print(f"zooprobe loop: each epoch {', '.join(f'{t:.2f}' for t in ours)} s")
     print(f"bare {args.framework} loop: each epoch {', '.join(f'{t:.2f}' for t in bare)} s")

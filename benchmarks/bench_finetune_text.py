@@ -41,10 +41,9 @@ def bare_text_epochs(
     torch.manual_seed(SEED)
     body = copy.deepcopy(sentence_model)
     tokenizer = body.tokenizer
-    head = torch.nn.Linear(body.get_sentence_embedding_dimension(), num_classes)
+    width = (getattr(body, "get_embedding_dimension", None) or body.get_sentence_embedding_dimension)()
     pairs = isinstance(examples[0], tuple)
-    if pairs:
-        head = torch.nn.Linear(4 * body.get_sentence_embedding_dimension(), num_classes)
+    head = torch.nn.Linear(4 * width if pairs else width, num_classes)
 
     def embed(texts: list[str]) -> Any:
         encoded = tokenizer(texts, padding=True, truncation=True, max_length=body.max_seq_length, return_tensors="pt")

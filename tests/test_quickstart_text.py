@@ -99,10 +99,9 @@ def test_text_quickstart_runs_end_to_end_and_reports_both_tables(synced: Path, t
     rows = _rows(out / "fortune-pairs.csv")
     assert Counter(r["split"] for r in rows) == {"train": 24, "validation": 12}
     # the two per-epoch tables side by side: scratch first, then the pretrained arm, one line for epoch 1
-    table = done.stdout.split("\n\n", 1)[-1]
-    title = next(line for line in table.splitlines() if line.startswith("from scratch"))
+    title = next(line for line in done.stdout.splitlines() if line.startswith("from scratch"))
     assert "|   pretrained, " in title
-    header = next(line for line in table.splitlines() if "Train loss" in line)
+    header = next(line for line in done.stdout.splitlines() if "Train loss" in line)
     assert header.count("Val loss") == header.count("Accuracy") == 2
     assert "majority class of the validation split: 0.5000" in done.stdout
     paths = [Path(line.strip()) for line in done.stdout.splitlines() if line.startswith("  ") and "quickstart-" in line]

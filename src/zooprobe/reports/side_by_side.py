@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from ..runs.records import EpochRecord
 
 MISSING = "-"
-_F1_KEYS = ("val_f1", "f1")
 
 
 @dataclass(frozen=True)
@@ -28,17 +27,9 @@ class Row:
     f1: float | None = None
 
 
-def f1_of(record: EpochRecord) -> float | None:
-    """The record's validation F1 (binary tasks), wherever the trainer put it; None when absent."""
-    value = getattr(record, "val_f1", None)
-    if value is None:
-        value = next((record.extra[k] for k in _F1_KEYS if record.extra.get(k) is not None), None)
-    return float(value) if isinstance(value, int | float) else None
-
-
 def rows_of(records: Sequence[EpochRecord]) -> list[Row]:
     """The trained epochs of one arm (an ``as-is`` evaluation, epoch 0, is left out)."""
-    return [Row(r.epoch, r.train_loss, r.val_loss, r.val_accuracy, f1_of(r)) for r in records if r.epoch > 0]
+    return [Row(r.epoch, r.train_loss, r.val_loss, r.val_accuracy, r.val_f1) for r in records if r.epoch > 0]
 
 
 def side_by_side(blocks: Mapping[str, Sequence[Row]]) -> str:
