@@ -71,3 +71,11 @@ def test_scores_compute_in_torch_only_on_cuda(tmp_path: Path) -> None:
     assert scoring_device("cpu") is None
     with pytest.raises(InvalidChoiceError, match="device"):
         scoring_device("tpu")
+
+
+def test_assess_refuses_an_unknown_device_before_any_work(tmp_path: Path) -> None:
+    from zooprobe.evaluator.assess import assess
+
+    with pytest.raises(InvalidChoiceError, match="device 'tpu'"):
+        assess("sklearn:digits", ["torchvision:no_such_model"], device="tpu", home=tmp_path, progress=False)
+    assert not (tmp_path / "runs.sqlite3").exists()

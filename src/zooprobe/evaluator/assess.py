@@ -149,6 +149,10 @@ def assess(
         trust_savedmodel = bool(stored_config.get("trust_savedmodel", False))
     if data is None:
         raise AssessError("assess needs a dataset (or resume=RUN to continue a run)")
+    if device is not None:  # a name that is no device, or one not present here, before any work
+        from ..backbones.backbone import pick_device
+
+        pick_device(device)
     available = metric_registry.registered()
     chosen = list(metrics) if metrics else metric_registry.defaults()
     if not chosen:
