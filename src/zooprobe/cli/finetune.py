@@ -58,7 +58,7 @@ def parse_train_size(_ctx: click.Context, _param: click.Parameter, value: str | 
 @click.option(
     "--lr",
     type=click.FloatRange(min=0, min_open=True),
-    help="Learning rate [default: 2e-3 for images; text: 3e-5 when the transformer trains, 1e-3 for a head].",
+    help="Learning rate [default: 2e-3 for images; text: 3e-5 when the transformer trains, 1e-2 for a head].",
 )
 @batch_size_option(32, "Training examples per optimiser step")
 @click.option(

@@ -60,12 +60,7 @@ def build_fortune_pairs(
         raise ZooprobeError(
             f"a pair task needs at least 2 pairs per split (got {train_pairs} train, {validation_pairs} validation)"
         )
-    skipped: list[str] = []
-    _, items = fortune_items(FORTUNES + ",".join(categories), lambda source, reason, fix: skipped.append(source))
-    by_category: dict[str, list[str]] = {}
-    for _, category, text in items:
-        if len(text) <= MAX_CHARS and text not in by_category.setdefault(category, []):
-            by_category[category].append(text)
+    by_category = short_fortunes(categories)
     rng = random.Random(seed)
     pools: dict[str, dict[str, list[str]]] = {"train": {}, "validation": {}}
     for category in sorted(by_category):
@@ -81,18 +76,37 @@ def build_fortune_pairs(
     rows: list[tuple[str, str, str, str]] = []
     for split, count in (("train", train_pairs), ("validation", validation_pairs)):
         rows += [(a, b, label, split) for a, b, label in _pairs(pools[split], count, rng, split)]
+    target = write_manifest(path, ("text_a", "text_b", "label", "split"), rows)
+    used = {text for a, b, _, _ in rows for text in (a, b)}
+    return PairTask(target, tuple(sorted(by_category)), train_pairs, validation_pairs, len(used))
+
+
+def short_fortunes(categories: Sequence[str]) -> dict[str, list[str]]:
+    """Each category's distinct fortunes of at most :data:`MAX_CHARS` characters, in file order.
+
+    :raises ZooprobeError: when a category is not installed (from :func:`fortune_items`).
+    """
+    _, items = fortune_items(FORTUNES + ",".join(categories), lambda source, reason, fix: None)
+    by_category: dict[str, list[str]] = {}
+    for _, category, text in items:
+        if len(text) <= MAX_CHARS and text not in by_category.setdefault(category, []):
+            by_category[category].append(text)
+    return by_category
+
+
+def write_manifest(path: str | Path, header: Sequence[str], rows: Sequence[Sequence[str]]) -> Path:
+    """Write a CSV manifest atomically (a temporary file, fsync, rename) and return its path."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     temporary = target.with_name(f".{target.name}.partial")
     with temporary.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(("text_a", "text_b", "label", "split"))
+        writer.writerow(header)
         writer.writerows(rows)
         handle.flush()
         os.fsync(handle.fileno())
     temporary.replace(target)
-    used = {text for a, b, _, _ in rows for text in (a, b)}
-    return PairTask(target, tuple(sorted(by_category)), train_pairs, validation_pairs, len(used))
+    return target
 
 
 def _pairs(pool: dict[str, list[str]], count: int, rng: random.Random, split: str) -> list[tuple[str, str, str]]:

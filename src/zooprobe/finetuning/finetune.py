@@ -116,7 +116,7 @@ def finetune(
             ``recommended`` (the latest assessment's recommendation for this data and model).
         baseline: ``"scratch"`` to also train the architecture from random initialisation.
         lr: the learning rate (the new head's; see :mod:`~zooprobe.finetuning.recipes`); default 2e-3 for
-            images, for text 3e-5 when the transformer trains and 1e-3 when only a new head does.
+            images, for text 3e-5 when the transformer trains and 1e-2 when only a new head does.
         train_size: keep this many training examples (an int) or this fraction of them (0 < x < 1),
             per class in proportion; the validation split is unchanged.
         resolution: square input size in pixels instead of the entry's own (64 or 96 keep CPU runs short).

@@ -7,8 +7,11 @@ Text follows the recipe transformers' ``Trainer`` and BERT's paper use: AdamW wi
 linear warm-up over the first 10% of steps then linear decay to zero (``get_linear_schedule_with_warmup``),
 one learning rate for the whole model and no head-only epoch first. Its default depends on what trains:
 3e-5 when the transformer trains (``full``, ``cut:...:train=all``, and the scratch baseline with them:
-BERT's paper searched 2e-5..5e-5), 1e-3 when only a new head trains on the frozen encoder (``head``,
-``cut:...:train=new``: a linear probe on normalised embeddings needs a larger step).
+BERT's paper searched 2e-5..5e-5), 1e-2 when only a new head trains on the frozen encoder (``head``,
+``cut:...:train=new``). A head reads normalised embeddings (unit length, so each feature is small)
+and starts from zero knowledge of the classes, so it needs a far larger step than a pretrained body:
+on the fortune category task (5 classes, 350 training texts, all-MiniLM-L6-v2) a linear head reached
+0.49 validation accuracy after 3 epochs at 1e-3 and 0.77 at 1e-2.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ if TYPE_CHECKING:
     from ..data.dataset import Dataset
 
 IMAGE_LR = 2e-3
-TEXT_HEAD_LR = 1e-3
+TEXT_HEAD_LR = 1e-2
 TEXT_BODY_LR = 3e-5
 
 

@@ -27,9 +27,10 @@ class Row:
     f1: float | None = None
 
 
-def rows_of(records: Sequence[EpochRecord]) -> list[Row]:
-    """The trained epochs of one arm (an ``as-is`` evaluation, epoch 0, is left out)."""
-    return [Row(r.epoch, r.train_loss, r.val_loss, r.val_accuracy, r.val_f1) for r in records if r.epoch > 0]
+def rows_of(records: Sequence[EpochRecord], first: int = 1) -> list[Row]:
+    """The epochs of one arm from ``first`` on (by default the trained ones: an ``as-is`` evaluation,
+    epoch 0, is left out)."""
+    return [Row(r.epoch, r.train_loss, r.val_loss, r.val_accuracy, r.val_f1) for r in records if r.epoch >= first]
 
 
 def side_by_side(blocks: Mapping[str, Sequence[Row]]) -> str:
