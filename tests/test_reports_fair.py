@@ -45,6 +45,7 @@ def _caveats(*run_ids: str) -> list[str]:
         ({"top_class_share": 1.0, "precise_bn_examples": 160}, "recomputed on 160 training examples (precise BN)"),
         ({"top_class_share": 0.97}, "precise BN was not applied"),
         ({"top_class_share": 1.0, "precise_bn_examples": 0}, "could not be recomputed"),
+        ({"top_class_share": 1.0, "running_statistics": False}, "keeps no running normalisation statistics"),
     ],
 )
 def test_a_one_class_scratch_arm_is_a_caveat_on_the_gain(

@@ -218,8 +218,10 @@ class Trainer:
             if f1 is not None:
                 extra["val_f1"] = f1
             extra["top_class_share"] = top_share  # 1.0: one class predicted for every validation example
-            if statistics_train:  # 0: no torch BatchNorm layer to recompute (none, or the framework's own)
-                extra["precise_bn_examples"] = precise_bn
+            if statistics_train and (precise_bn or built.statistics_frozen is not None):
+                extra["precise_bn_examples"] = precise_bn  # 0: the framework's own BatchNorm, not recomputable
+            elif statistics_train:  # no BatchNorm at all (a transformer's LayerNorm keeps no statistics)
+                extra["running_statistics"] = False
             if stop and epoch < self.settings.epochs:
                 extra["early_stop"] = True
             seconds = time.perf_counter() - started

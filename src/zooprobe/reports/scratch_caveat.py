@@ -33,6 +33,11 @@ def one_class_scratch(tune: FinetuneComparison) -> str | None:
         f"the scratch baseline of run {tune.run_id} predicted one class for {share:.0%} of the validation"
         f" examples (epoch {record.epoch}), so the gain over scratch{gain} compares with a one-class guess"
     )
+    if record.extra.get("running_statistics") is False:
+        return (
+            f"{said}; the model keeps no running normalisation statistics (no BatchNorm), so this is not a"
+            " statistics artefact: training from scratch did not learn this data within the budget"
+        )
     examples = record.extra.get("precise_bn_examples")
     if isinstance(examples, int) and examples > 0:
         return (
