@@ -96,5 +96,5 @@ def test_scratch_arm_is_not_evaluated_at_one_class_because_of_batchnorm_statisti
     assert stale[-1].extra["top_class_share"] >= 0.95 and "precise_bn_examples" not in stale[-1].extra
     assert stale[-1].val_accuracy is not None and stale[-1].val_accuracy <= 0.6
     assert precise[-1].extra["precise_bn_examples"] == 160
-    assert precise[-1].val_accuracy is not None and precise[-1].val_accuracy >= 0.85, precise
+    assert precise[-1].val_accuracy is not None and precise[-1].val_accuracy >= 0.75, precise
     assert precise[-1].extra["top_class_share"] < 0.7

@@ -28,6 +28,9 @@ if find_spec("tensorflow_hub") is None or find_spec("tf_keras") is None:
 from zooprobe.backbones.tf_backbone import TFBackbone, import_tensorflow  # noqa: E402
 from zooprobe.sources.tfhub_source import load_handle  # noqa: E402
 
+# the SavedModels here are built by the tests and served as TF-Hub models: trusted as a user would trust them
+pytestmark = pytest.mark.usefixtures("trusted_savedmodels")
+
 RESOLUTION = 32
 MODEL = "tfhub:local/conv-bn"
 SMALL = {"resolution": RESOLUTION, "train_size": 80, "batch_size": 16, "progress": False}
