@@ -6,7 +6,7 @@ both stores pass ``PRAGMA integrity_check``, search answers, and continuing the 
 for a run that exists, the same command otherwise) gives records equal to an uninterrupted run's,
 with no temporary file left behind.
 
-The default run makes 3 kills (one per command). More: ``ZOOPROBE_CRASH_KILLS=60``; the moments are
+The default run (and CI) makes 20 kills, spread over the three commands. More: ``ZOOPROBE_CRASH_KILLS=60``; the moments are
 drawn from ``ZOOPROBE_CRASH_SEED`` (printed in every failure); ``ZOOPROBE_CRASH_SYNC_SOURCES``
 names the sources ``catalog sync --force`` re-lists (default ``tfhub``: its write is the same
 transaction as every source's, without minutes of live listing).
@@ -39,7 +39,7 @@ from .conftest import home_with_catalog, write_digits_npz
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 MODEL = "torchvision:mobilenet_v2.IMAGENET1K_V1"
-KILLS = int(os.environ.get("ZOOPROBE_CRASH_KILLS", "3"))
+KILLS = int(os.environ.get("ZOOPROBE_CRASH_KILLS", "20"))
 SEED = int(os.environ.get("ZOOPROBE_CRASH_SEED", str(time.time_ns() % 2**31)))
 SYNC_SOURCES = os.environ.get("ZOOPROBE_CRASH_SYNC_SOURCES", "tfhub").split(",")
 
