@@ -6,10 +6,11 @@ both stores pass ``PRAGMA integrity_check``, search answers, and continuing the 
 for a run that exists, the same command otherwise) gives records equal to an uninterrupted run's,
 with no temporary file left behind.
 
-The default run (and CI) makes 20 kills, spread over the three commands. More: ``ZOOPROBE_CRASH_KILLS=60``; the moments are
-drawn from ``ZOOPROBE_CRASH_SEED`` (printed in every failure); ``ZOOPROBE_CRASH_SYNC_SOURCES``
-names the sources ``catalog sync --force`` re-lists (default ``tfhub``: its write is the same
-transaction as every source's, without minutes of live listing).
+The default run (and CI) makes 20 kills, spread over the three commands. More:
+``ZOOPROBE_CRASH_KILLS=60``; the moments are drawn from ``ZOOPROBE_CRASH_SEED`` (printed in every
+failure); ``ZOOPROBE_CRASH_SYNC_SOURCES`` names the sources ``catalog sync --force`` re-lists
+(default ``tfhub``: its write is the same transaction as every source's, without minutes of live
+listing).
 """
 
 from __future__ import annotations
