@@ -44,6 +44,17 @@ HeadFactory = Callable[[int], "torch.nn.Module"]
 """Builds the new head of an arm from the width of the pooled features it reads."""
 
 
+def linear_head(num_classes: int) -> HeadFactory:
+    """The factory of a new linear head of ``num_classes`` outputs: a scratch arm's head unless told otherwise."""
+
+    def make_head(width: int) -> torch.nn.Module:
+        import torch
+
+        return torch.nn.Linear(width, num_classes)
+
+    return make_head
+
+
 @dataclass
 class Arm:
     """One trainable arm: preprocessed batches in, logits out, and what of it trains.

@@ -25,7 +25,7 @@ from typing import Any, Protocol, cast
 import torch
 
 from ..errors import ZooprobeError
-from .contract import Arm, Backbone, HeadFactory
+from .contract import Arm, Backbone, HeadFactory, linear_head
 from .hf_pooling import EMBEDDINGS, POOLED, masked_mean
 from .text_features import pair_features
 
@@ -166,7 +166,7 @@ def build_text_scratch_arm(
     torch.manual_seed(seed)
     fresh = AutoModel.from_config(copy.deepcopy(encoder.config))  # type: ignore[no-untyped-call]
     pooling_copies = [copy.deepcopy(m) for m in pooling]
-    head = make_head or (lambda width: torch.nn.Linear(width, num_classes))
+    head = make_head or linear_head(num_classes)
     return _arm(backbone, fresh, pooling_copies, layer, head)
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .backbone import PRE_LOGITS, TorchBackbone
-from .contract import Arm, HeadFactory
+from .contract import Arm, HeadFactory, linear_head
 from .keras_graph import clone_on_input, cut_outputs
 
 if TYPE_CHECKING:
@@ -176,14 +176,9 @@ class KerasBackbone(TorchBackbone):
     ) -> Arm:
         """The application's architecture up to its classifier under a linear head (with ``make_head``: up
         to ``layer`` under ``make_head(width)``), with each layer's own initialiser."""
-        import torch
-
         from .keras_finetune import build_keras_arm, keras_arm
 
-        def linear(width: int) -> torch.nn.Module:
-            return torch.nn.Linear(width, num_classes)
-
-        cut, head = (PRE_LOGITS, linear) if make_head is None else (layer, make_head)
+        cut, head = (PRE_LOGITS, linear_head(num_classes)) if make_head is None else (layer, make_head)
         return keras_arm(*build_keras_arm(self, cut, resolution, head, pretrained=False, seed=seed))
 
     def _submodel(self, names: tuple[str, ...]) -> Any:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from ..catalog.schema import Entry
 from ..errors import ZooprobeError
 from .backbone import TorchBackbone
-from .contract import Arm, HeadFactory
+from .contract import Arm, HeadFactory, linear_head
 from .tf_runtime import concrete_functions, import_tensorflow
 
 if TYPE_CHECKING:
@@ -158,14 +158,9 @@ class TFBackbone(TorchBackbone):
         """A restored copy up to ``layer`` (the output the strategy arm reads) under a linear head, or under
         ``make_head(width)``, every variable re-initialised with Keras's default initialiser for its role
         (see ``tf_finetune.random_initial_value``)."""
-        import torch
-
         from .tf_finetune import build_tf_arm, tf_arm
 
-        def linear(width: int) -> torch.nn.Module:
-            return torch.nn.Linear(width, num_classes)
-
-        head = linear if make_head is None else make_head
+        head = linear_head(num_classes) if make_head is None else make_head
         return tf_arm(*build_tf_arm(self, layer, resolution, head, pretrained=False, seed=seed))
 
     def _call(self, inputs: Any) -> dict[str, npt.NDArray[np.float32]]:
