@@ -253,7 +253,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     args = parser.parse_args()
     if args.text:
-        from bench_finetune_text import text_epochs
+        from bench_finetune_text import print_aligned, text_epochs
 
         ours, bare, train_count, val_count = text_epochs(args)
         args.framework = "transformers"
@@ -272,6 +272,8 @@ def main() -> None:
     print(
         f"ratio bare/zooprobe (total of {len(ours)} epochs, first included): {sum(bare[: len(ours)]) / sum(ours):.3f}x"
     )
+    if args.text:
+        print_aligned(ours, bare)
 
 
 if __name__ == "__main__":
