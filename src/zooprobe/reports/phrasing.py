@@ -20,6 +20,7 @@ def arm_sentence(tune: FinetuneComparison, arm: Arm, scratch: Arm | None) -> str
     assert arm.achieved is not None
     if arm.name == AS_IS:
         method = next((str(r.extra["method"]) for r in arm.epochs if r.extra.get("method")), None)
+        method = "its own classification head" if method == "source head" else method
         how = f"{method}; nothing trained" if method else "nothing trained"
         line = f"{tune.model} used as is ({how}) reached {arm.achieved:.3f} validation accuracy"
     else:
