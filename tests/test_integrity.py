@@ -217,6 +217,25 @@ def test_a_new_run_removes_the_temporary_files_of_dead_writers_only(tmp_path: Pa
     assert all(path.exists() for path in live + other)
 
 
+def test_a_new_run_removes_the_extraction_locks_of_dead_holders_only(tmp_path: Path) -> None:
+    from zooprobe.runs.lock import process_start
+
+    home = tmp_path / "home"
+    features = home / "features"
+    features.mkdir(parents=True)
+    parent = os.getppid()
+    dead = {
+        "killed.lock": f"{dead_pid()} -\n",  # a kill -9 during extraction
+        "reused.lock": f"{parent} 1\n",  # the pid now belongs to another process (it started later)
+    }
+    alive = {"live.lock": f"{parent} {process_start(parent) or '-'}\n", "mine.lock": f"{os.getpid()} -\n"}
+    for name, content in {**dead, **alive}.items():
+        (features / name).write_text(content)
+    with RunStore(home) as store:
+        store.create("assess", "sklearn:digits", {})
+    assert sorted(path.name for path in features.iterdir()) == sorted(alive)
+
+
 def test_a_damaged_feature_file_is_computed_again(tmp_path: Path) -> None:
     from zooprobe.backbones.features import extract_features
     from zooprobe.data.datasets import read_dataset
