@@ -291,7 +291,7 @@ def finetune(
                     on_duplicates, trust_remote_code, trust_savedmodel, resolution, train_size, settings, device,
                 )  # fmt: skip
                 say = ProgressLines(progress).say
-                outcomes = train_arms_on(pool, store, shared, plan, on_epoch, say)
+                outcomes = train_arms_on(pool, store, shared, plan, on_epoch, say, progress=progress)
         except Exception as exc:
             store.finish(run.id, error=f"{type(exc).__name__}: {exc}")
             raise
