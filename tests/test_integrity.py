@@ -51,7 +51,8 @@ def damage_pages(path: Path, table: str, *, every: bool = True) -> list[int]:
 
 
 def fill_runs(home: Path, runs: int = 4, models: int = 30) -> list[str]:
-    """A run store with ``runs`` assessments (``models`` candidates, 3 scores each) and a fine-tuning run."""
+    """A run store with ``runs`` assessments (``models`` candidates, 3 scores each) and a fine-tuning run
+    (3 epochs, the checksums of its 2 kept checkpoints)."""
     ids = []
     with RunStore(home) as store:
         for number in range(runs):
@@ -65,6 +66,7 @@ def fill_runs(home: Path, runs: int = 4, models: int = 30) -> list[str]:
         run = store.create("finetune", "sklearn:digits", {"model": "toy:m0"})
         for epoch in range(1, 4):
             store.put_epoch(run.id, EpochRecord("full", epoch, 1.0, 1.0, 0.5, 0.5, 1.0))
+            store.put_checksum(run.id, "full", epoch, hashlib.sha256(bytes([epoch])).hexdigest())
         store.finish(run.id)
         ids.append(run.id)
     return ids
@@ -118,6 +120,8 @@ def test_runs_check_copies_what_is_readable_and_never_touches_the_original(tmp_p
     ids = fill_runs(home)
     with RunStore(home) as store:
         scores_before = {run_id: store.scores(run_id) for run_id in ids}
+        checksums_before = store.checksums(ids[-1], "full")
+    assert sorted(checksums_before.values()) == [2, 3]
     code, out = cli_run("runs", "check", "--home", str(home))
     assert code == 0 and "intact" in out and "5 runs" in out, out
     (page,) = damage_pages(home / "runs.sqlite3", "scores", every=False)
@@ -130,6 +134,7 @@ def test_runs_check_copies_what_is_readable_and_never_touches_the_original(tmp_p
     assert report["intact"] is False and report["problems"] != ["ok"]
     tables = {t["table"]: t for t in report["tables"]}
     assert tables["runs"]["readable"] == 5 and tables["epochs"]["readable"] == 3
+    assert tables["checkpoints"]["readable"] == 2
     assert tables["candidates"]["readable"] == 4 * 30
     total = sum(len(s) for s in scores_before.values())
     assert 0 < tables["scores"]["readable"] < total and tables["scores"]["unreadable"] > 0, (page, tables)
@@ -150,6 +155,7 @@ def test_runs_check_copies_what_is_readable_and_never_touches_the_original(tmp_p
                 (s.model, s.metric, s.value) for s in scores_before[run_id]
             }
         assert len(store.epochs(ids[-1])) == 3
+        assert store.checksums(ids[-1], "full") == checksums_before  # checkpoints still verified by hash
 
     code, out = cli_run("runs", "check", "--home", str(home))  # text: the counts and how to switch
     assert code == 1
@@ -157,6 +163,26 @@ def test_runs_check_copies_what_is_readable_and_never_touches_the_original(tmp_p
     assert f"mv {home / 'runs.sqlite3'} {home}/runs.damaged-" in out
     code, out = cli_run("runs", "check", "--home", str(home))  # within the same second: a name of its own
     assert code == 1 and len(list(home.glob("runs.recovered-*.sqlite3"))) == 2
+
+
+def test_runs_check_copies_a_store_from_before_checkpoint_checksums(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    ids = fill_runs(home, runs=2)
+    db = sqlite3.connect(home / "runs.sqlite3")
+    db.executescript("DROP TABLE checkpoints; PRAGMA user_version = 2;")  # as migration 2 left it
+    db.close()
+    code, out = cli_run("runs", "check", "--home", str(home))
+    assert code == 0 and "0 checkpoints" in out, out
+    damage_pages(home / "runs.sqlite3", "scores", every=False)
+    code, out = cli_run("runs", "check", "--home", str(home), "--format", "json")
+    assert code == 1, out
+    report = json.loads(out)
+    assert {t["table"]: t["readable"] for t in report["tables"]}["checkpoints"] == 0
+    switched = tmp_path / "switched"
+    switched.mkdir()
+    Path(report["copy"]).rename(switched / "runs.sqlite3")
+    with RunStore(switched) as store:
+        assert len(store.epochs(ids[-1])) == 3 and store.checksums(ids[-1], "full") == {}
 
 
 def test_runs_check_without_a_store_says_so(tmp_path: Path) -> None:
@@ -189,6 +215,25 @@ def test_a_new_run_removes_the_temporary_files_of_dead_writers_only(tmp_path: Pa
         store.create("assess", "sklearn:digits", {})
     assert not any(path.exists() for path in stale)
     assert all(path.exists() for path in live + other)
+
+
+def test_a_new_run_removes_the_extraction_locks_of_dead_holders_only(tmp_path: Path) -> None:
+    from zooprobe.runs.lock import process_start
+
+    home = tmp_path / "home"
+    features = home / "features"
+    features.mkdir(parents=True)
+    parent = os.getppid()
+    dead = {
+        "killed.lock": f"{dead_pid()} -\n",  # a kill -9 during extraction
+        "reused.lock": f"{parent} 1\n",  # the pid now belongs to another process (it started later)
+    }
+    alive = {"live.lock": f"{parent} {process_start(parent) or '-'}\n", "mine.lock": f"{os.getpid()} -\n"}
+    for name, content in {**dead, **alive}.items():
+        (features / name).write_text(content)
+    with RunStore(home) as store:
+        store.create("assess", "sklearn:digits", {})
+    assert sorted(path.name for path in features.iterdir()) == sorted(alive)
 
 
 def test_a_damaged_feature_file_is_computed_again(tmp_path: Path) -> None:

@@ -245,14 +245,42 @@ def test_finetune_returns_the_epochs_frame_and_the_gain_of_the_json_report(runs_
     assert isinstance(tuned, zooprobe.FinetuneRun)
     [comparison] = _json_report(home, tuned.run_id)["finetunes"]
     epochs = tuned.epochs
-    columns = ["arm", "epoch", "train_loss", "val_loss", "val_accuracy", "val_balanced_accuracy", "seconds"]
+    columns = ["arm", "epoch", "train_loss", "val_loss", "val_accuracy", "val_balanced_accuracy", "seconds", "val_f1"]
     assert list(epochs.columns) == columns
-    assert [str(t) for t in epochs.dtypes] == ["string", "Int64", *["Float64"] * 5]
-    stored = [{name: record[name] for name in columns} for arm in comparison["arms"] for record in arm["epochs"]]
+    assert [str(t) for t in epochs.dtypes] == ["string", "Int64", *["Float64"] * 6]
+    stored = [
+        {name: record[name] if name in record else record["extra"].get(name) for name in columns}
+        for arm in comparison["arms"]
+        for record in arm["epochs"]
+    ]
+    assert epochs["val_f1"].isna().all()  # ten classes: no F1 of label 1
     assert [{k: _na(v) for k, v in row.items()} for row in epochs.to_dict("records")] == stored
     assert list(epochs["arm"]) == ["head", "scratch"]
     assert tuned.gain_over_scratch == comparison["gain_over_scratch"] == tuned.summary["gain_over_scratch"]
     assert [r.val_accuracy for r in tuned.arms["head"]] == list(epochs[epochs["arm"] == "head"]["val_accuracy"])
+
+
+def test_the_epochs_frame_carries_f1_of_label_1_on_a_binary_task(
+    synced_home: Path, torch_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import numpy as np
+    from sklearn.datasets import load_digits
+
+    home = home_with_catalog(synced_home, tmp_path / "home")
+    digits = load_digits()
+    keep = np.flatnonzero(digits.target < 2)[:60]  # zeros and ones: a binary task
+    images = (digits.images[keep] * 255 / 16).astype(np.uint8)
+    np.savez(tmp_path / "binary.npz", x=images, y=digits.target[keep])
+    monkeypatch.setenv("TORCH_HOME", str(torch_home))
+    tuned = zooprobe.finetune(
+        str(tmp_path / "binary.npz"), MOBILENET, "head", baseline="scratch", epochs=2, resolution=32, home=home,
+        progress=False,
+    )  # fmt: skip
+    epochs = tuned.epochs
+    assert str(epochs.dtypes["val_f1"]) == "Float64" and epochs["val_f1"].notna().all()
+    recorded = [r.val_f1 for arm in ("head", "scratch") for r in tuned.arms[arm]]
+    assert list(epochs["val_f1"]) == recorded and all(0.0 <= f1 <= 1.0 for f1 in recorded)
+    assert len(recorded) == 4
 
 
 def test_a_stored_run_reopens_as_the_same_typed_result(runs_home: dict[str, Any]) -> None:

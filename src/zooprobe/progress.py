@@ -39,9 +39,22 @@ class ProgressBar:
             self.stream.write("\n")
             self.stream.flush()
 
+    @property
+    def interactive(self) -> bool:
+        """Whether the bar redraws one line (a terminal); off a terminal it printed its label once."""
+        return self._interactive
+
     def update(self, n: int) -> None:
         """Count ``n`` more items done."""
         self.done += n
+        self._draw()
+
+    def say(self, message: str) -> None:
+        """One line above the bar (on a terminal the bar is redrawn below it); off a terminal just the line."""
+        if not self.enabled:
+            return
+        self.stream.write(f"\r\033[K{message}\n" if self._interactive else f"{message}\n")
+        self.stream.flush()
         self._draw()
 
     def _draw(self) -> None:

@@ -62,6 +62,7 @@ EPOCH_COLUMNS: tuple[tuple[str, str], ...] = (
     ("val_accuracy", "Float64"),
     ("val_balanced_accuracy", "Float64"),
     ("seconds", "Float64"),
+    ("val_f1", "Float64"),  # F1 of label 1, recorded for binary tasks; <NA> for others
 )
 RUN_COLUMNS: tuple[tuple[str, str], ...] = (
     ("id", "string"),
@@ -148,11 +149,12 @@ def layers_frame(report: Report, run_id: str, scores: Sequence[Score]) -> pd.Dat
 
 
 def epochs_frame(comparison: FinetuneComparison) -> pd.DataFrame:
-    """One row per arm and epoch of a fine-tuning run (the strategy's arm first, then ``scratch``)."""
+    """One row per arm and epoch of a fine-tuning run (the strategy's arm first, then ``scratch``); ``val_f1``
+    (F1 of label 1) is kept for binary tasks, as the tables show it, and ``<NA>`` for other tasks."""
     return frame(
         EPOCH_COLUMNS,
         (
-            (arm.name, r.epoch, r.train_loss, r.val_loss, r.val_accuracy, r.val_balanced_accuracy, r.seconds)
+            (arm.name, r.epoch, r.train_loss, r.val_loss, r.val_accuracy, r.val_balanced_accuracy, r.seconds, r.val_f1)
             for arm in comparison.arms
             for r in arm.epochs
         ),

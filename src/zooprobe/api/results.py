@@ -132,7 +132,8 @@ class FinetuneRun(ReportView):
 
     @property
     def epochs(self) -> pd.DataFrame:
-        """One row per arm and epoch: train and validation loss, accuracy, balanced accuracy, seconds."""
+        """One row per arm and epoch: train and validation loss, accuracy, balanced accuracy, seconds, and
+        F1 of label 1 (``val_f1``: binary tasks; ``<NA>`` for others)."""
         return frames.epochs_frame(self.comparison)
 
     @property

@@ -18,7 +18,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..progress import note
-from ..runs.lock import process_alive, process_start
+from ..runs.lock import process_start
+from ..runs.pid_locks import break_lock, holder_alive, read_lock
 
 # how often a waiting process looks at the lock again (seconds)
 POLL = 0.2
@@ -46,51 +47,21 @@ def _try_create(lock: Path, content: str) -> bool:
         temp.unlink(missing_ok=True)
 
 
-def _read(lock: Path) -> str | None:
-    try:
-        return lock.read_text()
-    except FileNotFoundError:
-        return None
-
-
 def _holder_alive(content: str) -> tuple[int, bool]:
-    """(pid, whether that process still runs) of a lock's content; unreadable content counts as dead."""
-    parts = content.split()
-    if len(parts) != 2 or not parts[0].isdigit():
-        return 0, False
-    pid = int(parts[0])
+    pid, alive = holder_alive(content)
     # a lock with this process's own pid is a leftover of an earlier process that had it: locks never nest
-    if pid == os.getpid():
-        return pid, False
-    return pid, process_alive(pid, None if parts[1] == "-" else parts[1])
-
-
-def _break(lock: Path, stale: str) -> None:
-    """Remove ``lock`` if it still holds ``stale`` (another taker may have broken and retaken it since)."""
-    aside = lock.with_name(f".{lock.name}.{os.getpid()}.tmp")
-    try:
-        os.rename(lock, aside)
-    except FileNotFoundError:
-        return
-    try:
-        if aside.read_text() != stale:  # a fresh lock of a live taker: put it back
-            try:
-                os.link(aside, lock)
-            except FileExistsError:
-                pass
-    finally:
-        aside.unlink(missing_ok=True)
+    return pid, alive and pid != os.getpid()
 
 
 def _acquire(lock: Path, me: str) -> None:
     said = False
     while not _try_create(lock, me):
-        content = _read(lock)
+        content = read_lock(lock)
         if content is None:
             continue  # released between the two looks
         pid, alive = _holder_alive(content)
         if not alive:
-            _break(lock, content)
+            break_lock(lock, content)
             continue
         if not said:
             note(f"waiting for process {pid}, which is extracting the same features ({lock.name})")
@@ -99,7 +70,7 @@ def _acquire(lock: Path, me: str) -> None:
 
 
 def _release(lock: Path, me: str) -> None:
-    if _read(lock) == me:
+    if read_lock(lock) == me:
         lock.unlink(missing_ok=True)
 
 

@@ -51,7 +51,13 @@ def parse_train_size(_ctx: click.Context, _param: click.Parameter, value: str | 
 @click.option(
     "--strategy",
     metavar="STRATEGY",
-    help="as-is | head | full | cut:LAYER[+mlp:WIDTHS][:train=new|all] | recommended.",
+    help="as-is | head | full | cut:LAYER[+mlp:WIDTHS][:train=new|all] | recommended (what the largest complete"
+    " assessment of this data recommends for the model, the one 'zooprobe report --data' names).",
+)
+@click.option(
+    "--from-run",
+    metavar="RUN",
+    help="With --strategy recommended (implied): follow this assessment run's recommendation instead.",
 )
 @click.option("--epochs", type=click.IntRange(min=1), default=5, show_default=True, help="Epochs per arm.")
 @click.option("--baseline", type=click.Choice(["scratch"]), help="Also train the architecture from random init.")
@@ -86,6 +92,7 @@ def finetune_cmd(
     data: str | None,
     model: str | None,
     strategy: str | None,
+    from_run: str | None,
     epochs: int,
     baseline: str | None,
     lr: float | None,
@@ -117,6 +124,7 @@ def finetune_cmd(
           --strategy full --baseline scratch --epochs 3 --train-size 200 --resolution 64
       zooprobe finetune --data photos/ --model timm:resnet50.a1_in1k --strategy cut:layer3+mlp:256
       zooprobe finetune --data photos/ --model timm:resnet50.a1_in1k --strategy recommended
+      zooprobe finetune --data photos/ --model timm:resnet50.a1_in1k --from-run assess-20250101-120000-abc123
       zooprobe finetune --data fortunes.csv --model hf:sentence-transformers/all-MiniLM-L6-v2 \\
           --strategy full --baseline scratch --epochs 3
       zooprobe finetune --resume finetune-20250101-120000-abc123
@@ -127,11 +135,13 @@ def finetune_cmd(
     from ..finetuning.finetune import epochs_table_rows, finetune
 
     if resume is not None:
-        fixed = ["data", "model", "strategy", "epochs", "baseline", "lr", "batch_size", "seed", "train_size"]
+        fixed = ["data", "model", "strategy", "from_run", "epochs", "baseline", "lr", "batch_size", "seed"]
         refuse_options_with_resume(
             click.get_current_context(),
-            [*fixed, "resolution", "on_error", "on_duplicates", "trust_remote_code", "trust_savedmodel"],
+            [*fixed, "train_size", "resolution", "on_error", "on_duplicates", "trust_remote_code", "trust_savedmodel"],
         )
+    if from_run is not None and strategy is None:
+        strategy = "recommended"
     if resume is None and (data is None or model is None or strategy is None):
         raise ZooprobeError("finetune needs --data, --model and --strategy (or --resume RUN to continue a run)")
     result = finetune(
@@ -153,6 +163,7 @@ def finetune_cmd(
         trust_savedmodel=trust_savedmodel,
         executor=executor,
         ray_address=ray_address,
+        from_run=from_run,
     )
     if fmt == "json":
         click.echo(json.dumps(result.to_dict(), indent=2))

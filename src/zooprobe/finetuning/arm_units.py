@@ -126,13 +126,26 @@ def train_arms_on(
     units: Sequence[ArmUnit],
     on_epoch: EpochCallback | None,
     say: Callable[[str], None],
+    *,
+    progress: bool = False,
 ) -> dict[str, ArmResult]:
     """Every arm of ``units`` as one unit of ``pool``, concurrently; each epoch recorded here as it arrives.
 
+    With ``progress`` on a terminal, one bar counts the epochs of every arm as they arrive, its label each
+    arm's latest epoch and accuracy; off a terminal each epoch is a line (``say``).
+
     :raises Exception: the first arm's failure, as the arm raised it (the other arms are cancelled).
     """
+    from ..progress import ProgressBar
+
     results: dict[str, ArmResult] = {}
     epochs = run.settings.epochs
+    left = sum(max(epochs - len(store.epochs(run.run_id, unit.arm)), 0) for unit in units)
+    bar = ProgressBar(left, f"{len(units)} arm(s) on {pool.name}", enabled=progress)
+    latest: dict[str, str] = {}
+
+    def tell(message: str) -> None:  # on a terminal, lines go above the bar rather than through it
+        (bar.say if bar.interactive else say)(message)
 
     def arrived(unit: ArmUnit, item: tuple[str, Any]) -> None:
         kind, record = item
@@ -145,7 +158,12 @@ def train_arms_on(
         if on_epoch is not None:
             on_epoch(unit.arm, record)
         accuracy = "-" if record.val_accuracy is None else f"{record.val_accuracy:.4f}"
-        say(f"{unit.arm} epoch {record.epoch}/{epochs}: validation accuracy {accuracy}")
+        if not bar.interactive:
+            say(f"{unit.arm} epoch {record.epoch}/{epochs}: validation accuracy {accuracy}")
+            return
+        latest[unit.arm] = f"{unit.arm} {record.epoch}/{epochs} acc {accuracy}"
+        bar.label = " | ".join(latest.values())
+        bar.update(1)
 
     def done(unit: ArmUnit, result: ArmResult) -> None:
         if result.method is None:  # trained: read off every recorded epoch (a killed worker's too)
@@ -156,5 +174,6 @@ def train_arms_on(
     def failed(_unit: ArmUnit, exc: Exception) -> None:
         raise exc
 
-    pool.run(Job(train_arm, units, pool.share(run), done, failed, say, on_item=arrived))
+    with bar:
+        pool.run(Job(train_arm, units, pool.share(run), done, failed, tell, on_item=arrived))
     return {unit.arm: results[unit.arm] for unit in units}

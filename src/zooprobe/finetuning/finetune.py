@@ -38,6 +38,7 @@ from .arm_units import ArmRun, ArmUnit, train_arms_on
 from .arms import build_arm_model, build_scratch_model, scratch_architecture, scratch_strategy
 from .batches import split_indices
 from .recipes import default_lr, input_adaptations, train_settings
+from .recommended import check_from_run, followed_assessment, recommended_strategy
 from .strategy import SCRATCH, STRATEGY_FORMS, Strategy, StrategyError, parse_strategy
 from .trainer import EpochCallback, Trainer, TrainSettings, lr_factor
 
@@ -105,6 +106,7 @@ def finetune(
     trust_savedmodel: bool = False,
     executor: str | None = None,
     ray_address: str | None = None,
+    from_run: str | None = None,
 ) -> FinetuneResult:
     """Fine-tune ``model`` on ``data`` with ``strategy`` (and the ``scratch`` baseline), recording every epoch.
 
@@ -113,7 +115,8 @@ def finetune(
             or texts: a ``text,label`` or pair (``text_a,text_b,label``) manifest, a folder of ``.txt``.
         model: a catalog id, e.g. ``torchvision:mobilenet_v2.IMAGENET1K_V1`` or a text encoder ``hf:...``.
         strategy: ``as-is``, ``head``, ``full``, ``cut:LAYER[+mlp:WIDTHS][:train=new|all]`` or
-            ``recommended`` (the latest assessment's recommendation for this data and model).
+            ``recommended``: what the largest complete assessment of this data (the one a report names)
+            recommends for this model, or the assessment ``from_run`` names.
         baseline: ``"scratch"`` to also train the architecture from random initialisation.
         lr: the learning rate (the new head's; see :mod:`~zooprobe.finetuning.recipes`); default 2e-3 for
             images, for text 3e-5 when the transformer trains and 1e-2 when only a new head does.
@@ -135,6 +138,7 @@ def finetune(
             ``$ZOOPROBE_EXECUTOR``) or ``ray`` (one Ray task per arm, concurrently; the home must be on
             storage every node sees). Either may resume a run the other started.
         ray_address: the Ray cluster to join (default ``auto``: a running one, else a local one).
+        from_run: with ``strategy="recommended"``, the id of the assessment (of this data) to follow.
 
     Returns:
         a :class:`FinetuneResult`; the run is also in ``RunStore(home)`` with kind ``finetune``.
@@ -173,6 +177,8 @@ def finetune(
         _check_settings(epochs, patience, lr, batch_size, baseline, train_size, resolution)
         if strategy.strip() != "recommended":
             parse_strategy(strategy)  # a typo fails before the dataset and the weights load
+        if resume is None:
+            check_from_run(store, from_run, strategy)
         # the model (an unknown id, a cut point it lacks) before the data: reading images takes long
         try:
             where = str(home) if home is not None else None
@@ -197,7 +203,10 @@ def finetune(
         assess_run = None
         arm = strategy
         if resume is None and strategy.strip() == "recommended":
-            arm, assess_run = recommended_strategy(store, data_hash, model)
+            followed = followed_assessment(store, data_hash, model, from_run)
+            arm, assess_run = followed.finetune_arg, followed.run_id
+            if progress:
+                print(followed.line(), file=sys.stderr)
         elif resume is not None:
             arm = run.config["arms"][0]
             assess_run = run.config.get("assess_run")
@@ -282,7 +291,7 @@ def finetune(
                     on_duplicates, trust_remote_code, trust_savedmodel, resolution, train_size, settings, device,
                 )  # fmt: skip
                 say = ProgressLines(progress).say
-                outcomes = train_arms_on(pool, store, shared, plan, on_epoch, say)
+                outcomes = train_arms_on(pool, store, shared, plan, on_epoch, say, progress=progress)
         except Exception as exc:
             store.finish(run.id, error=f"{type(exc).__name__}: {exc}")
             raise
@@ -301,24 +310,6 @@ def _parsed_arm(backbone: Backbone, arm: str) -> Strategy:
         parsed = replace(parsed, layer=backbone.head_layer(parsed.kind))
     backbone.check_cut_points([parsed.layer])
     return parsed
-
-
-def recommended_strategy(store: RunStore, data_hash: str, model: str) -> tuple[str, str]:
-    """(finetune_arg, assess run id) of the latest finished assessment of ``model`` on this data.
-
-    :raises ZooprobeError: when no assessment of this data recommends a strategy for ``model``.
-    """
-    for run in store.list(kind="assess", data_hash=data_hash):
-        if run.status != "done":
-            continue
-        for result in store.candidates(run.id):
-            recommendation = result.recommendation if result.model == model else None
-            if recommendation and recommendation.finetune_arg:
-                return recommendation.finetune_arg, run.id
-    raise ZooprobeError(
-        f"no finished assessment of this dataset recommends a strategy for '{model}': run "
-        f"'zooprobe assess --data DATA --models {model}' first, or pass --strategy head, full or cut:LAYER"
-    )
 
 
 def _check_settings(

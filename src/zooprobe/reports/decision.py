@@ -8,8 +8,8 @@ from collections.abc import Sequence
 
 from ..evaluator.interval import meaning, shipped, stated
 from ..runs.store import Run
-from .achieved import kept_note
 from .model import CandidateRow, Decision, FinetuneComparison, PredictionCheck
+from .phrasing import arm_sentence, budget_note, reached
 from .scratch_caveat import one_class_scratch
 from .select import deciding_assessment
 
@@ -75,11 +75,8 @@ def decide(
         arm, scratch = tune.strategy_arm, tune.scratch_arm
         if arm is None or arm.achieved is None:
             continue
-        line = f"fine-tuning {tune.model} with '{arm.name}' reached {arm.achieved:.3f} validation accuracy"
-        line += f" after {len(arm.epochs)} epoch(s)" if arm.epochs and arm.epochs[-1].epoch > 0 else " as is"
-        line += kept_note(arm)
+        line = arm_sentence(tune, arm, scratch)
         if scratch is not None and scratch.achieved is not None and tune.gain_over_scratch is not None:
-            line += f"; scratch reached {scratch.achieved:.3f}{kept_note(scratch)} ({tune.gain_over_scratch:+.3f})"
             if tune.gain_over_scratch < 0:
                 caveats.append(
                     f"negative transfer: '{arm.name}' on {tune.model} ended {-tune.gain_over_scratch:.3f} below"
@@ -98,16 +95,13 @@ def decide(
     for check in predictions:
         if check.finetune_run in ids and not check.within:
             tune = next(t for t in finetunes if t.run_id == check.finetune_run)
-            budget = f"{tune.train_examples} training examples" if tune.train_examples else "its training split"
             said = (
                 f"the assessment predicted {stated(check.predicted, check.uncertainty, *_span(check))} for"
-                f" {check.model} and fine-tuning reached {check.achieved:.3f}, outside"
+                f" {check.model} and {reached(check.arm)} {check.achieved:.3f}, outside"
                 f" {'that interval' if check.interval_level is not None else 'twice the uncertainty'}"
             )
             if check.achieved < check.predicted:  # below: what fine-tuning had less of than the assessment
-                why = (
-                    f" (fine-tuning had {budget} and {tune.epochs_planned or '?'} epochs; the probe saw the whole data)"
-                )
+                why = budget_note(check.arm, tune.train_examples, tune.epochs_planned)
             else:  # above: the estimate was the cautious side, not a handicap of fine-tuning
                 measured = f" on {tune.val_examples} validation examples" if tune.val_examples else ""
                 why = f", above it: the assessment's estimate was conservative for this data (measured{measured})"

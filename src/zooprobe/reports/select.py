@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..catalog.store import default_home
 from ..errors import ZooprobeError
+from ..runs.assessment_choice import largest_assessment
 from ..runs.store import RUNS_DB_NAME, Run, RunStore
 from .model import CandidateRow, EmptyReportError
 
@@ -96,18 +97,9 @@ def by_data(runs: Sequence[Run]) -> list[list[Run]]:
 
 def deciding_assessment(assessments: Sequence[Run], candidates: Sequence[CandidateRow]) -> Run | None:
     """The assessment whose recommendation a report on one dataset gives: the largest complete one (finished,
-    nothing pending), by the number of candidates assessed, then of examples; the newest among equals. A
-    smaller re-run (a candidate skipped, a subset of the data) does not replace a larger assessment because
-    it is newer. Assessments without a recommendation do not decide; None when none has one.
+    nothing pending), by the number of candidates assessed, then of examples; the newest among equals
+    (:func:`~zooprobe.runs.assessment_choice.largest_assessment`, which ``finetune --strategy recommended``
+    follows too). Assessments without a recommendation do not decide; None when none has one.
     """
-
-    def size(run: Run) -> tuple[bool, int, int, float]:
-        summary = run.assess_summary
-        rows = [row for row in candidates if row.run_id == run.id]
-        complete = run.status == "done" and summary is not None and not summary.pending
-        assessed = sum(row.status == "done" for row in rows)
-        examples = max((row.target_examples or 0 for row in rows), default=0)
-        return complete, assessed, examples, run.created
-
     deciding = [run for run in assessments if run.assess_summary is not None and run.assess_summary.recommended]
-    return max(deciding, key=size, default=None)
+    return largest_assessment(deciding, candidates)

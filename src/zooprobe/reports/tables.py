@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from ..catalog.units import format_count
 from ..evaluator.interval import stated
 from .model import CandidateRow, Decision, FinetuneComparison, LayerProfile, PredictionCheck, Report, RunInfo
+from .phrasing import reached
 
 MISSING = "-"
 
@@ -246,7 +247,7 @@ def decision_lines(decision: Decision) -> tuple[str, list[str], list[str]]:
                 decision.interval_level,
             )
         if decision.achieved_accuracy is not None:
-            headline += f"; fine-tuning reached {decision.achieved_accuracy:.3f}"
+            headline += f"; {reached(decision.finetune_arg)} {decision.achieved_accuracy:.3f}"
             last = decision.last_epoch_accuracy
             if last is not None and f"{last:.3f}" != f"{decision.achieved_accuracy:.3f}":
                 headline += f" (the checkpoint kept; last epoch {last:.3f})"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import time
 from collections.abc import Callable
@@ -23,7 +24,8 @@ from typing import Any
 
 from ..catalog.sqlite_guard import is_damage
 
-TABLES = ("runs", "candidates", "scores", "epochs")
+# checkpoints: the sha256 of each arm's kept checkpoints (migration 3), so a copy still verifies them by hash
+TABLES = ("runs", "candidates", "scores", "epochs", "checkpoints")
 # consecutive unreadable rowids after which a table whose highest rowid is unknown is given up
 _MAX_MISSES = 200_000
 
@@ -67,8 +69,15 @@ def integrity_problems(db: sqlite3.Connection, limit: int = 20) -> list[str]:
     return [row[0] for row in db.execute(f"PRAGMA integrity_check({int(limit)})")]
 
 
+def _exists(db: sqlite3.Connection, table: str) -> bool:
+    """Whether the store has ``table``: a store from before a migration lacks the tables it adds."""
+    return db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)).fetchone() is not None
+
+
 def _walk(db: sqlite3.Connection, table: str, tally: TableSalvage) -> list[tuple[Any, ...]]:
-    """Every readable row of ``table`` in rowid order (without the rowid)."""
+    """Every readable row of ``table`` in rowid order (without the rowid); none when the store lacks it."""
+    if not _exists(db, table):
+        return []
     try:
         top = db.execute(f"SELECT max(rowid) FROM {table}").fetchone()[0]  # a fixed table name
     except sqlite3.DatabaseError:
@@ -111,6 +120,7 @@ _CHECKS: dict[str, Callable[[tuple[Any, ...]], bool]] = {
     "candidates": lambda r: _parses(r[3]),
     "scores": lambda r: _parses(r[7]),
     "epochs": lambda r: _parses(r[8]),
+    "checkpoints": lambda r: isinstance(r[3], str) and re.fullmatch("[0-9a-f]{64}", r[3]) is not None,
 }
 
 
@@ -150,6 +160,8 @@ def check_store(path: Path) -> Salvage:
 
 
 def _count(db: sqlite3.Connection, table: str) -> TableSalvage:
+    if not _exists(db, table):
+        return TableSalvage(table)
     return TableSalvage(table, readable=int(db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]))
 
 

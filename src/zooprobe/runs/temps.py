@@ -3,7 +3,8 @@
 Feature files (``features/.<key>.<pid>.tmp.npy``) and checkpoints (``runs/<run>/.<file>.<pid>.tmp``)
 are written under a temporary name that carries the writer's pid and renamed into place when
 complete. kill -9 skips the writer's cleanup; the next run removes each temporary file whose
-writer is gone, and leaves those of live writers alone.
+writer is gone, and leaves those of live writers alone. It also removes the feature cache's extraction
+locks (``features/<key>.lock``) whose holder is gone (:mod:`.pid_locks`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import re
 from pathlib import Path
 
 from .lock import process_alive
+from .pid_locks import remove_dead_locks
 
 _TEMP = re.compile(r"^\..+\.(\d+)\.tmp(?:\.npy)?$")
 
@@ -40,8 +42,9 @@ def stale_temps(home: Path) -> list[Path]:
 
 
 def remove_stale_temps(home: Path) -> list[Path]:
-    """Remove :func:`stale_temps`; returns those removed (a file another cleaner took first is skipped)."""
-    removed = []
+    """Remove :func:`stale_temps` and the dead holders' extraction locks in the feature cache; returns those
+    removed (a file another cleaner took first is skipped)."""
+    removed = remove_dead_locks(home / "features")
     for path in stale_temps(home):
         try:
             path.unlink()
