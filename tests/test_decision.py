@@ -196,6 +196,34 @@ def test_features_no_better_than_raw_ones_are_said_plainly() -> None:
     assert not any("negative transfer" in c or "no better than raw" in c for c in caveats(ranked, ranked, clear))
 
 
+def test_a_gain_over_raw_features_within_two_standard_errors_is_negative_transfer() -> None:
+    # bench_ranking's Fashion-MNIST (300 examples): the best candidate probes 0.803 ± 0.005, raw pixels 0.780
+    # ± 0.022; the fold spreads alone (0.023) would call +0.023 a gain, two binomial standard errors (0.067)
+    # do not, and a new head on the frozen features then reached 0.741 against raw pixels' 0.764
+    baseline = {"features": "raw grayscale pixels at 16x16", "metric": "probe_accuracy", "accuracy": 0.780}
+    baseline["spread"] = 0.022
+    doc = candidate("lite1", {"probe_accuracy": 0.70}, 76.7, best=0.803, last=0.70)
+    doc["probe_spread"] = 0.005
+    ranked, recommended = rank([doc], roles(), baseline)
+    assert recommended is not None and recommended["negative_transfer"]
+    assert "a gain of +0.023 against a noise of 0.067" in recommended["evidence"]
+    assert any(c.startswith("negative transfer likely:") for c in caveats(ranked, ranked, baseline))
+    # all digits (300 examples): 0.983 ± 0.009 against 0.920 ± 0.008 is 3.6 standard errors, a gain
+    clear = {**baseline, "accuracy": 0.920, "spread": 0.008}
+    doc = candidate("digits0to4", {"probe_accuracy": 0.983}, None, best=0.983, last=0.983)
+    doc["probe_spread"] = 0.009
+    ranked, recommended = rank([doc], roles(), clear)
+    assert recommended is not None and not recommended["negative_transfer"]
+    assert not any("negative transfer" in c for c in caveats(ranked, ranked, clear))
+    # the quickstart's digits (1,797 examples at 64 px): MobileNetV2 0.978 ± 0.006 against raw 0.957 ± 0.015;
+    # with that many examples the standard errors are small, the fold spreads decide, and +0.022 is a gain
+    quick = {**baseline, "accuracy": 0.957, "spread": 0.015}
+    doc = candidate("mobilenet_v2", {"probe_accuracy": 0.948}, 71.9, best=0.978, last=0.948)
+    doc |= {"probe_spread": 0.006, "data_ratio": {**SMALL, "target_examples": 1_797}}
+    ranked, recommended = rank([doc], roles(), quick)
+    assert recommended is not None and not recommended["negative_transfer"]
+
+
 # --- real runs -----------------------------------------------------------------------------------
 
 
