@@ -96,25 +96,27 @@ def candidate(model: str, final: dict[str, float], prior: float | None, best: fl
 
 def test_the_evidence_names_the_terms_that_decided_the_rank() -> None:
     # b looks better on LogME and its best-layer probe; a leads on LEEP and the prior, the probes tie at the last layer
+    # (weights given here, so the sentence is tested apart from the weights zooprobe ships)
+    weighted = MetricRoles("probe_accuracy", "ncm_accuracy", {"probe_accuracy": 1.0, "logme": 1.0, "leep": 0.5})
     docs = [
         candidate("b", {"probe_accuracy": 0.895, "logme": 0.5, "leep": -2.0}, 70.0, best=0.95, last=0.895),
         candidate("a", {"probe_accuracy": 0.900, "logme": 0.4, "leep": -1.0}, 80.0, best=0.90, last=0.900),
     ]
-    ranked, recommended = rank(docs, roles())
+    ranked, recommended = rank(docs, weighted)
     assert [d["model"] for d in ranked] == ["a", "b"] and recommended is not None
     assert ranked[0]["consensus_terms"] == pytest.approx(
         {"probe_accuracy": 1.0, "logme": -1.0, "leep": 1.0, "prior_top1": 1.0}
     )
     reason = recommended["evidence"].split(". ")[0]
     assert reason == (
-        "a ranks first of 2 on leep and the ImageNet top-1 prior (consensus +0.33 vs -0.33 for b); tied on the probe;"
+        "a ranks first of 2 on leep and the ImageNet top-1 prior (consensus +0.23 vs -0.23 for b); tied on the probe;"
         " b leads on logme; b probes better at its best layer (0.950 vs 0.900), which the ranking does not read:"
         " it scores the deepest cut point, where a new head goes"
     )
     # probes apart by more than their spread at the last layer: the probe is a deciding term, not a tie
     docs[0]["layer_profile"][-1]["probe_accuracy"] = 0.85
     docs[0]["final_scores"]["probe_accuracy"] = 0.85
-    _, recommended = rank(docs, roles())
+    _, recommended = rank(docs, weighted)
     assert (
         recommended is not None
         and "ranks first of 2 on the probe, leep and the ImageNet top-1 prior" in (recommended["evidence"])
@@ -171,8 +173,9 @@ def test_features_no_better_than_raw_ones_are_said_plainly() -> None:
         "spread": 0.01,
     }
     weak = candidate("weak", {"probe_accuracy": 0.90, "logme": 2.0}, 80.0, best=0.905, last=0.90)
-    strong = candidate("strong", {"probe_accuracy": 0.97, "logme": 1.0}, 70.0, best=0.97, last=0.97)
-    # the top candidate no better than raw pixels, another one clearly better: domain mismatch for the top
+    strong = candidate("strong", {"probe_accuracy": 0.85, "logme": 1.0}, 70.0, best=0.97, last=0.85)
+    # the top candidate (ranked on its deepest cut point) no better than raw pixels, another one clearly better at
+    # its best layer: domain mismatch for the top
     ranked, recommended = rank([weak, strong], roles(), baseline)
     assert ranked[0]["model"] == "weak" and recommended is not None and not recommended["negative_transfer"]
     said = caveats(ranked, ranked, baseline)
