@@ -150,7 +150,8 @@ def main() -> None:
         order = [t for pair in zip(tuning, held + [""] * len(tuning), strict=False) for t in pair if t in targets]
         targets = {t: targets[t] for t in order}
     run = {"train": args.train, "epochs": args.epochs, "quick": args.quick, "one_lr": args.one_lr,
-           "holdout": args.holdout, "candidates": [c.name for c in candidates], "tuning_targets": tuning}  # fmt: skip
+           "holdout": args.holdout, "cut": args.cut, "candidates": [c.name for c in candidates],
+           "tuning_targets": tuning}  # fmt: skip
     saved: dict[str, Any] = {}
     cases: list[dict[str, Any]] = []
     for target, (images, labels) in targets.items():
