@@ -123,6 +123,23 @@ def test_the_evidence_names_the_terms_that_decided_the_rank() -> None:
     )
 
 
+def test_a_rank_decided_by_a_probe_within_its_spread_says_so() -> None:
+    # the quickstart's digits: MobileNetV2's probe at the last cut point leads Lite0's by less than the fold
+    # spread, and the probe-led consensus ranks it first all the same; Lite0 leads on LogME and the prior
+    docs = [
+        candidate("lite0", {"probe_accuracy": 0.929, "logme": 0.518}, 74.8, best=0.972, last=0.929),
+        candidate("mobilenet_v2", {"probe_accuracy": 0.946, "logme": 0.499}, 71.9, best=0.978, last=0.946),
+    ]
+    for doc, spread in zip(docs, (0.010, 0.015), strict=True):
+        doc["layer_profile"][-1]["probe_spread"] = spread
+    ranked, recommended = rank(docs, roles())
+    assert ranked[0]["model"] == "mobilenet_v2" and recommended is not None
+    assert recommended["evidence"].startswith(
+        "mobilenet_v2 ranks first of 2 narrowly on the probe (consensus +0.48 vs -0.48 for lite0);"
+        " lite0 leads on the ImageNet top-1 prior and logme."
+    )
+
+
 # --- caveats -------------------------------------------------------------------------------------
 
 
