@@ -103,12 +103,17 @@ def small_cnn(classes: int) -> Any:
     )  # fmt: skip
 
 
-def train(model: Any, x: Any, y: Any, epochs: int, lr: float, seed: int = 0) -> Any:
+def train(
+    model: Any, x: Any, y: Any, epochs: int, lr: float, seed: int = 0, enter_training: Callable[[], None] | None = None
+) -> Any:
+    """Fine-tune the parameters of ``model`` that require gradients; ``enter_training`` puts it in training mode
+    (default ``model.train()``; an arm with a frozen body keeps that body's BatchNorm statistics)."""
     import torch
 
     torch.manual_seed(seed)
-    model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    (enter_training or model.train)()
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=lr, weight_decay=1e-4)
     steps = epochs * math.ceil(len(x) / 64)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps)
     for _ in range(epochs):

@@ -55,6 +55,14 @@ def test_the_interval_is_clipped_to_0_1_and_contains_the_estimate() -> None:
         -50.0,
         50.0,
     )
+    # a calibration fitted on fine-tuned cut networks gives a cut its own fit, whatever head's and full's are
+    own = iv.Calibration(0.8, {"*": (-50.0, 50.0), "head": (0.5, 2.0), "full": (-20.0, 1.0), "cut:all": (-2.0, 1.5)})
+    assert own.quantiles_for("cut", "all") == (-2.0, 1.5) and own.quantiles_for("cut", "new") == (0.5, 2.0)
+    fitted = iv.fit([{"strategy": "cut:all", "expected": 0.9, "spread": 0.0, "n": 300, "achieved": 0.9 + d / 100}
+                     for d in range(-5, 6)])  # fmt: skip
+    assert set(fitted.quantiles) == {"*", "cut:all"}
+    span = iv.interval(fitted, "cut", 0.9, 0.0, 300, train="all")
+    assert span is not None and span.low == pytest.approx(0.85) and span.high == pytest.approx(0.95)
 
 
 def test_a_missing_or_broken_calibration_falls_back_to_a_statement() -> None:

@@ -380,9 +380,7 @@ def test_the_builtin_metrics_declare_the_decisions_table() -> None:
     }
     assert {name: weight for name, (_, weight) in declared.items() if weight} == {
         "probe_accuracy": 1.0,
-        "logme": 1.0,
-        "leep": 0.5,
-        "nce": 0.5,
+        "logme": 0.25,
     }
 
 

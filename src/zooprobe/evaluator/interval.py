@@ -27,8 +27,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 CALIBRATION_FILE = "interval.json"
-# the strategies a "cut" recommendation borrows its calibration from: it trains new layers only
-# (like "head") or everything (like "full"); the benchmark does not fine-tune cut networks
+# the strategies a "cut" recommendation borrows its calibration from when the calibration has no fit of
+# its own for it (files written before the benchmark fine-tuned cut networks): it trains new layers only
+# (like "head") or everything (like "full")
 BORROWED = {"cut:new": "head", "cut:all": "full"}
 FALLBACK_SENTENCE = (
     "no calibrated interval is stated (the run predates it, or the calibration file"
@@ -81,9 +82,10 @@ class Calibration:
         )
 
     def quantiles_for(self, strategy: str, train: str | None = None) -> tuple[float, float] | None:
-        """The quantiles for ``strategy`` (a ``cut`` borrows ``head``'s or ``full``'s by ``train``), else pooled."""
-        key = BORROWED.get(f"{strategy}:{train}", strategy)
-        return self.quantiles.get(key) or self.quantiles.get("*")
+        """The quantiles fitted for ``strategy`` (a ``cut`` by ``train``: ``cut:new`` or ``cut:all``); else those
+        it borrows (:data:`BORROWED`), else the pooled fit."""
+        key = f"{strategy}:{train}" if strategy == "cut" and train else strategy
+        return self.quantiles.get(key) or self.quantiles.get(BORROWED.get(key, key)) or self.quantiles.get("*")
 
 
 def scale(expected: float, spread: float | None, n: int | None) -> float:
