@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
 
 # bench_assess points the caches at a temporary folder when imported, and places the weights there
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_assess import MODELS, place_weights  # noqa: E402
+from bench_assess import MODELS, WORK, place_weights  # noqa: E402
 
 # (name, data, resolution): the data a spec, or the name of a generated .npz in the guard's folder
 TARGETS = [
@@ -110,6 +111,7 @@ def decide(folder: Path, out: Path, extract_only: bool = False) -> None:
         print(f"{name}: {cpu:.1f} CPU s, ranking {result.summary['ranking']}", flush=True)
     if not extract_only:
         out.write_text(json.dumps({"code": zooprobe.__file__, "results": results}, indent=1))
+    shutil.rmtree(WORK, ignore_errors=True)  # the weights and run store; the features stay in ``folder``
 
 
 def compare(old_path: Path, new_path: Path) -> bool:
