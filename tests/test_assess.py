@@ -258,7 +258,8 @@ def test_assess_ranks_candidates_profiles_layers_and_records_the_run(home: Path,
     assert pretrained["layer_profile"][-1]["probe_accuracy"] < pretrained["probe_accuracy"]
     assert first["input_check"]["adaptations"] == ["grayscale replicated to 3 channels", "upsampling from 8x8 to 32x32"]
     layers = [p["layer"] for p in first["layer_profile"]]
-    assert len(layers) == 6 and layers[-1] == "pre_logits"
+    # 6 cut points scored; the probe at the deepest and the 3 others of the highest kNN accuracy only
+    assert len(layers) == 4 and layers[-1] == "pre_logits" and len(first["as_is_by_layer"]) == 6
     assert set(first["scores"]) >= {"probe_accuracy", "knn_accuracy", "logme", "hscore", "nce", "leep"}
     rec = result.recommended
     assert (

@@ -5,7 +5,8 @@ For each candidate, three checks of when transfer makes sense, then scores:
 1. same input type: modality, channels, resolution (or text length) against the entry's input spec;
 2. data ratio: pretraining examples against the target's size and its smallest class;
 3. feature similarity: a linear probe, kNN and training-free scores (LogME, H-score; NCE and LEEP
-   through the source head) at the backbone's cut points, layer by layer.
+   through the source head) at the backbone's cut points, layer by layer; the probe, the costly one,
+   by successive halving at the cut points the others leave open (:mod:`.screen`).
 
 The decision reads the layer profile: where probe accuracy peaks, or stops improving within the
 fold-to-fold spread, is where the source's features stop serving the target. Rules (documented in

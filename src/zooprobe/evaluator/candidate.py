@@ -11,7 +11,8 @@ from ..catalog.schema import Entry
 from ..errors import ZooprobeError, first_line
 from ..runs.store import Score
 from .checks import select_layers
-from .scoring import LOGITS, score_metric
+from .scoring import LOGITS
+from .screen import CutPointScoring
 from .units import CandidateOutcome, CandidateSkipped, CandidateTask, ProgressLines, SharedData
 
 if TYPE_CHECKING:
@@ -133,25 +134,19 @@ def _score_candidate(
         device=task.device,
     )
     device = scoring_device(task.device)
+    run = {"seed": task.seed, "folds": task.folds, "groups": groups, "device": device}
 
-    def put(layer: str, metric: str, inputs: Any, cache: dict[Any, Any]) -> None:
-        if (layer, metric) in task.done:
-            return
-        run = {"seed": task.seed, "folds": task.folds, "cache": cache, "groups": groups, "device": device}
-        score = score_metric(available[metric], model, layer, inputs, labels, run)
+    def emit(score: Score) -> None:
         if task.record is not None:
             task.record(score)
         keep(score)
 
-    for layer in layers:
-        cache: dict[Any, Any] = {}  # work the metrics at one cut point share (one probe fit serves two metrics)
-        for metric in feature_metrics:
-            put(layer, metric, features[layer], cache)
-        say.say(f"{model}: scored {layer}")
+    scoring = CutPointScoring(model, available, labels, run, task.done, emit)
+    scoring.score_features(features, layers, feature_metrics, auto=isinstance(task.layers, str), say=say.say)
     if probability_metrics and has_head:
         probabilities = _source_probabilities(backbone, features["pre_logits"])
         for metric in probability_metrics:
-            put(LOGITS, metric, probabilities, {})
+            scoring.put(LOGITS, metric, probabilities)
 
 
 def scoring_device(requested: str | None) -> str | None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .score_inputs import check_score_input, float32_ready, stratified_folds
+from .score_inputs import blas_threads, check_score_input, float32_ready, stratified_folds
 
 
 @dataclass(frozen=True)
@@ -39,16 +39,19 @@ def nearest_class_mean(features: Any, labels: Any, *, folds: int = 5, seed: int 
     fold_of = stratified_folds(y, folds, seed, None if groups is None else np.asarray(groups))
     classes = int(y.max()) + 1
     accuracies = []
-    for fold in range(folds):
-        held_out = fold_of == fold
-        if not held_out.any() or held_out.all():
-            continue
-        train_x, train_y = x[~held_out], y[~held_out]
-        means = np.zeros((classes, x.shape[1]), dtype=np.float32)
-        np.add.at(means, train_y, train_x)
-        counts = np.bincount(train_y, minlength=classes)
-        means /= np.maximum(np.linalg.norm(means, axis=1, keepdims=True), np.float32(1e-12))
-        similarity = x[held_out] @ means.T
-        similarity[:, counts == 0] = -np.inf
-        accuracies.append(float((similarity.argmax(axis=1) == y[held_out]).mean()))
+    with blas_threads(float(len(x)) * x.shape[1] * classes):
+        for fold in range(folds):
+            held_out = fold_of == fold
+            if not held_out.any() or held_out.all():
+                continue
+            train_x, train_y = x[~held_out], y[~held_out]
+            # class sums as one product with the one-hot labels: np.add.at took 40 ms a fold at 1,437 x 1,280
+            one_hot = np.zeros((classes, len(train_y)), dtype=np.float32)
+            one_hot[train_y, np.arange(len(train_y))] = 1.0
+            means = one_hot @ train_x
+            counts = np.bincount(train_y, minlength=classes)
+            means /= np.maximum(np.linalg.norm(means, axis=1, keepdims=True), np.float32(1e-12))
+            similarity = x[held_out] @ means.T
+            similarity[:, counts == 0] = -np.inf
+            accuracies.append(float((similarity.argmax(axis=1) == y[held_out]).mean()))
     return NCMResult(float(np.mean(accuracies)), float(np.std(accuracies)), len(accuracies))

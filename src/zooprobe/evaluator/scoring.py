@@ -43,9 +43,9 @@ def summarise_candidate(
     scores: Sequence[Score],
     roles: MetricRoles,
 ) -> None:
-    """Fill ``doc``'s layer profile (the ``probe`` metric's value and spread per cut point, under the document's
-    ``probe_accuracy`` and ``probe_spread`` keys), ``as_is_by_layer`` (the ``as-is`` metric's value and spread per
-    cut point), and its best, final and best-layer scores, from the candidate's stored ``scores``."""
+    """Fill ``doc``'s layer profile (the ``probe`` metric's value and spread at each cut point probed, under the
+    document's ``probe_accuracy`` and ``probe_spread`` keys), ``as_is_by_layer`` (the ``as-is`` metric's value and
+    spread per cut point), and its best, final and best-layer scores, from the candidate's stored ``scores``."""
     mine = [s for s in scores if s.model == doc["model"]]
     by = {(s.layer, s.metric): s for s in mine}
     last_index = max(len(cut_points) - 1, 1)

@@ -1,0 +1,168 @@
+"""Which cut points of a candidate get which scores: successive halving over cut points.
+
+The cheap scores (kNN, LogME, H-score, nearest class mean; each well under 0.1 s at N = 1,797,
+D = 1,280) run at every cut point. The cross-validated probe, the one costly score (11 sweep fits
+and 5 fold fits, 0.2-1 s a cut point on the same data), runs only where the decision reads it:
+
+- at the deepest cut point, always: the consensus ranks candidates by its scores there, and the
+  layer profile asks whether the last layer serves;
+- at the :data:`PROBED` other cut points of the highest kNN accuracy (the screen): the layer
+  profile's peak, and the earliest cut point within the spread of it, lie among those. On real
+  features (MobileNetV2 and EfficientNet-Lite0 on digits), kNN ordered a candidate's cut points as
+  the probe did, the probe 0.01-0.07 above it; the cut points screened out are the early ones kNN
+  puts 0.05-0.15 below the best, which the probe puts far below the peak too.
+
+Cut points whose features are identical (timm's ``bn2`` and ``pre_logits``: pooling the last
+feature map is the head's own first step) are scored once and the scores copied: the same input
+gives the same score.
+
+Without the screen's metric among the chosen ones, or with cut points named by hand, or with no
+more cut points than the probe's share, every cut point is probed (the exhaustive profile).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+from .scoring import score_metric
+
+if TYPE_CHECKING:
+    from ..plugins.metric import Metric
+    from ..runs.store import Score
+
+# The cheap score that screens cut points for the probe.
+SCREEN_METRIC = "knn_accuracy"
+# Cut points probed besides the deepest: the best by the screen.
+PROBED = 3
+
+
+def identical_layers(features: Mapping[str, Any], layers: Sequence[str]) -> dict[str, str]:
+    """Each of ``layers`` mapped to the deepest of them whose features are identical to its own (itself if none)."""
+    import numpy as np
+
+    deepest: dict[tuple[Any, ...], str] = {}
+    canonical: dict[str, str] = {}
+    for layer in reversed(layers):
+        array = np.ascontiguousarray(features[layer])
+        key = (array.shape, array.dtype.str, hashlib.blake2b(array.data, digest_size=16).digest())
+        canonical[layer] = deepest.setdefault(key, layer)
+    return {layer: canonical[layer] for layer in layers}
+
+
+def probe_family(metrics: Mapping[str, Metric], names: Sequence[str]) -> list[str]:
+    """Of ``names``, the probe (role ``probe``) and the metrics reading its fit (those taking the ``cache`` option)."""
+    if not any(metrics[name].role == "probe" for name in names):
+        return []
+    return [name for name in names if metrics[name].role == "probe" or "cache" in metrics[name].options]
+
+
+@dataclass(frozen=True)
+class ScreenPlan:
+    """The scoring plan of one candidate: ``canonical`` (each cut point's twin whose scores it shares),
+    ``cheap`` (metrics scored at every cut point), ``probe`` (the probe's family, scored where
+    :meth:`probed` says) and whether the screen applies at all (``screened``)."""
+
+    layers: list[str]
+    canonical: dict[str, str]
+    cheap: list[str]
+    probe: list[str]
+    screened: bool
+
+    @property
+    def distinct(self) -> list[str]:
+        """The cut points scored (the others copy a twin's scores), in depth order."""
+        return [layer for layer in self.layers if self.canonical[layer] == layer]
+
+    def probed(self, screen_value: Callable[[str], float | None]) -> list[str]:
+        """The distinct cut points to probe, deepest first, then by depth: all of them without the screen."""
+        distinct = self.distinct
+        if not self.screened or not self.probe:
+            return distinct[::-1]
+        values = {layer: screen_value(layer) for layer in distinct[:-1]}
+        known = [layer for layer in values if values[layer] is not None]
+        best = sorted(known, key=lambda layer: -float(values[layer]))[:PROBED]  # type: ignore[arg-type]
+        unknown = [layer for layer in values if values[layer] is None]  # no screen value: probe it
+        return [distinct[-1], *(layer for layer in distinct[:-1] if layer in best or layer in unknown)]
+
+
+def plan_scoring(
+    metrics: Mapping[str, Metric], names: Sequence[str], layers: Sequence[str], features: Mapping[str, Any], auto: bool
+) -> ScreenPlan:
+    """The plan for the feature metrics ``names`` at ``layers``; ``auto``: the cut points were chosen by zooprobe
+    (``auto`` or ``all``), not named by hand."""
+    probe = probe_family(metrics, names)
+    cheap = [name for name in names if name not in probe]
+    canonical = identical_layers(features, layers)
+    distinct = sum(1 for layer in layers if canonical[layer] == layer)
+    screened = auto and bool(probe) and SCREEN_METRIC in cheap and distinct > PROBED + 1
+    return ScreenPlan(list(layers), canonical, cheap, probe, screened)
+
+
+@dataclass
+class CutPointScoring:
+    """One candidate's scores through the metric door, by :func:`plan_scoring`'s plan: ``done`` holds the
+    (layer, metric) pairs recorded already (not recomputed), ``emit`` takes each new score."""
+
+    model: str
+    metrics: Mapping[str, Metric]
+    labels: Any
+    run: Mapping[str, Any]
+    done: frozenset[tuple[str, str]] | set[tuple[str, str]]
+    emit: Callable[[Score], None]
+    scored: dict[tuple[str, str], Score] = field(default_factory=dict)
+    caches: dict[str, dict[Any, Any]] = field(default_factory=dict)  # work the metrics at one cut point share
+
+    def put(self, layer: str, metric: str, inputs: Any, twin: str | None = None) -> None:
+        """Score ``metric`` on ``inputs`` at ``layer`` unless done; copied from ``twin`` (same inputs) if scored."""
+        if (layer, metric) in self.done:
+            return
+        if twin is not None and (twin, metric) in self.scored:  # identical features: the same score
+            score = replace(self.scored[(twin, metric)], layer=layer, seconds=0.0)
+        else:
+            cache = self.caches.setdefault(layer, {})
+            score = score_metric(
+                self.metrics[metric], self.model, layer, inputs, self.labels, {**self.run, "cache": cache}
+            )
+        self.scored[(layer, metric)] = score
+        self.emit(score)
+
+    def value(self, layer: str, metric: str, inputs: Any) -> float | None:
+        """``metric``'s value at ``layer``: as scored, else measured now and not recorded (a resumed run's)."""
+        if (layer, metric) not in self.scored:
+            cache = self.caches.setdefault(layer, {})
+            self.scored[(layer, metric)] = score_metric(
+                self.metrics[metric], self.model, layer, inputs, self.labels, {**self.run, "cache": cache}
+            )
+        return self.scored[(layer, metric)].value
+
+    def score_features(
+        self,
+        features: Mapping[str, Any],
+        layers: Sequence[str],
+        names: Sequence[str],
+        *,
+        auto: bool,
+        say: Callable[[str], None] | None = None,
+    ) -> list[str]:
+        """The feature metrics ``names`` at ``layers`` by the plan; returns the cut points probed, deepest first."""
+        plan = plan_scoring(self.metrics, names, layers, features, auto)
+        for layer in plan.distinct:
+            for metric in plan.cheap:
+                self.put(layer, metric, features[layer])
+            if say is not None:
+                say(f"{self.model}: scored {layer}")
+        probed = plan.probed(lambda layer: self.value(layer, SCREEN_METRIC, features[layer]))
+        for layer in probed:
+            for metric in plan.probe:
+                self.put(layer, metric, features[layer])
+        if plan.probe and say is not None:
+            say(f"{self.model}: probed {', '.join(sorted(probed, key=list(layers).index))}")
+        for layer in layers:  # the twins of cut points scored above
+            twin = plan.canonical[layer]
+            if twin != layer:
+                for metric in plan.cheap + (plan.probe if twin in probed else []):
+                    self.put(layer, metric, features[layer], twin)
+        return probed

@@ -1,0 +1,93 @@
+"""Successive halving over cut points: cheap scores everywhere, the probe where the decision reads it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from zooprobe.evaluator.builtin_metrics import BUILTIN_METRICS
+from zooprobe.evaluator.decision import MetricRoles, recommend
+from zooprobe.evaluator.scoring import summarise_candidate
+from zooprobe.evaluator.screen import PROBED, CutPointScoring, identical_layers
+from zooprobe.runs.store import Score
+
+METRICS = {m.name: m for m in BUILTIN_METRICS if m.input == "features"}
+LAYERS = [f"block{i}" for i in range(6)]
+
+
+def layered_features(strengths: list[float], seed: int = 0) -> tuple[dict[str, Any], Any]:
+    """Features of 4 classes at each cut point: class signal of the given strength in 24 noisy dimensions."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(240) % 4
+    features = {}
+    for layer, strength in zip(LAYERS, strengths, strict=True):
+        directions = rng.normal(size=(4, 24))
+        features[layer] = (strength * directions[labels] + rng.normal(size=(240, 24))).astype(np.float32)
+    return features, labels
+
+
+def scored(features: dict[str, Any], labels: Any, auto: bool, done: frozenset[tuple[str, str]] = frozenset()) -> Any:
+    scores: list[Score] = []
+    scoring = CutPointScoring("m", METRICS, labels, {"seed": 0, "folds": 3, "groups": None}, done, scores.append)
+    probed = scoring.score_features(features, LAYERS, list(METRICS), auto=auto)
+    return scores, probed
+
+
+def decided(scores: list[Score]) -> dict[str, Any]:
+    doc: dict[str, Any] = {"model": "m", "data_ratio": {"target_examples": 240, "examples_per_class_min": 60}}
+    summarise_candidate(doc, LAYERS, LAYERS, scores, MetricRoles.of(METRICS.values()))
+    doc["data_ratio"] |= {"small": True, "ratio": 1e-3}
+    return doc
+
+
+def test_the_probe_runs_at_the_deepest_cut_point_and_the_best_by_knn_only() -> None:
+    # kNN orders the cut points block2 > block3 > block4 > block1 > block5 > block0
+    features, labels = layered_features([0.3, 0.8, 2.0, 1.6, 1.2, 0.6])
+    scores, probed = scored(features, labels, auto=True)
+    by = {(s.layer, s.metric): s.value for s in scores}
+    assert probed == ["block5", "block2", "block3", "block4"] and len(probed) == PROBED + 1
+    for layer in LAYERS:  # every cheap score everywhere
+        assert all((layer, m) in by for m in ("knn_accuracy", "logme", "hscore", "ncm_accuracy"))
+    probe_layers = [layer for layer in LAYERS if (layer, "probe_accuracy") in by]
+    assert probe_layers == ["block2", "block3", "block4", "block5"]
+    assert ("block0", "probe_balanced_accuracy") not in by  # nor what reads the probe's fit
+    # the screened-out cut points are the worst by kNN
+    knn = {layer: by[(layer, "knn_accuracy")] for layer in LAYERS}
+    assert max(knn["block0"], knn["block1"]) < min(knn[layer] for layer in probe_layers[:-1])
+
+
+def test_the_screened_decision_is_the_exhaustive_one_where_the_cheap_scores_are_clear() -> None:
+    features, labels = layered_features([0.3, 0.8, 2.0, 1.6, 1.2, 0.6])
+    screened, _ = scored(features, labels, auto=True)
+    exhaustive, probed = scored(features, labels, auto=False)
+    assert sorted(probed) == LAYERS  # cut points named by hand: every one probed
+    full, fast = decided(exhaustive), decided(screened)
+    assert [p["layer"] for p in full["layer_profile"]] == LAYERS
+    assert [p["layer"] for p in fast["layer_profile"]] == ["block2", "block3", "block4", "block5"]
+    a, b = recommend(full), recommend(fast)
+    assert a is not None and b is not None
+    assert (a["strategy"], a["cut"], a["expected_accuracy"]) == (b["strategy"], b["cut"], b["expected_accuracy"])
+    assert a["strategy"] == "cut" and a["cut"] == "block2"
+    # the deepest cut point's scores, which the ranking reads, are the same
+    assert full["final_scores"] == fast["final_scores"]
+
+
+def test_identical_cut_points_are_scored_once_and_share_their_scores() -> None:
+    features, labels = layered_features([0.3, 0.8, 2.0, 1.6, 1.2, 0.6])
+    features["block4"] = features["block5"].copy()  # as timm's bn2 and pre_logits
+    assert identical_layers(features, LAYERS)["block4"] == "block5"
+    scores, probed = scored(features, labels, auto=True)
+    assert "block4" not in probed
+    by = {(s.layer, s.metric): s for s in scores}
+    for metric in METRICS:
+        twin, deepest = by[("block4", metric)], by[("block5", metric)]
+        assert twin.value == deepest.value and twin.spread == deepest.spread and twin.seconds == 0.0
+
+
+def test_a_resumed_candidate_screens_on_the_knn_it_recorded_before_without_recording_it_again() -> None:
+    features, labels = layered_features([0.3, 0.8, 2.0, 1.6, 1.2, 0.6])
+    done = frozenset((layer, "knn_accuracy") for layer in LAYERS)
+    scores, probed = scored(features, labels, auto=True, done=done)
+    assert probed == ["block5", "block2", "block3", "block4"]
+    assert not any(s.metric == "knn_accuracy" for s in scores)
