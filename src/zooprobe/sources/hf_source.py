@@ -325,7 +325,9 @@ def _load(entry: Entry, snapshot: Path, revision: str | None, trust_remote_code:
                 " pick a repo that ships its tokenizer files (tokenizer.json or a vocabulary)"
             )
     else:
-        processor = AutoImageProcessor.from_pretrained(folder, **options)  # type: ignore[no-untyped-call]
+        # typed from transformers 5.25 on, untyped before: called through Any so that both check
+        load_processor: Any = AutoImageProcessor.from_pretrained
+        processor = load_processor(folder, **options)
     return transformers_backbone(entry, auto_model, processor)
 
 
