@@ -12,7 +12,8 @@ Kendall tau 0.53 against 0.54; weighted 0.63 against 0.65), and the grid's best 
 0.22 on the two held-out targets against the probe's 0.39. So the consensus is probe-led: the probe
 (weight 1), LogME at a quarter (it cut the probe's regret on the tuning targets from 0.031 to 0.008,
 and on the held-out targets it is 0.397 (weighted 0.289) against the probe's 0.392 (0.272), the same
-regret), and the prior at 0.1 (see :data:`zooprobe.evaluator.decision.PRIOR_WEIGHT`). LEEP and NCE
+regret), and the prior at 1 (see :data:`zooprobe.evaluator.decision.PRIOR_WEIGHT` for why its weight
+comes from published evidence instead). LEEP and NCE
 (0.5 each before, from the 7-candidate zoo) favoured ImageNet models that then fine-tuned worst on the
 held-out targets; kNN adds nothing to the probe on the same features, and H-score is unstable with few
 examples per dimension: all stay in the report, out of the consensus (weight 0). The README gives the
