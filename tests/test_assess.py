@@ -153,13 +153,17 @@ def test_recommendation_never_uses_as_is_or_the_final_features_against_the_profi
 
 
 def test_consensus_combines_scores_and_the_catalog_prior() -> None:
-    docs = [
-        {"model": "a", "final_scores": {"probe_accuracy": 0.9, "logme": 1.0}, "prior_top1": 70.0},
-        {"model": "b", "final_scores": {"probe_accuracy": 0.8, "logme": 0.5}, "prior_top1": 80.0},
+    docs: list[dict[str, Any]] = [
+        {"model": "a", "final_scores": {"probe_accuracy": 0.9, "logme": 1.0}, "prior_top1": None},
+        {"model": "b", "final_scores": {"probe_accuracy": 0.8, "logme": 0.5}, "prior_top1": None},
         {"model": "c", "final_scores": {"probe_accuracy": 0.5, "logme": 0.1}, "prior_top1": None},
     ]
     scores = consensus(docs)
     assert scores["a"] > scores["b"] > scores["c"]
+    # A prior for a and b moves b, the one with the higher ImageNet top-1, up against a.
+    docs[0]["prior_top1"], docs[1]["prior_top1"] = 70.0, 80.0
+    with_prior = consensus(docs)
+    assert with_prior["b"] - with_prior["a"] > scores["b"] - scores["a"]
     # The prior alone separates two candidates whose data scores tie.
     tied = [
         {"model": "a", "final_scores": {"probe_accuracy": 0.8}, "prior_top1": 70.0},
