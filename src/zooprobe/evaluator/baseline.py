@@ -20,18 +20,12 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from .interval import standard_error
+
 # No difference under this counts, whatever the folds say (the decision's floor on the spread).
 MIN_NOISE = 0.005
 # A gain over the baseline smaller than this many standard errors of the difference is not a measured gain.
 STANDARD_ERRORS = 2.0
-
-
-def standard_error(accuracy: float, n: int) -> float:
-    """The binomial standard error of an accuracy measured on ``n`` examples (Laplace-smoothed: a perfect
-    score on few examples still has one)."""
-    n = max(n, 1)
-    p = (accuracy * n + 1) / (n + 2)
-    return math.sqrt(p * (1 - p) / n)
 
 
 def noise(doc: Mapping[str, Any], baseline: Mapping[str, Any]) -> float:

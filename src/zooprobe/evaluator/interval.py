@@ -88,12 +88,18 @@ class Calibration:
         return self.quantiles.get(key) or self.quantiles.get(BORROWED.get(key, key)) or self.quantiles.get("*")
 
 
+def standard_error(accuracy: float, n: int) -> float:
+    """The binomial standard error of an accuracy measured on ``n`` examples (Laplace-smoothed: a perfect
+    score on few examples still has one)."""
+    n = max(n, 1)
+    p = (accuracy * n + 1) / (n + 2)
+    return math.sqrt(p * (1 - p) / n)
+
+
 def scale(expected: float, spread: float | None, n: int | None) -> float:
-    """The residual scale known before fine-tuning: the binomial standard error of an accuracy measured on
-    ``n`` examples (Laplace-smoothed, so a perfect score keeps a width) plus the fold-to-fold ``spread``."""
-    n = max(int(n or 0), 1)
-    p = (expected * n + 1) / (n + 2)
-    return math.sqrt(p * (1 - p) / n) + max(float(spread or 0.0), 0.0)
+    """The residual scale known before fine-tuning: the :func:`standard_error` of an accuracy measured on
+    ``n`` examples (so a perfect score keeps a width) plus the fold-to-fold ``spread``."""
+    return standard_error(expected, int(n or 0)) + max(float(spread or 0.0), 0.0)
 
 
 def conformal_quantiles(scores: Sequence[float], level: float) -> tuple[float, float]:

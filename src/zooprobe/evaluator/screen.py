@@ -122,21 +122,20 @@ class CutPointScoring:
         if twin is not None and (twin, metric) in self.scored:  # identical features: the same score
             score = replace(self.scored[(twin, metric)], layer=layer, seconds=0.0)
         else:
-            cache = self.caches.setdefault(layer, {})
-            score = score_metric(
-                self.metrics[metric], self.model, layer, inputs, self.labels, {**self.run, "cache": cache}
-            )
+            score = self._measure(layer, metric, inputs)
         self.scored[(layer, metric)] = score
         self.emit(score)
 
     def value(self, layer: str, metric: str, inputs: Any) -> float | None:
         """``metric``'s value at ``layer``: as scored, else measured now and not recorded (a resumed run's)."""
         if (layer, metric) not in self.scored:
-            cache = self.caches.setdefault(layer, {})
-            self.scored[(layer, metric)] = score_metric(
-                self.metrics[metric], self.model, layer, inputs, self.labels, {**self.run, "cache": cache}
-            )
+            self.scored[(layer, metric)] = self._measure(layer, metric, inputs)
         return self.scored[(layer, metric)].value
+
+    def _measure(self, layer: str, metric: str, inputs: Any) -> Score:
+        """``metric`` scored on ``inputs``, sharing the work of the metrics at ``layer`` (one probe fit serves two)."""
+        cache = self.caches.setdefault(layer, {})
+        return score_metric(self.metrics[metric], self.model, layer, inputs, self.labels, {**self.run, "cache": cache})
 
     def score_features(
         self,
