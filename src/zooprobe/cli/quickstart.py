@@ -86,7 +86,7 @@ def quickstart(
     5. write the HTML and Markdown reports and say where they are.
 
     Needs no network. Its time grows with the data, --resolution and --epochs: on sklearn:digits
-    (1,797 images at 64 px, 3 epochs) about 5 minutes on 2 idle CPU cores, several times that on
+    (1,797 images at 64 px, 3 epochs) about a minute or two on 2 idle CPU cores, several times that on
     a busy machine; --train-size 200, --resolution 32 or --epochs 1 shorten it. It says why it
     chose its resolution (4x the images' side, 64 to 224 px) and early stopping (each arm stops at
     its first epoch without a lower validation loss), and prints each step's time.

@@ -324,7 +324,7 @@ def why_first(ranked: Sequence[dict[str, Any]], roles: MetricRoles | None = None
             tied.append(label)
         else:
             (ahead if mine[term] > theirs[term] else behind).append(label)
-    # nothing apart: the tied terms it edges, heaviest first, decided (with a probe-led consensus, the probe)
+    # nothing apart: the tied terms it edges, heaviest first, decided
     edged = [label for term, label in zip(shared, labels, strict=True) if label in tied and mine[term] > theirs[term]]
     if not ahead and edged:
         tied = [label for label in tied if label not in edged]
