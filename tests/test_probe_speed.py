@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import threading
 import tracemalloc
 
 import numpy as np
@@ -12,6 +13,7 @@ from threadpoolctl import threadpool_info
 from zooprobe.evaluator import scores
 from zooprobe.evaluator.probe import TOLERANCE, linear_probe
 from zooprobe.evaluator.score_inputs import LARGE_PRODUCT, blas_threads
+from zooprobe.evaluator.screen import scoring_pool
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +66,34 @@ def test_small_products_run_on_one_blas_thread() -> None:
     assert _blas_threads() == outside
     with blas_threads(LARGE_PRODUCT):
         assert _blas_threads() == outside
+
+
+def test_scores_on_a_pool_stay_on_one_blas_thread_until_the_pool_is_done() -> None:
+    # Each score limits BLAS around itself; on a pool they overlap, and one score's end must not
+    # lift the limit under another still running, nor leave it set once the pool is done.
+    outside = _blas_threads()
+    if outside == 1:
+        pytest.skip("BLAS runs on one thread here already")
+    first_in, second_in, first_done = threading.Event(), threading.Event(), threading.Event()
+
+    def first() -> int:
+        with blas_threads(LARGE_PRODUCT / 10):
+            first_in.set()
+            assert second_in.wait(30)
+        first_done.set()
+        return _blas_threads()
+
+    def second() -> int:
+        assert first_in.wait(30)
+        with blas_threads(LARGE_PRODUCT / 10):
+            second_in.set()
+            assert first_done.wait(30)  # the first score ended while this one runs
+            return _blas_threads()
+
+    with scoring_pool(2) as pool:
+        running = [pool.submit(first), pool.submit(second)]
+        assert [future.result() for future in running] == [1, 1]
+    assert _blas_threads() == outside
 
 
 def test_nce_takes_the_argmax_without_a_float64_copy() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import numpy as np
@@ -10,6 +11,7 @@ from zooprobe.evaluator.builtin_metrics import BUILTIN_METRICS
 from zooprobe.evaluator.decision import MetricRoles, recommend
 from zooprobe.evaluator.scoring import summarise_candidate
 from zooprobe.evaluator.screen import PROBED, CutPointScoring, identical_layers
+from zooprobe.plugins.metric import Metric
 from zooprobe.runs.store import Score
 
 METRICS = {m.name: m for m in BUILTIN_METRICS if m.input == "features"}
@@ -27,10 +29,18 @@ def layered_features(strengths: list[float], seed: int = 0) -> tuple[dict[str, A
     return features, labels
 
 
-def scored(features: dict[str, Any], labels: Any, auto: bool, done: frozenset[tuple[str, str]] = frozenset()) -> Any:
+def scored(
+    features: dict[str, Any],
+    labels: Any,
+    auto: bool,
+    done: frozenset[tuple[str, str]] = frozenset(),
+    threads: int = 1,
+    metrics: dict[str, Metric] = METRICS,
+) -> Any:
     scores: list[Score] = []
-    scoring = CutPointScoring("m", METRICS, labels, {"seed": 0, "folds": 3, "groups": None}, done, scores.append)
-    probed = scoring.score_features(features, LAYERS, list(METRICS), auto=auto)
+    run = {"seed": 0, "folds": 3, "groups": None}
+    scoring = CutPointScoring("m", metrics, labels, run, done, scores.append, threads)
+    probed = scoring.score_features(features, LAYERS, list(metrics), auto=auto)
     return scores, probed
 
 
@@ -91,3 +101,31 @@ def test_a_resumed_candidate_screens_on_the_knn_it_recorded_before_without_recor
     scores, probed = scored(features, labels, auto=True, done=done)
     assert probed == ["block5", "block2", "block3", "block4"]
     assert not any(s.metric == "knn_accuracy" for s in scores)
+
+
+def test_scores_on_two_threads_are_those_of_one_thread_recorded_in_the_same_order() -> None:
+    features, labels = layered_features([0.3, 0.8, 2.0, 1.6, 1.2, 0.6])
+    features["block4"] = features["block5"].copy()
+    for auto in (True, False):
+        one, probed_one = scored(features, labels, auto=auto)
+        two, probed_two = scored(features, labels, auto=auto, threads=2)
+        assert probed_two == probed_one
+        assert [(s.layer, s.metric, s.value, s.spread, s.extra) for s in two] == [
+            (s.layer, s.metric, s.value, s.spread, s.extra) for s in one
+        ]
+
+
+def test_scores_run_on_the_pool_threads_with_two_and_on_the_callers_with_one() -> None:
+    features, labels = layered_features([0.3, 0.8, 2.0, 1.6, 1.2, 0.6])
+    where: dict[str, set[str]] = {}
+
+    def thread_name(inputs: Any, labels: Any) -> float:
+        where.setdefault(threading.current_thread().name, set()).add(str(inputs.shape))
+        return 0.0
+
+    metrics = {**METRICS, "where": Metric("where", thread_name, "features", "the thread a score ran on")}
+    scored(features, labels, auto=True, threads=2, metrics=metrics)
+    assert where and all(name.startswith("zooprobe-score") for name in where)
+    where.clear()
+    scored(features, labels, auto=True, metrics=metrics)
+    assert set(where) == {threading.current_thread().name}

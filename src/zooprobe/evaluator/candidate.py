@@ -11,6 +11,7 @@ from ..catalog.schema import Entry
 from ..errors import ZooprobeError, first_line
 from ..runs.store import Score
 from .checks import select_layers
+from .score_inputs import scoring_threads
 from .scoring import LOGITS
 from .screen import CutPointScoring
 from .units import CandidateOutcome, CandidateSkipped, CandidateTask, ProgressLines, SharedData
@@ -141,7 +142,9 @@ def _score_candidate(
             task.record(score)
         keep(score)
 
-    scoring = CutPointScoring(model, available, labels, run, task.done, emit)
+    # on a CUDA device the scores queue on one stream: threads would only contend for it
+    threads = scoring_threads() if device is None else 1
+    scoring = CutPointScoring(model, available, labels, run, task.done, emit, threads)
     scoring.score_features(features, layers, feature_metrics, auto=isinstance(task.layers, str), say=say.say)
     if probability_metrics and has_head:
         probabilities = _source_probabilities(backbone, features["pre_logits"])

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
-from contextlib import AbstractContextManager, nullcontext
+import threading
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
@@ -26,12 +28,63 @@ LARGE_PRODUCT = 1e10
 
 def blas_threads(multiply_adds: float) -> AbstractContextManager[Any]:
     """One BLAS thread while the largest product inside has fewer than :data:`LARGE_PRODUCT`
-    ``multiply_adds``, else BLAS's own setting (all cores)."""
-    controller = None if multiply_adds >= LARGE_PRODUCT else _controller()
-    if controller is None:
+    ``multiply_adds``, else BLAS's own setting (all cores, unless another thread holds it at one)."""
+    if multiply_adds >= LARGE_PRODUCT:
         return nullcontext()
-    limits: AbstractContextManager[Any] = controller.limit(limits=1, user_api="blas")
-    return limits
+    return single_blas_thread()
+
+
+@contextmanager
+def single_blas_thread() -> Iterator[None]:
+    """BLAS on one thread inside, for every thread of the process while any holds it.
+
+    The limit is process-wide, so it is counted rather than nested: the first holder sets it and the
+    last to leave restores BLAS's own setting. Hold it in the thread that starts the others, for as
+    long as they run (:func:`~zooprobe.evaluator.screen.scoring_pool` does): OpenBLAS takes a new
+    thread count only from the thread that set the last one, so a limit lifted by another thread
+    stays set. Inside, the scores' own :func:`blas_threads` only count.
+    """
+    global _pin_count, _pin_limiter
+    controller = _controller()
+    if controller is None:  # without threadpoolctl, BLAS keeps its default
+        yield
+        return
+    with _pin_lock:
+        if _pin_count == 0:
+            _pin_limiter = controller.limit(limits=1, user_api="blas")
+        _pin_count += 1
+    try:
+        yield
+    finally:
+        with _pin_lock:
+            _pin_count -= 1
+            if _pin_count == 0 and _pin_limiter is not None:
+                _pin_limiter.restore_original_limits()
+                _pin_limiter = None
+
+
+_pin_lock = threading.Lock()
+_pin_count = 0
+_pin_limiter: Any = None
+
+# Threads a candidate's scoring runs its independent scores on, at most: a candidate has about ten
+# (the cheap scores at each cut point, and the probe at four), so more would wait idle.
+MAX_SCORING_THREADS = 8
+
+
+def scoring_threads() -> int:
+    """Threads scores may run on at once: ``$OMP_NUM_THREADS`` when set (Ray sets it to a task's CPUs),
+    else the CPUs this process may use, at most :data:`MAX_SCORING_THREADS`."""
+    import os
+
+    declared = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if declared.isdigit() and int(declared) > 0:
+        available = int(declared)
+    elif hasattr(os, "sched_getaffinity"):
+        available = len(os.sched_getaffinity(0))
+    else:  # macOS and Windows have no affinity call
+        available = os.cpu_count() or 1
+    return max(1, min(available, MAX_SCORING_THREADS))
 
 
 @cache

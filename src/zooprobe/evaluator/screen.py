@@ -23,15 +23,20 @@ more cut points than the probe's share, every cut point is probed (the exhaustiv
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from .score_inputs import single_blas_thread
 from .scoring import score_metric
 
 if TYPE_CHECKING:
     from ..plugins.metric import Metric
     from ..runs.store import Score
+
+T = TypeVar("T")
 
 # The cheap score that screens cut points for the probe.
 SCREEN_METRIC = "knn_accuracy"
@@ -104,7 +109,9 @@ def plan_scoring(
 @dataclass
 class CutPointScoring:
     """One candidate's scores through the metric door, by :func:`plan_scoring`'s plan: ``done`` holds the
-    (layer, metric) pairs recorded already (not recomputed), ``emit`` takes each new score."""
+    (layer, metric) pairs recorded already (not recomputed), ``emit`` takes each new score. With ``threads``
+    above one, the scores of different cut points compute at once (:func:`scoring_pool`); they are
+    emitted in the same order, with the same values, as on one thread."""
 
     model: str
     metrics: Mapping[str, Metric]
@@ -112,6 +119,7 @@ class CutPointScoring:
     run: Mapping[str, Any]
     done: frozenset[tuple[str, str]] | set[tuple[str, str]]
     emit: Callable[[Score], None]
+    threads: int = 1
     scored: dict[tuple[str, str], Score] = field(default_factory=dict)
     caches: dict[str, dict[Any, Any]] = field(default_factory=dict)  # work the metrics at one cut point share
 
@@ -120,11 +128,9 @@ class CutPointScoring:
         if (layer, metric) in self.done:
             return
         if twin is not None and (twin, metric) in self.scored:  # identical features: the same score
-            score = replace(self.scored[(twin, metric)], layer=layer, seconds=0.0)
+            self._record(replace(self.scored[(twin, metric)], layer=layer, seconds=0.0))
         else:
-            score = self._measure(layer, metric, inputs)
-        self.scored[(layer, metric)] = score
-        self.emit(score)
+            self._record(self._measure(layer, metric, inputs))
 
     def value(self, layer: str, metric: str, inputs: Any) -> float | None:
         """``metric``'s value at ``layer``: as scored, else measured now and not recorded (a resumed run's)."""
@@ -132,10 +138,18 @@ class CutPointScoring:
             self.scored[(layer, metric)] = self._measure(layer, metric, inputs)
         return self.scored[(layer, metric)].value
 
+    def _record(self, score: Score) -> None:
+        self.scored[(score.layer, score.metric)] = score
+        self.emit(score)
+
     def _measure(self, layer: str, metric: str, inputs: Any) -> Score:
         """``metric`` scored on ``inputs``, sharing the work of the metrics at ``layer`` (one probe fit serves two)."""
         cache = self.caches.setdefault(layer, {})
         return score_metric(self.metrics[metric], self.model, layer, inputs, self.labels, {**self.run, "cache": cache})
+
+    def _measure_all(self, layer: str, metrics: Sequence[str], inputs: Any) -> list[Score]:
+        """The ``metrics`` not done at ``layer``, in order, on one thread: those of the probe's family share its fit."""
+        return [self._measure(layer, metric, inputs) for metric in metrics if (layer, metric) not in self.done]
 
     def score_features(
         self,
@@ -146,17 +160,35 @@ class CutPointScoring:
         auto: bool,
         say: Callable[[str], None] | None = None,
     ) -> list[str]:
-        """The feature metrics ``names`` at ``layers`` by the plan; returns the cut points probed, deepest first."""
+        """The feature metrics ``names`` at ``layers`` by the plan; returns the cut points probed, deepest first.
+
+        The longest piece of work, the probe at the deepest cut point, starts first; the cheap scores
+        follow, then the probe at the cut points the screen picks from them.
+        """
         plan = plan_scoring(self.metrics, names, layers, features, auto)
-        for layer in plan.distinct:
-            for metric in plan.cheap:
-                self.put(layer, metric, features[layer])
-            if say is not None:
-                say(f"{self.model}: scored {layer}")
-        probed = plan.probed(lambda layer: self.value(layer, SCREEN_METRIC, features[layer]))
-        for layer in probed:
-            for metric in plan.probe:
-                self.put(layer, metric, features[layer])
+        distinct = plan.distinct
+        with scoring_pool(self.threads) as pool:
+
+            def submit(layer: str, metrics: Sequence[str]) -> Future[list[Score]]:
+                return pool.submit(self._measure_all, layer, list(metrics), features[layer])
+
+            probes: dict[str, Future[list[Score]]] = {}
+            if plan.probe:  # the deepest is always probed; without the screen, every cut point is
+                for layer in [distinct[-1]] if plan.screened else distinct[::-1]:
+                    probes[layer] = submit(layer, plan.probe)
+            cheap = {layer: submit(layer, plan.cheap) for layer in distinct}
+            for layer in distinct:
+                for score in cheap[layer].result():
+                    self._record(score)
+                if say is not None:
+                    say(f"{self.model}: scored {layer}")
+            probed = plan.probed(lambda layer: self.value(layer, SCREEN_METRIC, features[layer]))
+            for layer in probed if plan.probe else []:
+                if layer not in probes:
+                    probes[layer] = submit(layer, plan.probe)
+            for layer in probed if plan.probe else []:
+                for score in probes[layer].result():
+                    self._record(score)
         if plan.probe and say is not None:
             say(f"{self.model}: probed {', '.join(sorted(probed, key=list(layers).index))}")
         for layer in layers:  # the twins of cut points scored above
@@ -165,3 +197,30 @@ class CutPointScoring:
                 for metric in plan.cheap + (plan.probe if twin in probed else []):
                     self.put(layer, metric, features[layer], twin)
         return probed
+
+
+class _Inline(Executor):
+    """An executor that runs each task when it is submitted, in the caller's thread (scoring on one thread)."""
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+        future: Future[T] = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except Exception as exc:  # noqa: BLE001 - handed to whoever reads the result, as a pool would
+            future.set_exception(exc)
+        return future
+
+
+@contextmanager
+def scoring_pool(threads: int) -> Iterator[Executor]:
+    """An executor for independent scores: a pool of ``threads`` threads, each on one BLAS thread (NumPy's
+    products release the interpreter lock, so the threads run on separate cores), or inline for one."""
+    if threads <= 1:
+        yield _Inline()
+        return
+    with single_blas_thread():
+        pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="zooprobe-score")
+        try:
+            yield pool
+        finally:  # on an error, what has not started never starts
+            pool.shutdown(wait=True, cancel_futures=True)
