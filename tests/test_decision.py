@@ -14,13 +14,7 @@ from zooprobe.evaluator.assess import assess
 from zooprobe.evaluator.caveats import caveats, overfitting_risk
 from zooprobe.evaluator.decision import MetricRoles, rank, recommend
 from zooprobe.evaluator.ncm import nearest_class_mean
-from zooprobe.evaluator.raw_baseline import (
-    BASELINE_LAYER,
-    BASELINE_MODEL,
-    BaselineInBackground,
-    raw_baseline,
-    raw_features,
-)
+from zooprobe.evaluator.raw_baseline import BASELINE_LAYER, BASELINE_MODEL, raw_features
 from zooprobe.evaluator.score_inputs import stratified_folds
 from zooprobe.metrics import registered
 from zooprobe.runs.store import RunStore
@@ -266,38 +260,6 @@ def test_raw_features_are_the_images_small_or_a_bag_of_words() -> None:
     words, description = raw_features(texts)
     assert description == "a bag of the 4 most frequent words" and words.shape == (3, 4)
     assert np.allclose(words[1, :2], np.log1p([2, 2]))  # 'dog' and 'the', in two texts each, lead
-
-
-def test_the_baseline_computed_beside_the_candidates_is_the_one_computed_after_them() -> None:
-    from zooprobe.data.datasets import Dataset
-    from zooprobe.plugins.metric import Metric
-
-    rng = np.random.default_rng(0)
-    labels = np.arange(60) % 2
-    images = tuple((rng.random((8, 8, 1)) * 100 + 120 * label).astype(np.uint8) for label in labels)
-    data = Dataset("two", "image", labels, ("a", "b"), arrays=images, shapes=((8, 8, 1),) * 60)
-    probe = registered()["probe_accuracy"]
-    run = {"seed": 0, "folds": 3, "groups": None}
-    stored: list[Any] = []
-    summary = BaselineInBackground(data, labels, probe, run, {}).summary(stored.append)
-    expected = raw_baseline(data, labels, probe, run)
-    (score,) = stored
-    assert (score.model, score.layer, score.value, score.spread) == (
-        BASELINE_MODEL, BASELINE_LAYER, expected.value, expected.spread,
-    )  # fmt: skip
-    assert summary is not None and summary["accuracy"] == expected.value
-    # a resumed run's stored score is read back, not computed again
-    resumed = BaselineInBackground(data, labels, probe, run, {(BASELINE_MODEL, BASELINE_LAYER, probe.name): score})
-    assert resumed.summary(stored.append) == summary and len(stored) == 1
-
-    # a failure is raised where the baseline is read, and only if it is
-    def broken(features: Any, labels: Any) -> float:
-        raise ValueError("the probe failed")
-
-    failing = Metric("probe_accuracy", broken, "features", "a probe that fails", role="probe")
-    with pytest.raises(ValueError, match="the probe failed"):
-        BaselineInBackground(data, labels, failing, run, {}).summary(stored.append)
-    assert BaselineInBackground(data, labels, failing, run, {}).summary(stored.append, wanted=False) is None
 
 
 def test_digits_at_8_px_raw_pixels_match_a_random_network_and_the_summary_says_so(

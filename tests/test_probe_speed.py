@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import threading
 import tracemalloc
+from typing import Any
 
 import numpy as np
 import pytest
@@ -34,6 +35,29 @@ def test_the_default_tolerance_keeps_a_tight_fits_accuracy(digits: tuple[np.ndar
     assert default.accuracy == pytest.approx(tight.accuracy, abs=0.005)
     assert default.balanced_accuracy == pytest.approx(tight.balanced_accuracy, abs=0.005)
     assert 0.9 < default.accuracy < 1
+
+
+def test_folds_fitted_on_threads_give_the_probe_of_one_thread(
+    digits: tuple[np.ndarray, np.ndarray], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from zooprobe.evaluator import probe
+
+    features, labels = digits
+    fitted_on: list[str] = []
+    fit = probe._Softmax.fit
+
+    def fit_and_say_where(self: Any, *args: Any, **kwargs: Any) -> None:
+        fitted_on.append(threading.current_thread().name)
+        fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(probe._Softmax, "fit", fit_and_say_where)
+    one = linear_probe(features, labels)
+    assert set(fitted_on) == {threading.current_thread().name}
+    fitted_on.clear()
+    three = linear_probe(features, labels, threads=3)
+    assert three == one
+    # the sweep's 11 fits and fold 0 here, the other 4 folds on the pool
+    assert len(fitted_on) == 16 and sum(name.startswith("zooprobe-fold") for name in fitted_on) == 4
 
 
 def test_c_near_walks_half_decades_to_the_best_c(digits: tuple[np.ndarray, np.ndarray]) -> None:

@@ -40,8 +40,8 @@ from .candidates import entry_facts, resolve_candidates
 from .caveats import caveats
 from .checks import AssessError, check_data_ratio, check_input, name_pair_features
 from .decision import MetricRoles, rank
-from .raw_baseline import BaselineInBackground
-from .score_inputs import single_blas_thread
+from .raw_baseline import run_baseline
+from .score_inputs import scoring_threads
 from .scoring import summarise_candidate
 from .sharded import shard_extraction, shard_threshold
 from .units import CandidateOutcome, CandidateSkipped, CandidateTask, ProgressLines, SharedData
@@ -336,19 +336,16 @@ def assess(
             runs.put_candidate(run.id, task.position, CandidateResult.from_json(doc))
             say.say(f"{task.entry.id}: skipped ({reason})")
 
-        # what pretrained features must beat, once per run: computed meanwhile, as it needs no candidate
-        options = {"seed": config["seed"], "folds": config["folds"], "groups": groups}
+        shared = pool.share(SharedData.of(data, dataset, groups, on_error, on_duplicates, remote=not local))
+        pool.run(Job(assess_candidate, units(), shared, finished, failed, None if local else say.say))
+        # what pretrained features must beat, once per run; nothing to compare when no candidate was scored
+        scored = any(doc["status"] == "done" for doc in docs)
+        probe = available[roles.probe] if roles.probe and scored else None
+        options = {"seed": config["seed"], "folds": config["folds"], "groups": groups, "threads": scoring_threads()}
         stored_scores = {(s.model, s.layer, s.metric): s for s in runs.scores(run.id)}
-        probe = available[roles.probe] if roles.probe else None
-        # Scores run on one BLAS thread each: held once for the whole run, since scoring threads that
-        # run beside each other while the limit is set and lifted around each score spent 1.5-2x the CPU.
-        with single_blas_thread():
-            baseline_work = BaselineInBackground(dataset, dataset.labels, probe, options, stored_scores)
-            shared = pool.share(SharedData.of(data, dataset, groups, on_error, on_duplicates, remote=not local))
-            pool.run(Job(assess_candidate, units(), shared, finished, failed, None if local else say.say))
-            # nothing to compare when no candidate was scored
-            scored = any(doc["status"] == "done" for doc in docs)
-            baseline = baseline_work.summary(lambda s: runs.put_score(run.id, s), wanted=scored)
+        baseline = run_baseline(
+            dataset, dataset.labels, probe, options, stored_scores, lambda s: runs.put_score(run.id, s)
+        )
         result = _finish(run.id, runs, docs, roles, time.perf_counter() - started, baseline)
     except BaseException as exc:
         # Leave the run 'running' on an interruption (it resumes); record a real failure.

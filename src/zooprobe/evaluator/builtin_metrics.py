@@ -40,15 +40,17 @@ def _fit_probe(
     cache: dict[Any, Any] | None,
     groups: Any,
     device: str | None = None,
+    threads: int = 1,
 ) -> ProbeResult:
     """One probe fit per (features, folds, seed): both probe metrics read it from the candidate's cut-point cache."""
     from .probe import linear_probe
 
+    options: dict[str, Any] = {"folds": folds, "seed": seed, "groups": groups, "device": device, "threads": threads}
     if cache is None:
-        return linear_probe(features, labels, folds=folds, seed=seed, groups=groups, device=device)
-    key = ("linear_probe", folds, seed)
+        return linear_probe(features, labels, **options)
+    key = ("linear_probe", folds, seed)  # threads change how fast, not what
     if key not in cache:
-        cache[key] = linear_probe(features, labels, folds=folds, seed=seed, groups=groups, device=device)
+        cache[key] = linear_probe(features, labels, **options)
     result: ProbeResult = cache[key]
     return result
 
@@ -62,10 +64,12 @@ def probe_accuracy(
     cache: dict[Any, Any] | None = None,
     groups: Any = None,
     device: str | None = None,
+    threads: int = 1,
 ) -> MetricResult:
     """Mean cross-validated accuracy of the linear probe (see :func:`~zooprobe.evaluator.probe.linear_probe`),
-    its standard deviation over folds, and the chosen ``c`` and ``folds``; fitted in torch on ``device`` when given."""
-    result = _fit_probe(features, labels, folds, seed, cache, groups, device)
+    its standard deviation over folds, and the chosen ``c`` and ``folds``; fitted in torch on ``device`` when given,
+    its folds on ``threads`` threads."""
+    result = _fit_probe(features, labels, folds, seed, cache, groups, device, threads)
     return MetricResult(result.accuracy, result.accuracy_std, {"c": result.c, "folds": result.folds})
 
 
@@ -78,9 +82,10 @@ def probe_balanced_accuracy(
     cache: dict[Any, Any] | None = None,
     groups: Any = None,
     device: str | None = None,
+    threads: int = 1,
 ) -> MetricResult:
     """Mean cross-validated balanced accuracy (mean per-class recall) of the linear probe, as :func:`probe_accuracy`."""
-    result = _fit_probe(features, labels, folds, seed, cache, groups, device)
+    result = _fit_probe(features, labels, folds, seed, cache, groups, device, threads)
     return MetricResult(result.balanced_accuracy, result.balanced_accuracy_std, {"c": result.c, "folds": result.folds})
 
 
@@ -134,7 +139,7 @@ BUILTIN_METRICS = [
         role="probe",
         weight=1.0,
         default=True,
-        options=("folds", "seed", "cache", "groups", "device"),
+        options=("folds", "seed", "cache", "groups", "device", "threads"),
     ),
     Metric(
         "probe_balanced_accuracy",
@@ -143,7 +148,7 @@ BUILTIN_METRICS = [
         "linear-probe balanced accuracy (mean per-class recall), mean over stratified folds",
         "Radford et al. 2021 (CLIP), linear-probe protocol",
         default=True,
-        options=("folds", "seed", "cache", "groups", "device"),
+        options=("folds", "seed", "cache", "groups", "device", "threads"),
     ),
     Metric(
         "knn_accuracy",

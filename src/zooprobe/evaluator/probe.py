@@ -7,7 +7,14 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .score_inputs import ScoreInputError, blas_threads, check_score_input, float32_ready, stratified_folds
+from .score_inputs import (
+    LARGE_PRODUCT,
+    ScoreInputError,
+    blas_threads,
+    check_score_input,
+    float32_ready,
+    stratified_folds,
+)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -165,6 +172,7 @@ def linear_probe(
     tolerance: float = TOLERANCE,
     c_near: float | None = None,
     device: str | None = None,
+    threads: int = 1,
 ) -> ProbeResult:
     """Cross-validated accuracy of a multinomial logistic-regression probe on standardised features.
 
@@ -192,6 +200,10 @@ def linear_probe(
 
     With ``device`` (``cuda``, ``cuda:N``, ``cpu``...), the fits run in torch there
     (:mod:`.probe_torch`), the rest as without; the default (None) fits in NumPy on the CPU.
+
+    With ``threads`` above one, the folds after the first (each fitted from zeros) are fitted on that
+    many threads at once, each on one BLAS thread, with the same result; not on a device, nor where
+    BLAS's products are large enough to use every core themselves.
     """
     import numpy as np
 
@@ -206,10 +218,12 @@ def linear_probe(
     folds = int(max(2, min(folds, counts.min())))
     fold_of = stratified_folds(y, folds, seed, group)
     classes = int(y.max()) + 1
-    settings = _Settings(max_iter, tolerance, refinements, sweep_examples, c_near, device)
     # the largest product: rows x features x classes, or the QR of the rows' span when it is narrower
     n, dim = len(y), f.shape[1]
-    with blas_threads(float(n) * dim * (classes + (n if n < dim else 0))):
+    largest = float(n) * dim * (classes + (n if n < dim else 0))
+    threads = threads if device is None and largest < LARGE_PRODUCT else 1
+    settings = _Settings(max_iter, tolerance, refinements, sweep_examples, c_near, device, threads)
+    with blas_threads(largest):
         return _probe(f, y, fold_of, folds, classes, seed, settings)
 
 
@@ -221,6 +235,7 @@ class _Settings:
     sweep_examples: int
     c_near: float | None
     device: str | None = None
+    threads: int = 1
 
     def model(self, dim: int, classes: int, start: tuple[Any, Any] | None) -> Any:
         """A softmax model to fit: NumPy's without a device, else torch's on it."""
@@ -301,8 +316,7 @@ def _probe(
         _walk(evaluate, sweep, settings.c_near)
     best_c = _best(sweep)
 
-    accuracies, balanced = [], []
-    for fold in range(folds):
+    def fold_result(fold: int) -> tuple[float, float]:
         # fold 0 is the sweep's own split unless the sweep ran on a subset of it
         x_train, y_train, x_test, y_test, basis = sweep_split if fold == 0 and not subsampled else split(fold)
         # A fit stops at a tolerance, so it remembers where it started: only a start that never saw
@@ -316,8 +330,17 @@ def _probe(
         model = settings.model(x_train.shape[1], classes, start)
         model.fit(x_train, y_train, best_c, settings.max_iter, settings.tolerance)
         predicted = model.predict(x_test)
-        accuracies.append(float((predicted == y_test).mean()))
-        balanced.append(_balanced_accuracy(y_test, predicted))
+        return float((predicted == y_test).mean()), _balanced_accuracy(y_test, predicted)
+
+    if settings.threads > 1 and folds > 2:  # the folds are independent: each fit on a thread of its own
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(min(settings.threads, folds - 1), thread_name_prefix="zooprobe-fold") as pool:
+            later = pool.map(fold_result, range(1, folds))  # submitted now, while fold 0 finishes here
+            results = [fold_result(0), *later]
+    else:
+        results = [fold_result(fold) for fold in range(folds)]
+    accuracies, balanced = [a for a, _ in results], [b for _, b in results]
     return ProbeResult(
         accuracy=float(np.mean(accuracies)),
         accuracy_std=float(np.std(accuracies)),

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import threading
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -73,50 +72,23 @@ def raw_baseline(dataset: Dataset, labels: Any, probe: Metric, run: Mapping[str,
     return dataclasses.replace(score, extra={**score.extra, "features": description})
 
 
-class BaselineInBackground:
-    """The run's raw baseline (:func:`raw_baseline`), computed on a thread of its own from the start: it needs
-    no candidate, so it runs while they are assessed. A score stored among ``done`` (a resumed run) is reused;
-    without a ``probe`` there is none."""
-
-    def __init__(
-        self,
-        dataset: Dataset,
-        labels: Any,
-        probe: Metric | None,
-        run: Mapping[str, Any],
-        done: Mapping[tuple[str, str, str], Score],
-    ) -> None:
-        self.stored = None if probe is None else done.get((BASELINE_MODEL, BASELINE_LAYER, probe.name))
-        self._score: Score | None = None
-        self._error: BaseException | None = None
-        self._thread: threading.Thread | None = None
-        if probe is not None and self.stored is None:
-            self._thread = threading.Thread(
-                target=self._compute, args=(dataset, labels, probe, run), name="zooprobe-baseline", daemon=True
-            )
-            self._thread.start()
-
-    def _compute(self, dataset: Dataset, labels: Any, probe: Metric, run: Mapping[str, Any]) -> None:
-        try:
-            self._score = raw_baseline(dataset, labels, probe, run)
-        except BaseException as exc:  # noqa: BLE001 - raised again in the caller's thread by summary()
-            self._error = exc
-
-    def summary(self, put: Callable[[Score], None], *, wanted: bool = True) -> dict[str, Any] | None:
-        """The run's baseline summary (:func:`baseline_summary`) once computed, a new score handed to ``put``
-        first; ``None`` when not ``wanted`` (no candidate was scored: nothing to compare) or without a probe."""
-        if self._thread is not None:
-            self._thread.join()
-        if not wanted:
-            return None
-        if self._error is not None:
-            raise self._error
-        if self.stored is not None:
-            return baseline_summary(self.stored)
-        if self._score is None:
-            return None
-        put(self._score)
-        return baseline_summary(self._score)
+def run_baseline(
+    dataset: Dataset,
+    labels: Any,
+    probe: Metric | None,
+    run: Mapping[str, Any],
+    done: Mapping[tuple[str, str, str], Score],
+    put: Callable[[Score], None],
+) -> dict[str, Any] | None:
+    """The run's baseline summary (:func:`baseline_summary`): the stored score among ``done`` when there is one
+    (a resumed run), else :func:`raw_baseline` scored now and handed to ``put``; ``None`` without a probe."""
+    if probe is None:
+        return None
+    score = done.get((BASELINE_MODEL, BASELINE_LAYER, probe.name))
+    if score is None:
+        score = raw_baseline(dataset, labels, probe, run)
+        put(score)
+    return baseline_summary(score)
 
 
 def baseline_summary(score: Score) -> dict[str, Any] | None:

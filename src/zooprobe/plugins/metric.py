@@ -20,7 +20,7 @@ from ..errors import InvalidChoiceError, ZooprobeError
 
 MetricInput = Literal["features", "probabilities"]
 MetricRole = Literal["probe", "as-is", "evidence"]
-RunOption = Literal["seed", "folds", "cache", "groups", "device"]
+RunOption = Literal["seed", "folds", "cache", "groups", "device", "threads"]
 
 
 @dataclass(frozen=True)
@@ -82,7 +82,9 @@ class Metric:
             that splits or leaves examples out keeps each group on one side. A metric that does not
             ask for ``groups`` is given one row per content when the data holds copies.
             ``"device"``: the torch device to compute on (``cuda``, ``cuda:N``) when the run has an
-            accelerator, else None (compute on the CPU, in NumPy).
+            accelerator, else None (compute on the CPU, in NumPy). ``"threads"``: how many threads the
+            function may run its own independent parts on (the probe's folds); BLAS is held at one
+            thread each while scores run.
     """
 
     name: str
