@@ -115,17 +115,26 @@ def test_scores_on_two_threads_are_those_of_one_thread_recorded_in_the_same_orde
         ]
 
 
-def test_scores_run_on_the_pool_threads_with_two_and_on_the_callers_with_one() -> None:
+def test_concurrent_metrics_run_on_the_pool_threads_and_the_others_on_the_callers() -> None:
     features, labels = layered_features([0.3, 0.8, 2.0, 1.6, 1.2, 0.6])
     where: dict[str, set[str]] = {}
 
-    def thread_name(inputs: Any, labels: Any) -> float:
-        where.setdefault(threading.current_thread().name, set()).add(str(inputs.shape))
-        return 0.0
+    def thread_name(metric: str) -> Any:
+        def score(inputs: Any, labels: Any) -> float:
+            where.setdefault(metric, set()).add(threading.current_thread().name)
+            return 0.0
 
-    metrics = {**METRICS, "where": Metric("where", thread_name, "features", "the thread a score ran on")}
+        return score
+
+    metrics = {
+        **METRICS,
+        "pooled": Metric("pooled", thread_name("pooled"), "features", "where it ran", concurrent=True),
+        "alone": Metric("alone", thread_name("alone"), "features", "where it ran"),
+    }
+    caller = threading.current_thread().name
     scored(features, labels, auto=True, threads=2, metrics=metrics)
-    assert where and all(name.startswith("zooprobe-score") for name in where)
+    assert where["pooled"] and all(name.startswith("zooprobe-score") for name in where["pooled"])
+    assert where["alone"] == {caller}  # not declared safe on threads: one at a time, here
     where.clear()
     scored(features, labels, auto=True, metrics=metrics)
-    assert set(where) == {threading.current_thread().name}
+    assert where["pooled"] == where["alone"] == {caller}

@@ -139,6 +139,7 @@ BUILTIN_METRICS = [
         role="probe",
         weight=1.0,
         default=True,
+        concurrent=True,
         options=("folds", "seed", "cache", "groups", "device", "threads"),
     ),
     Metric(
@@ -148,6 +149,7 @@ BUILTIN_METRICS = [
         "linear-probe balanced accuracy (mean per-class recall), mean over stratified folds",
         "Radford et al. 2021 (CLIP), linear-probe protocol",
         default=True,
+        concurrent=True,
         options=("folds", "seed", "cache", "groups", "device", "threads"),
     ),
     Metric(
@@ -157,6 +159,7 @@ BUILTIN_METRICS = [
         "leave-one-out cosine k-nearest-neighbour accuracy (k=10)",
         "Wu et al. 2018; Caron et al. 2021 (DINO)",
         default=True,
+        concurrent=True,
         options=("seed", "groups"),
     ),
     Metric(
@@ -167,6 +170,7 @@ BUILTIN_METRICS = [
         "Mensink et al. 2013, nearest class mean",
         role="as-is",
         default=True,
+        concurrent=True,
         options=("folds", "seed", "groups"),
     ),
     Metric(
@@ -177,6 +181,7 @@ BUILTIN_METRICS = [
         "You et al. 2021, LogME",
         weight=0.25,
         default=True,
+        concurrent=True,
         options=("device",),
     ),
     Metric(
@@ -186,6 +191,7 @@ BUILTIN_METRICS = [
         "tr(cov(f)^+ cov(E[f|y])): class separation",
         "Bao et al. 2019, H-score",
         default=True,
+        concurrent=True,
     ),
     Metric(
         "nce",
@@ -194,6 +200,7 @@ BUILTIN_METRICS = [
         "negative conditional entropy of target labels given the source head's predicted class",
         "Tran et al. 2019, NCE",
         default=True,
+        concurrent=True,
     ),
     Metric(
         "leep",
@@ -202,6 +209,7 @@ BUILTIN_METRICS = [
         "log expected empirical prediction through the source head",
         "Nguyen et al. 2020, LEEP",
         default=True,
+        concurrent=True,
     ),
 ]
 

@@ -110,8 +110,8 @@ def plan_scoring(
 class CutPointScoring:
     """One candidate's scores through the metric door, by :func:`plan_scoring`'s plan: ``done`` holds the
     (layer, metric) pairs recorded already (not recomputed), ``emit`` takes each new score. With ``threads``
-    above one, the scores of different cut points compute at once (:func:`scoring_pool`); they are
-    emitted in the same order, with the same values, as on one thread."""
+    above one, the scores of metrics declared ``concurrent`` compute at once on a pool (:func:`scoring_pool`),
+    the others in the calling thread; they are emitted in the same order, with the same values, as on one thread."""
 
     model: str
     metrics: Mapping[str, Metric]
@@ -172,9 +172,11 @@ class CutPointScoring:
         plan = plan_scoring(self.metrics, names, layers, features, auto)
         distinct = plan.distinct
         with scoring_pool(self.threads) as pool:
+            inline = _Inline()
 
             def submit(layer: str, metrics: Sequence[str]) -> Future[list[Score]]:
-                return pool.submit(self._measure_all, layer, list(metrics), features[layer])
+                concurrent = all(self.metrics[metric].concurrent for metric in metrics)
+                return (pool if concurrent else inline).submit(self._measure_all, layer, list(metrics), features[layer])
 
             probes: dict[str, Future[list[Score]]] = {}
             if plan.probe:  # the deepest is always probed; without the screen, every cut point is

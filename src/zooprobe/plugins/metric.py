@@ -85,6 +85,10 @@ class Metric:
             accelerator, else None (compute on the CPU, in NumPy). ``"threads"``: how many threads the
             function may run its own independent parts on (the probe's folds); BLAS is held at one
             thread each while scores run.
+        concurrent: the function may run on several threads at once, beside other metrics (it keeps
+            no state outside its arguments and ``cache``, and its heavy work releases the interpreter
+            lock, as NumPy's does). Such metrics are scored on a pool of threads; the others (the
+            default) one at a time, in the thread that scores the candidate.
     """
 
     name: str
@@ -96,6 +100,7 @@ class Metric:
     weight: float = 0.0
     default: bool = False
     options: tuple[RunOption, ...] = ()
+    concurrent: bool = False
 
     def __post_init__(self) -> None:
         # assess routes a metric by its input: any other value would leave it silently unscored
