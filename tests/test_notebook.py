@@ -7,7 +7,9 @@ headless in a Jupyter kernel.
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+import io
 import json
 import math
 import re
@@ -26,7 +28,7 @@ from zooprobe.cli import cli
 from zooprobe.errors import InvalidChoiceError, ZooprobeError
 from zooprobe.reports import build_report, open_store_readonly, render
 from zooprobe.reports.model import Decision
-from zooprobe.reports.writers import render_markdown
+from zooprobe.reports.writers import render_csv, render_markdown
 
 from .conftest import home_with_catalog, write_digits_npz
 
@@ -281,6 +283,10 @@ def test_the_epochs_frame_carries_f1_of_label_1_on_a_binary_task(
     recorded = [r.val_f1 for arm in ("head", "scratch") for r in tuned.arms[arm]]
     assert list(epochs["val_f1"]) == recorded and all(0.0 <= f1 <= 1.0 for f1 in recorded)
     assert len(recorded) == 4
+    # and the CSV report's epoch rows carry it too
+    rows = csv.DictReader(io.StringIO(render_csv(zooprobe.report(tuned.run_id, home=home).report)))
+    written = [float(row["val_f1"]) for row in rows if row["table"] == "epochs"]
+    assert written == pytest.approx(recorded, abs=1e-6)
 
 
 def test_a_stored_run_reopens_as_the_same_typed_result(runs_home: dict[str, Any]) -> None:

@@ -107,7 +107,7 @@ CSV_COLUMNS = (
 CSV_TAIL = (
     "consensus", "rank", "strategy", "cut", "finetune_arg", "expected_accuracy", "uncertainty", "interval_low",
     "interval_high", "interval_level", "status",
-    "layer", "depth", "arm", "epoch", "train_loss", "val_loss", "val_accuracy", "val_balanced_accuracy",
+    "layer", "depth", "arm", "epoch", "train_loss", "val_loss", "val_accuracy", "val_balanced_accuracy", "val_f1",
     "seconds", "achieved_accuracy", "gain_over_scratch",
 )  # fmt: skip
 
@@ -152,7 +152,7 @@ def render_csv(report: Report) -> str:
                 add(
                     "epochs", tune.run_id, model=tune.model, arm=arm.name, epoch=epoch.epoch,
                     train_loss=epoch.train_loss, val_loss=epoch.val_loss, val_accuracy=epoch.val_accuracy,
-                    val_balanced_accuracy=epoch.val_balanced_accuracy, seconds=epoch.seconds,
+                    val_balanced_accuracy=epoch.val_balanced_accuracy, val_f1=epoch.val_f1, seconds=epoch.seconds,
                     gain_over_scratch=None if arm.is_scratch else tune.gain_over_scratch,
                 )  # fmt: skip
     for check in report.predictions:
