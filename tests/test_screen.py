@@ -6,6 +6,7 @@ import threading
 from typing import Any
 
 import numpy as np
+import pytest
 
 from zooprobe.evaluator.builtin_metrics import BUILTIN_METRICS
 from zooprobe.evaluator.decision import MetricRoles, recommend
@@ -138,3 +139,41 @@ def test_concurrent_metrics_run_on_the_pool_threads_and_the_others_on_the_caller
     where.clear()
     scored(features, labels, auto=True, metrics=metrics)
     assert where["pooled"] == where["alone"] == {caller}
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_failing_score_leaves_what_one_thread_recorded_before_it(threads: int) -> None:
+    features, labels = layered_features([0.3, 0.8, 2.0, 1.6, 1.2, 0.6])
+
+    def fails_at(layer_width: int) -> Any:
+        def score(inputs: Any, labels: Any) -> float:
+            if inputs.shape[1] == layer_width and np.array_equal(inputs, features["block3"]):
+                raise ValueError("this score failed")
+            return 0.0
+
+        return score
+
+    # a cheap score failing at block3: every score of block0-block2 stays, and those before it at block3
+    broken = Metric("broken", fails_at(24), "features", "fails at block3", concurrent=True)
+    metrics = {**METRICS, "broken": broken}
+    recorded: list[Score] = []
+    scoring = CutPointScoring("m", metrics, labels, {"seed": 0, "folds": 3}, frozenset(), recorded.append, threads)
+    with pytest.raises(ValueError, match="this score failed"):
+        scoring.score_features(features, LAYERS, list(metrics), auto=True)
+    cheap = [name for name in metrics if metrics[name].role != "probe" and "cache" not in metrics[name].options]
+    expected = [(layer, name) for layer in LAYERS[:3] for name in cheap]
+    expected += [("block3", name) for name in cheap[: cheap.index("broken")]]
+    assert [(s.layer, s.metric) for s in recorded] == expected
+
+    # a probe failing: every cheap score stays
+    def probe_fails(inputs: Any, labels: Any) -> float:
+        raise ValueError("the probe failed")
+
+    failing_probe = Metric("probe_accuracy", probe_fails, "features", "fails", role="probe", concurrent=True)
+    metrics = {**METRICS, "probe_accuracy": failing_probe}
+    recorded.clear()
+    scoring = CutPointScoring("m", metrics, labels, {"seed": 0, "folds": 3}, frozenset(), recorded.append, threads)
+    with pytest.raises(ValueError, match="the probe failed"):
+        scoring.score_features(features, LAYERS, list(metrics), auto=True)
+    assert {(s.layer, s.metric) for s in recorded} >= {(layer, "knn_accuracy") for layer in LAYERS}
+    assert not any(s.metric.startswith("probe") for s in recorded)

@@ -13,6 +13,7 @@ from .score_inputs import (
     blas_threads,
     check_score_input,
     float32_ready,
+    scoring_threads,
     stratified_folds,
 )
 
@@ -202,8 +203,9 @@ def linear_probe(
     (:mod:`.probe_torch`), the rest as without; the default (None) fits in NumPy on the CPU.
 
     With ``threads`` above one, the folds after the first (each fitted from zeros) are fitted on that
-    many threads at once, each on one BLAS thread, with the same result; not on a device, nor where
-    BLAS's products are large enough to use every core themselves.
+    many threads at once (fold 0, finished from the sweep's fit, in the caller's), each on one BLAS
+    thread, with the same result; at most as many as :func:`~.score_inputs.scoring_threads` allows,
+    and not on a device, nor where BLAS's products are large enough to use every core themselves.
     """
     import numpy as np
 
@@ -221,7 +223,7 @@ def linear_probe(
     # the largest product: rows x features x classes, or the QR of the rows' span when it is narrower
     n, dim = len(y), f.shape[1]
     largest = float(n) * dim * (classes + (n if n < dim else 0))
-    threads = threads if device is None and largest < LARGE_PRODUCT else 1
+    threads = min(threads, scoring_threads()) if device is None and largest < LARGE_PRODUCT else 1
     settings = _Settings(max_iter, tolerance, refinements, sweep_examples, c_near, device, threads)
     with blas_threads(largest):
         return _probe(f, y, fold_of, folds, classes, seed, settings)
@@ -335,9 +337,12 @@ def _probe(
     if settings.threads > 1 and folds > 2:  # the folds are independent: each fit on a thread of its own
         from concurrent.futures import ThreadPoolExecutor
 
-        with ThreadPoolExecutor(min(settings.threads, folds - 1), thread_name_prefix="zooprobe-fold") as pool:
+        pool = ThreadPoolExecutor(min(settings.threads, folds - 1), thread_name_prefix="zooprobe-fold")
+        try:
             later = pool.map(fold_result, range(1, folds))  # submitted now, while fold 0 finishes here
             results = [fold_result(0), *later]
+        finally:  # interrupted: the folds not started never start
+            pool.shutdown(wait=True, cancel_futures=True)
     else:
         results = [fold_result(fold) for fold in range(folds)]
     accuracies, balanced = [a for a, _ in results], [b for _, b in results]

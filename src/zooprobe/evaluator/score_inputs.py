@@ -74,8 +74,12 @@ MAX_SCORING_THREADS = 8
 
 def scoring_threads() -> int:
     """Threads scores may run on at once: ``$OMP_NUM_THREADS`` when set (Ray sets it to a task's CPUs),
-    else the CPUs this process may use, at most :data:`MAX_SCORING_THREADS`."""
+    else the CPUs this process may use, at most :data:`MAX_SCORING_THREADS`; one where BLAS's threads
+    cannot be limited (no threadpoolctl), as each thread's products would then use every core."""
     import os
+
+    if _controller() is None:
+        return 1
 
     declared = os.environ.get("OMP_NUM_THREADS", "").strip()
     if declared.isdigit() and int(declared) > 0:

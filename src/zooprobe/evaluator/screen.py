@@ -24,12 +24,12 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .score_inputs import single_blas_thread
+from .score_inputs import LARGE_PRODUCT, single_blas_thread
 from .scoring import score_metric
 
 if TYPE_CHECKING:
@@ -171,42 +171,70 @@ class CutPointScoring:
         """
         plan = plan_scoring(self.metrics, names, layers, features, auto)
         distinct = plan.distinct
-        with scoring_pool(self.threads) as pool:
+        groups = _cheap_tasks(self.metrics, plan.cheap)
+        screen = next((group for group in groups if SCREEN_METRIC in group), ())
+        cheap: dict[tuple[str, tuple[str, ...]], Future[list[Score]]] = {}
+        probes: dict[str, Future[list[Score]]] = {}
+        probed: list[str] = []
+
+        def in_order() -> list[Future[list[Score]]]:
+            """The tasks submitted, in the order one thread records their scores."""
+            tasks = [cheap[(layer, group)] for layer in distinct for group in groups if (layer, group) in cheap]
+            return tasks + [probes[layer] for layer in probed or list(probes) if layer in probes]
+
+        # Products large enough for BLAS to use every core themselves keep it, one score at a time.
+        threads = self.threads if _largest_product(features, distinct) < LARGE_PRODUCT else 1
+        recorded: set[int] = set()
+        with scoring_pool(threads) as pool:
             inline = _Inline()
 
             def submit(layer: str, metrics: Sequence[str]) -> Future[list[Score]]:
-                concurrent = all(self.metrics[metric].concurrent for metric in metrics)
-                return (pool if concurrent else inline).submit(self._measure_all, layer, list(metrics), features[layer])
+                on_pool = all(self.metrics[metric].concurrent for metric in metrics)
+                return (pool if on_pool else inline).submit(self._measure_all, layer, list(metrics), features[layer])
 
-            probes: dict[str, Future[list[Score]]] = {}
-            if plan.probe:  # the deepest is always probed; without the screen, every cut point is
-                for layer in [distinct[-1]] if plan.screened else distinct[::-1]:
-                    probes[layer] = submit(layer, plan.probe)
-            # one task per cheap score: the screen's first, then (once they say where) the screened
-            # probes, the longer work, then the rest
-            cheap = {(layer, SCREEN_METRIC): submit(layer, [SCREEN_METRIC]) for layer in distinct if plan.screened}
-
-            def screen_value(layer: str) -> float | None:
-                new = cheap[(layer, SCREEN_METRIC)].result()
-                return new[0].value if new else self.value(layer, SCREEN_METRIC, features[layer])
-
-            probed = plan.probed(screen_value)
-            for layer in probed if plan.probe else []:
-                if layer not in probes:
-                    probes[layer] = submit(layer, plan.probe)
-            for metric in plan.cheap:
-                for layer in distinct:
-                    if (layer, metric) not in cheap:
-                        cheap[(layer, metric)] = submit(layer, [metric])
-            for layer in distinct:
-                for metric in plan.cheap:
-                    for score in cheap[(layer, metric)].result():
-                        self._record(score)
-                if say is not None:
-                    say(f"{self.model}: scored {layer}")
-            for layer in probed if plan.probe else []:
-                for score in probes[layer].result():
+            def record(task: Future[list[Score]]) -> None:
+                for score in task.result():
                     self._record(score)
+                recorded.add(id(task))
+
+            try:
+                if plan.probe:  # the deepest is always probed; without the screen, every cut point is
+                    for layer in [distinct[-1]] if plan.screened else distinct[::-1]:
+                        probes[layer] = submit(layer, plan.probe)
+                # the screen's scores first, then (once they say where) the screened probes, the longer
+                # work, then the other cheap scores
+                for layer in distinct if plan.screened else []:
+                    cheap[(layer, screen)] = submit(layer, screen)
+
+                def screen_value(layer: str) -> float | None:
+                    new = [score for score in cheap[(layer, screen)].result() if score.metric == SCREEN_METRIC]
+                    return new[0].value if new else self.value(layer, SCREEN_METRIC, features[layer])
+
+                probed = plan.probed(screen_value)
+                for layer in probed if plan.probe else []:
+                    if layer not in probes:
+                        probes[layer] = submit(layer, plan.probe)
+                for group in groups:
+                    for layer in distinct:
+                        if (layer, group) not in cheap:
+                            cheap[(layer, group)] = submit(layer, group)
+                for layer in distinct:
+                    for group in groups:
+                        record(cheap[(layer, group)])
+                    if say is not None:
+                        say(f"{self.model}: scored {layer}")
+                for layer in probed if plan.probe else []:
+                    record(probes[layer])
+            except Exception:
+                # a failing score: what finished before it, in one thread's order, stays recorded
+                tasks = in_order()
+                wait(tasks)
+                for task in tasks:
+                    if task.exception() is not None:
+                        break
+                    if id(task) not in recorded:
+                        record(task)
+                raise
         if plan.probe and say is not None:
             say(f"{self.model}: probed {', '.join(sorted(probed, key=list(layers).index))}")
         for layer in layers:  # the twins of cut points scored above
@@ -219,12 +247,30 @@ class CutPointScoring:
 
 class _Inline(Executor):
     """An executor that runs each task when it is submitted, in the caller's thread (scoring on one thread);
-    a task's error is raised there and then, as a call's would be."""
+    a task's error is kept for whoever reads its result, as a pool's would be (an interrupt is not)."""
 
     def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
         future: Future[T] = Future()
-        future.set_result(fn(*args, **kwargs))
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except Exception as exc:  # noqa: BLE001 - raised where the result is read, in one thread's order
+            future.set_exception(exc)
         return future
+
+
+def _cheap_tasks(metrics: Mapping[str, Metric], cheap: Sequence[str]) -> list[tuple[str, ...]]:
+    """The cheap metrics in tasks: one each, but those sharing a cut point's ``cache`` together (one thread)."""
+    sharing = tuple(name for name in cheap if "cache" in metrics[name].options)
+    return [*((name,) for name in cheap if name not in sharing), *([sharing] if sharing else [])]
+
+
+def _largest_product(features: Mapping[str, Any], layers: Sequence[str]) -> float:
+    """The largest Gram product a score at ``layers`` computes (N x D x min(N, D), LogME's and H-score's)."""
+    largest = 0.0
+    for layer in layers:
+        n, d = (features[layer].shape + (1,))[:2]
+        largest = max(largest, float(n) * d * min(n, d))
+    return largest
 
 
 @contextmanager

@@ -83,8 +83,8 @@ class Metric:
             ask for ``groups`` is given one row per content when the data holds copies.
             ``"device"``: the torch device to compute on (``cuda``, ``cuda:N``) when the run has an
             accelerator, else None (compute on the CPU, in NumPy). ``"threads"``: how many threads the
-            function may run its own independent parts on (the probe's folds); BLAS is held at one
-            thread each while scores run.
+            function may run its own independent parts on (the probe's folds): 1 for a candidate's
+            scores, which already run beside each other, the CPUs for the raw baseline after them.
         concurrent: the function may run on several threads at once, beside other metrics (it keeps
             no state outside its arguments and ``cache``, and its heavy work releases the interpreter
             lock, as NumPy's does). Such metrics are scored on a pool of threads; the others (the

@@ -107,8 +107,8 @@ CSV_COLUMNS = (
 CSV_TAIL = (
     "consensus", "rank", "strategy", "cut", "finetune_arg", "expected_accuracy", "uncertainty", "interval_low",
     "interval_high", "interval_level", "status",
-    "layer", "depth", "arm", "epoch", "train_loss", "val_loss", "val_accuracy", "val_balanced_accuracy", "val_f1",
-    "seconds", "achieved_accuracy", "gain_over_scratch",
+    "layer", "depth", "arm", "epoch", "train_loss", "val_loss", "val_accuracy", "val_balanced_accuracy",
+    "seconds", "achieved_accuracy", "gain_over_scratch", "val_f1",
 )  # fmt: skip
 
 
