@@ -139,6 +139,12 @@ def test_concurrent_metrics_run_on_the_pool_threads_and_the_others_on_the_caller
     where.clear()
     scored(features, labels, auto=True, metrics=metrics)
     assert where["pooled"] == where["alone"] == {caller}
+    # scores for a CUDA device queue on one stream: one at a time, whatever the threads
+    where.clear()
+    pooled = {"pooled": metrics["pooled"]}
+    on_device = CutPointScoring("m", pooled, labels, {"device": "cuda:0"}, frozenset(), lambda _: None, 2)
+    on_device.score_features(features, LAYERS, ["pooled"], auto=True)
+    assert where["pooled"] == {caller}
 
 
 @pytest.mark.parametrize("threads", [1, 2])

@@ -142,9 +142,7 @@ def _score_candidate(
             task.record(score)
         keep(score)
 
-    # on a CUDA device the scores queue on one stream: threads would only contend for it
-    threads = scoring_threads() if device is None else 1
-    scoring = CutPointScoring(model, available, labels, run, task.done, emit, threads)
+    scoring = CutPointScoring(model, available, labels, run, task.done, emit, scoring_threads())
     scoring.score_features(features, layers, feature_metrics, auto=isinstance(task.layers, str), say=say.say)
     if probability_metrics and has_head:
         probabilities = _source_probabilities(backbone, features["pre_logits"])

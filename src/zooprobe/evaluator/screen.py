@@ -110,8 +110,9 @@ def plan_scoring(
 class CutPointScoring:
     """One candidate's scores through the metric door, by :func:`plan_scoring`'s plan: ``done`` holds the
     (layer, metric) pairs recorded already (not recomputed), ``emit`` takes each new score. With ``threads``
-    above one, the scores of metrics declared ``concurrent`` compute at once on a pool (:func:`scoring_pool`),
-    the others in the calling thread; they are emitted in the same order, with the same values, as on one thread."""
+    above one, on the CPU (the run's ``device`` None), the scores of metrics declared ``concurrent`` compute
+    at once on a pool (:func:`scoring_pool`), the others in the calling thread; they are emitted in the same
+    order, with the same values, as on one thread."""
 
     model: str
     metrics: Mapping[str, Metric]
@@ -182,8 +183,10 @@ class CutPointScoring:
             tasks = [cheap[(layer, group)] for layer in distinct for group in groups if (layer, group) in cheap]
             return tasks + [probes[layer] for layer in probed or list(probes) if layer in probes]
 
-        # Products large enough for BLAS to use every core themselves keep it, one score at a time.
-        threads = self.threads if _largest_product(features, distinct) < LARGE_PRODUCT else 1
+        # One score at a time on a CUDA device (the scores queue on one stream: threads would only contend
+        # for it) and where products are large enough for BLAS to use every core itself.
+        on_cpu = self.run.get("device") is None
+        threads = self.threads if on_cpu and _largest_product(features, distinct) < LARGE_PRODUCT else 1
         recorded: set[int] = set()
         with scoring_pool(threads) as pool:
             inline = _Inline()
