@@ -62,6 +62,50 @@ def test_minimize_returns_at_a_stationary_start() -> None:
     assert (result.evaluations, result.iterations, result.loss) == (1, 0, 0.0)
 
 
+def test_row_block_products_equal_dense_ones_and_padding_stays_out() -> None:
+    rng = np.random.default_rng(1)
+    matrix = rng.normal(size=(100, 24)).astype(np.float32)  # 3 blocks of 48 rows, the last 44 of padding
+    blocks = probe._RowBlocks(matrix)
+    assert blocks.stacked.shape == (3, probe.BLOCK_ROWS, 24) and len(blocks) == 100
+    np.testing.assert_array_equal(blocks.matrix, matrix)
+    for classes in (6, 2, 6):  # the buffers follow the other side's width
+        weight = rng.normal(size=(24, classes)).astype(np.float32)
+        product = blocks @ weight
+        assert product.shape == (100, classes)
+        np.testing.assert_allclose(product, matrix @ weight, rtol=1e-5, atol=1e-5)
+        # rows of the other side as the probe passes them (a transposed C x N array); padding left at zero
+        other = np.ascontiguousarray(rng.normal(size=(classes, 100)).astype(np.float32)).T
+        out = np.full((24, classes), np.nan, dtype=np.float32)
+        blocks.transpose_times(other, out=out)
+        np.testing.assert_allclose(out, matrix.T @ other, rtol=1e-4, atol=1e-4)
+
+
+def test_probe_fits_wide_features_in_row_blocks_to_the_same_optimum() -> None:
+    from zooprobe.evaluator.scores import linear_probe
+
+    rng = np.random.default_rng(2)
+    labels = np.arange(120) % 3
+    features = (rng.normal(size=(120, probe.BLOCKED_WIDTH)) + 0.3 * labels[:, None]).astype(np.float32)
+    dense, blocked = probe._Softmax(probe.BLOCKED_WIDTH, 3), probe._Softmax(probe.BLOCKED_WIDTH, 3)
+    dense.fit(features, labels, 0.1, 500, tolerance=1e-7)
+    blocked.fit(probe._RowBlocks(features), labels, 0.1, 500, tolerance=1e-7)
+    np.testing.assert_allclose(blocked.state()[0], dense.state()[0], atol=1e-4)
+    # and the probe hands its wide, few-class training rows over in blocks (the fit sees them)
+    seen: list[type] = []
+    original = probe._Softmax.fit
+
+    def fit(self: probe._Softmax, x: object, *args: object, **kwargs: object) -> None:
+        seen.append(type(x))
+        original(self, x, *args, **kwargs)  # type: ignore[arg-type]
+
+    probe._Softmax.fit = fit  # type: ignore[method-assign]
+    try:
+        linear_probe(np.vstack([features] * 7), np.tile(labels, 7), folds=3)  # 560 training rows > the width
+    finally:
+        probe._Softmax.fit = original  # type: ignore[method-assign]
+    assert seen and set(seen) == {probe._RowBlocks}
+
+
 def test_lower_triangular_products_equal_dense_ones() -> None:
     rng = np.random.default_rng(0)
     lower = np.tril(rng.normal(size=(70, 70))).astype(np.float32)
