@@ -49,12 +49,13 @@ __all__ = [
 
 def _tridiagonal_form(matrix: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
     """Householder reduction Q^T A Q = T of a symmetric matrix (overwritten): T's two diagonals, Q's reflectors, tau."""
-    from scipy.linalg import lapack
+    from .lapack_free import dsytrd_lower
 
     # The transpose of a C-ordered symmetric matrix is the same matrix in the Fortran order LAPACK
-    # works in (no copy); the default workspace would select the unblocked reduction (2x slower).
-    work = int(lapack.dsytrd_lwork(len(matrix), lower=1)[0])
-    reflectors, diagonal, off_diagonal, tau, info = lapack.dsytrd(matrix.T, lower=1, overwrite_a=1, lwork=work)
+    # works in (no copy), reduced in place with the optimal (blocked) workspace; called with the
+    # interpreter lock released, as the scores beside it on the pool need (:mod:`.lapack_free`).
+    reflectors = matrix.T
+    diagonal, off_diagonal, tau, info = dsytrd_lower(reflectors)
     if info != 0:
         raise ScoreInputError(f"the feature Gram matrix could not be reduced to tridiagonal form (dsytrd info={info})")
     return diagonal, off_diagonal, reflectors, tau
@@ -273,7 +274,9 @@ def hscore(features: Any, labels: Any, *, rcond: float = 1e-10) -> float:
 
 def _hscore(f: FloatArray, y: npt.NDArray[np.int64], features: Any, rcond: float) -> float:
     import numpy as np
-    from scipy.linalg import cholesky, solve_triangular
+    from scipy.linalg import solve_triangular
+
+    from .lapack_free import dpotrf_lower
 
     if np.may_share_memory(f, features):
         f = f.copy()  # centred in place below: never the caller's array
@@ -285,7 +288,8 @@ def _hscore(f: FloatArray, y: npt.NDArray[np.int64], features: Any, rcond: float
     # Pseudo-inverse by a Cholesky solve with a tiny relative ridge: class means lie in the span of
     # the data, so directions the data do not cover contribute nothing either way.
     cov.flat[:: len(cov) + 1] += rcond * max(float(np.trace(cov)) / len(cov), 1e-300)
-    factor = cholesky(cov, lower=True, overwrite_a=True, check_finite=False)
+    factor = cov.T  # the same symmetric matrix in Fortran order, factored in place (the lock released)
+    dpotrf_lower(factor)
     solved = solve_triangular(factor, means.T, lower=True, check_finite=False)  # ||L^-1 mu||^2 = mu^T cov^-1 mu
     return float((counts / n) @ (solved**2).sum(axis=0))
 
