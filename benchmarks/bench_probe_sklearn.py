@@ -4,7 +4,8 @@ zooprobe's probe fits multinomial logistic regression with its own L-BFGS (:mod:
 on a NumPy objective; scikit-learn's ``LogisticRegression`` (lbfgs) minimises the same objective (the
 mean loss plus ||W||^2 / (2 C N)) with SciPy's L-BFGS-B and its Cython loss. Features: every cut
 point an assessment scores of MobileNetV2 (torchvision) and EfficientNet-Lite0 (timm) on scikit-learn's
-digits, standardised by the training rows of one stratified 80/20 split. Each pair of fits uses the
+digits, standardised by the training rows of one stratified 80/20 split, passed to each fit as the probe
+passes them (wide rows in blocks, :func:`zooprobe.evaluator.probe.fitting_rows`). Each pair of fits uses the
 same C, gradient tolerance (the probe's, 1e-4), iteration cap (100), float32 data and one BLAS
 thread, so only the implementations differ. Printed: CPU seconds of each fit (the least of
 ``--runs``), the ratio scikit-learn / zooprobe, the objective each reached (float64) and the held-out
@@ -81,11 +82,11 @@ def objective(x: Any, y: Any, weight: Any, bias: Any, c: float) -> float:
 
 
 def fit_ours(x: Any, y: Any, classes: int, c: float) -> Any:
-    """zooprobe's probe fit from zeros, as the probe's folds are fitted."""
-    from zooprobe.evaluator.probe import TOLERANCE, _Softmax
+    """zooprobe's probe fit from zeros, as the probe's folds are fitted (wide rows in blocks, as it passes them)."""
+    from zooprobe.evaluator.probe import TOLERANCE, _Softmax, fitting_rows
 
     model = _Softmax(x.shape[1], classes)
-    model.fit(x, y, c, 100, TOLERANCE)
+    model.fit(fitting_rows(x, classes), y, c, 100, TOLERANCE)
     return model
 
 

@@ -143,6 +143,13 @@ BLOCKED_WIDTH = 512
 BLOCKED_CLASSES = 16
 
 
+def fitting_rows(x: Any, classes: int) -> Any:
+    """Training rows ``x`` as the NumPy fits take them: in :class:`_RowBlocks` when wide, for few classes."""
+    if x.shape[1] >= BLOCKED_WIDTH and classes <= BLOCKED_CLASSES:
+        return _RowBlocks(x)
+    return x
+
+
 class _Softmax:
     """Multinomial logistic regression fitted by full-batch L-BFGS (sklearn's objective and C).
 
@@ -344,8 +351,8 @@ def _probe(
             # float32 input in float64: 2x the time).
             basis, triangular = qr(x_train.T, mode="economic", overwrite_a=True, check_finite=False)  # D x N, N x N
             x_train, x_test = _LowerTriangular(np.ascontiguousarray(triangular.T)), x_test @ basis
-        elif settings.device is None and x_train.shape[1] >= BLOCKED_WIDTH and classes <= BLOCKED_CLASSES:
-            x_train = _RowBlocks(x_train)
+        elif settings.device is None:
+            x_train = fitting_rows(x_train, classes)
         return x_train, y[train], x_test, y[test], basis
 
     sweep_split = split(0, settings.sweep_examples)
