@@ -47,6 +47,13 @@ def test_dpotrf_lower_is_scipys_cholesky_and_refuses_what_is_not_positive_defini
         dsytrd_lower(symmetric(5).astype(np.float32, order="F"))
 
 
+def test_a_routine_of_another_signature_is_refused() -> None:
+    from zooprobe.evaluator import lapack_free
+
+    with pytest.raises(RuntimeError, match=r"cython_lapack\.dpotrf is void \(char \*, int \*"):
+        lapack_free._routine("dpotrf", lapack_free._CHAR, lapack_free._INT, lapack_free._DOUBLE, lapack_free._INT)
+
+
 @pytest.mark.parametrize(
     "call",
     [lambda m: dsytrd_lower(m), lambda m: dpotrf_lower(m)],

@@ -17,6 +17,7 @@ from typing import Any
 _INT = ctypes.POINTER(ctypes.c_int)
 _DOUBLE = ctypes.POINTER(ctypes.c_double)
 _CHAR = ctypes.c_char_p
+_KINDS = {"char *": _CHAR, "int *": _INT, "d *": _DOUBLE}  # C parameter (SciPy's double typedef: "..._d *")
 
 
 @cache
@@ -29,7 +30,14 @@ def _routine(name: str, *argument_types: Any) -> Any:
     capsule_name.restype, capsule_name.argtypes = ctypes.c_char_p, [ctypes.py_object]
     pointer = ctypes.pythonapi.PyCapsule_GetPointer
     pointer.restype, pointer.argtypes = ctypes.c_void_p, [ctypes.py_object, ctypes.c_char_p]
-    return ctypes.CFUNCTYPE(None, *argument_types)(pointer(capsule, capsule_name(capsule)))
+    # The capsule's name is the C signature: check it is the one called here (32-bit LAPACK integers,
+    # doubles), so that a SciPy built otherwise fails loudly instead of reading the wrong widths.
+    signature = capsule_name(capsule)
+    parameters = signature.decode().removeprefix("void (").removesuffix(")").split(", ")
+    kinds = [_KINDS.get("d *" if parameter.endswith("_d *") else parameter) for parameter in parameters]
+    if kinds != list(argument_types):
+        raise RuntimeError(f"SciPy's cython_lapack.{name} is {signature.decode()}, not the signature zooprobe calls")
+    return ctypes.CFUNCTYPE(None, *argument_types)(pointer(capsule, signature))
 
 
 def _int(value: int) -> Any:
