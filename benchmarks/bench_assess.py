@@ -12,7 +12,10 @@ alone alternate N more times, and the ratio of the least CPU seconds of each is 
 robust figure under load, since contention adds to CPU time (threads spinning) but never removes any.
 ``--finetune`` also fine-tunes each candidate (strategy ``full``) for comparison.
 
-    python benchmarks/bench_assess.py [--resolution 64] [--no-warm] [--repeats 2] [--finetune [--epochs 3]]
+Both run with glibc's allocator thresholds as the CLI sets them (``--glibc-defaults`` keeps glibc's own).
+
+    python benchmarks/bench_assess.py [--resolution 64] [--no-warm] [--repeats 2] [--glibc-defaults]
+        [--finetune [--epochs 3]]
 """
 
 from __future__ import annotations
@@ -108,7 +111,14 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--no-warm", action="store_true", help="skip the rerun on cached features")
     parser.add_argument("--repeats", type=int, default=0, help="alternate assessment and extraction N more times")
+    parser.add_argument(
+        "--glibc-defaults", action="store_true", help="keep glibc's allocator thresholds (the CLI sets its own)"
+    )
     args = parser.parse_args()
+    if not args.glibc_defaults:  # both sides as `zooprobe assess` runs them (zooprobe.allocator)
+        from zooprobe.allocator import keep_working_memory
+
+        print(f"glibc's allocator keeps working memory: {keep_working_memory()}")
 
     import zooprobe
     from zooprobe.catalog.store import Catalog

@@ -140,8 +140,11 @@ def assess(
       zooprobe assess --data train.csv --models hf:sentence-transformers/all-MiniLM-L6-v2 --format json
       zooprobe assess --data ./photos --query "resnet" --top 20 --executor ray --ray-address 10.0.0.5:6379
     """
+    from ..allocator import keep_working_memory
     from ..evaluator.assess import AssessError
     from ..evaluator.assess import assess as run_assessment
+
+    keep_working_memory()  # the networks' activations stay on the heap between batches (see zooprobe.allocator)
 
     if resume:
         fixed = ["models", "query", "top", "metrics", "layers", "budget", "resolution", "folds", "seed"]

@@ -131,8 +131,11 @@ def finetune_cmd(
       zooprobe finetune --data /shared/photos --model ID --strategy full --baseline scratch \\
           --executor ray --ray-address 10.0.0.5:6379 --home /shared/zooprobe
     """
+    from ..allocator import keep_working_memory
     from ..data.hygiene import check_policy
     from ..finetuning.finetune import epochs_table_rows, finetune
+
+    keep_working_memory()  # the networks' activations stay on the heap between batches (see zooprobe.allocator)
 
     if resume is not None:
         fixed = ["data", "model", "strategy", "from_run", "epochs", "baseline", "lr", "batch_size", "seed"]

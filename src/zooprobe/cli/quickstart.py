@@ -107,6 +107,7 @@ def quickstart(
       zooprobe quickstart --text
       zooprobe quickstart --text --data ./pairs.csv --models hf:sentence-transformers/all-MiniLM-L6-v2
     """
+    from ..allocator import keep_working_memory
     from ..catalog.store import Catalog, Query
     from ..evaluator.assess import assess
     from ..evaluator.interval import interval_meaning, stated_in
@@ -118,6 +119,7 @@ def quickstart(
     from ._common import sync_with_progress
 
     started = time.perf_counter()
+    keep_working_memory()  # the networks' activations stay on the heap between batches (see zooprobe.allocator)
     home = home or default_home()
     reports = out or home / "reports"
     try:  # before minutes of work, not at step 5
