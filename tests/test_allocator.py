@@ -56,13 +56,14 @@ def test_the_users_own_choice_is_left_alone() -> None:
     assert churn(ZOOPROBE_KEEP_MEMORY="0")[0] is False
 
 
-def test_the_commands_that_run_networks_keep_it(tmp_path: Path) -> None:
+def test_the_commands_that_run_networks_keep_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from click.testing import CliRunner
 
     from zooprobe import allocator
     from zooprobe.cli import cli
 
-    allocator._kept = False  # as if the user had opted out: the commands must ask, and leave it so
+    # as if already decided (opted out): the commands must ask, and this test process keeps glibc's own
+    monkeypatch.setattr(allocator, "_kept", False)
     calls: list[str] = []
     original = allocator.keep_working_memory
 
@@ -70,13 +71,9 @@ def test_the_commands_that_run_networks_keep_it(tmp_path: Path) -> None:
         calls.append("called")
         return original()
 
-    allocator.keep_working_memory = recorded  # type: ignore[assignment]
-    try:
-        (tmp_path / "file").write_text("")
-        # each fails on its input at once (exit 2), after the command has started
-        for command in (["assess"], ["finetune"], ["quickstart", "--out", str(tmp_path / "file" / "reports")]):
-            assert CliRunner().invoke(cli, command).exit_code == 2
-    finally:
-        allocator.keep_working_memory = original  # type: ignore[assignment]
-        allocator._kept = None
+    monkeypatch.setattr(allocator, "keep_working_memory", recorded)
+    (tmp_path / "file").write_text("")
+    # each fails on its input at once (exit 2), after the command has started
+    for command in (["assess"], ["finetune"], ["quickstart", "--out", str(tmp_path / "file" / "reports")]):
+        assert CliRunner().invoke(cli, command).exit_code == 2
     assert len(calls) == 3

@@ -80,7 +80,7 @@ def test_row_block_products_equal_dense_ones_and_padding_stays_out() -> None:
         np.testing.assert_allclose(out, matrix.T @ other, rtol=1e-4, atol=1e-4)
 
 
-def test_probe_fits_wide_features_in_row_blocks_to_the_same_optimum() -> None:
+def test_probe_fits_wide_features_in_row_blocks_to_the_same_optimum(monkeypatch: pytest.MonkeyPatch) -> None:
     from zooprobe.evaluator.scores import linear_probe
 
     rng = np.random.default_rng(2)
@@ -98,11 +98,8 @@ def test_probe_fits_wide_features_in_row_blocks_to_the_same_optimum() -> None:
         seen.append(type(x))
         original(self, x, *args, **kwargs)  # type: ignore[arg-type]
 
-    probe._Softmax.fit = fit  # type: ignore[method-assign]
-    try:
-        linear_probe(np.vstack([features] * 7), np.tile(labels, 7), folds=3)  # 560 training rows > the width
-    finally:
-        probe._Softmax.fit = original  # type: ignore[method-assign]
+    monkeypatch.setattr(probe._Softmax, "fit", fit)
+    linear_probe(np.vstack([features] * 7), np.tile(labels, 7), folds=3)  # 560 training rows > the width
     assert seen and set(seen) == {probe._RowBlocks}
 
 
