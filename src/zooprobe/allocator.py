@@ -43,7 +43,10 @@ def keep_working_memory() -> bool:
     if chosen or os.environ.get("ZOOPROBE_KEEP_MEMORY", "1") == "0":
         return False
     import ctypes
+    import sys
 
+    if not sys.platform.startswith("linux"):  # glibc is Linux's (and CDLL(None) is not Windows')
+        return False
     libc = ctypes.CDLL(None)
     if not hasattr(libc, "gnu_get_libc_version"):  # not glibc: its mallopt parameters may mean other things
         return False
