@@ -15,6 +15,7 @@ import os
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ..allocator import bound_worker_heap
 from ..backbones.contract import Backbone
 from ..backbones.resize import resized_size
 from ..data.datasets import Dataset, stratified_split
@@ -150,20 +151,6 @@ def _as_is(batch: Any) -> Any:
     return batch
 
 
-def _bounded_heap(_worker_id: int) -> None:
-    """Make a worker's batch-sized buffers come from mmap and go back when freed. glibc otherwise raises
-    its mmap threshold at the first free of one and serves the next ones from a heap that fragments: a
-    worker then grew by about one batch per batch (measured: 330 MB to 1.5 GB over 120 batches at 224 px)."""
-    import ctypes
-    import ctypes.util
-
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD at glibc's own initial value, now fixed
-    except (OSError, AttributeError):  # not glibc: its allocator has no such threshold to pin
-        pass
-
-
 def loader_workers(dataset: Dataset) -> int:
     """Worker processes for a streamed split: none for texts and images held in memory (the main process
     prepares them faster than it could hand them over), else up to two decoding image files, as feature
@@ -210,7 +197,7 @@ class StreamedBatches:
             batch_size=None,
             sampler=self._sampler,
             collate_fn=_as_is,
-            worker_init_fn=_bounded_heap,
+            worker_init_fn=bound_worker_heap,
             num_workers=workers,
             persistent_workers=workers > 0,
             prefetch_factor=2 if workers > 0 else None,
