@@ -26,6 +26,11 @@ if TYPE_CHECKING:
 LARGE_PRODUCT = 1e10
 
 
+def gram_product(rows: int, columns: int) -> float:
+    """Multiply-adds of the smaller Gram matrix of an N x D matrix (N x D x min(N, D)): LogME's largest product."""
+    return float(rows) * columns * min(rows, columns)
+
+
 def blas_threads(multiply_adds: float) -> AbstractContextManager[Any]:
     """One BLAS thread while the largest product inside has fewer than :data:`LARGE_PRODUCT`
     ``multiply_adds``, else BLAS's own setting (all cores, unless another thread holds it at one)."""

@@ -25,7 +25,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .probe import ProbeResult, linear_probe
-from .score_inputs import ScoreInputError, blas_threads, check_score_input, float32_ready, stratified_folds
+from .score_inputs import (
+    ScoreInputError,
+    blas_threads,
+    check_score_input,
+    float32_ready,
+    gram_product,
+    stratified_folds,
+)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -136,7 +143,7 @@ def logme_fit(features: Any, labels: Any, *, tolerance: float = 1e-8, device: st
     """LogME with its fitted alpha, beta per class; see :func:`logme`."""
     f, y = check_score_input(features, labels)
     n, d = f.shape
-    with blas_threads(float(n) * d * min(n, d)):  # the Gram matrix and its reduction
+    with blas_threads(gram_product(n, d)):  # the Gram matrix and its reduction
         return _logme_fit(f, y, tolerance, device)
 
 

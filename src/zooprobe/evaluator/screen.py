@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .score_inputs import LARGE_PRODUCT, single_blas_thread
+from .score_inputs import LARGE_PRODUCT, gram_product, single_blas_thread
 from .scoring import score_metric
 
 if TYPE_CHECKING:
@@ -268,12 +268,8 @@ def _cheap_tasks(metrics: Mapping[str, Metric], cheap: Sequence[str]) -> list[tu
 
 
 def _largest_product(features: Mapping[str, Any], layers: Sequence[str]) -> float:
-    """The largest Gram product a score at ``layers`` computes (N x D x min(N, D), LogME's and H-score's)."""
-    largest = 0.0
-    for layer in layers:
-        n, d = (features[layer].shape + (1,))[:2]
-        largest = max(largest, float(n) * d * min(n, d))
-    return largest
+    """The largest Gram product a score at ``layers`` computes (:func:`~.score_inputs.gram_product`)."""
+    return max((gram_product(*(features[layer].shape + (1,))[:2]) for layer in layers), default=0.0)
 
 
 @contextmanager
